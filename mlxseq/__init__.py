@@ -1,0 +1,17 @@
+"""mlxseq: recurrent sequence models on MLX, with PyTorch's parameters and numbers.
+
+Public API::
+
+    mlxseq.RNN, mlxseq.GRU, mlxseq.LSTM                # layers (mlxseq.layers)
+    mlxseq.RNNCell, mlxseq.GRUCell, mlxseq.LSTMCell    # single steps
+"""
+
+# The optimized BLAS must be in place before anything imports mlx.core.
+from mlxseq import blas as _blas
+
+_blas.preload()
+
+from mlxseq._version import __version__  # noqa: E402
+from mlxseq.layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
+
+__all__ = ["__version__", "RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell"]

@@ -1,0 +1,254 @@
+"""Multi-layer, optionally bidirectional RNN, GRU and LSTM with PyTorch's parameters.
+
+Parameters carry torch.nn's names, shapes, gate order and initialisation
+(``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}``,
+``weight_hr_l{k}``, each with ``_reverse`` for the backward direction), so a
+PyTorch state dict loads by name and gives PyTorch's numbers::
+
+    lstm.load_weights([(k, mx.array(v.numpy())) for k, v in torch_lstm.state_dict().items()])
+
+Inputs are batch-first ``(B, T, D)`` (MLX's convention) or unbatched ``(T, D)``.
+Internally every layer runs time-major: one matmul projects the inputs of all
+steps, then :func:`mlxseq.layers.scan.scan` runs the recurrence.
+"""
+
+import math
+import warnings
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from mlxseq.layers import gates as gate_math
+from mlxseq.layers.scan import scan
+from mlxseq.layers.validation import check_input, check_lengths, check_state
+
+
+class _Recurrent(nn.Module):
+    """Shared body of :class:`RNN`, :class:`GRU` and :class:`LSTM`."""
+
+    _math: gate_math.GateMath
+
+    def __init__(self, input_size, hidden_size, num_layers, bias, dropout, bidirectional, proj_size=0):
+        super().__init__()
+        if not isinstance(hidden_size, int) or hidden_size < 1:
+            raise ValueError(f"hidden_size must be a positive integer, got {hidden_size!r}")
+        if not isinstance(input_size, int) or input_size < 1:
+            raise ValueError(f"input_size must be a positive integer, got {input_size!r}")
+        if not isinstance(num_layers, int) or num_layers < 1:
+            raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
+        if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
+            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+        if proj_size < 0 or proj_size >= hidden_size:
+            raise ValueError(f"proj_size must be in [0, hidden_size={hidden_size}), got {proj_size}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                f"dropout={dropout} has no effect with num_layers=1: dropout applies between layers",
+                stacklevel=3,
+            )
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bias
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.proj_size = proj_size
+
+        gates = self._math.gates * hidden_size
+        out_size = proj_size or hidden_size
+        scale = 1.0 / math.sqrt(hidden_size)
+        for k in range(num_layers):
+            layer_in = input_size if k == 0 else out_size * self.num_directions
+            for suffix in self._suffixes():
+                shapes = {"weight_ih": (gates, layer_in), "weight_hh": (gates, out_size)}
+                if bias:
+                    shapes.update(bias_ih=(gates,), bias_hh=(gates,))
+                if proj_size:
+                    shapes["weight_hr"] = (proj_size, hidden_size)
+                for name, shape in shapes.items():
+                    setattr(self, f"{name}_l{k}{suffix}", mx.random.uniform(-scale, scale, shape))
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def _suffixes(self):
+        return ("", "_reverse") if self.bidirectional else ("",)
+
+    def _extra_repr(self):
+        return (
+            f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+            f"bias={self.bias}, dropout={self.dropout}, bidirectional={self.bidirectional}"
+        )
+
+    def _run(self, x, states, lengths):
+        """Shared forward. ``states`` is a tuple of ``(L * dirs, B, ·)`` arrays or None."""
+        x, batched = check_input(x, self.input_size)
+        B, T = x.shape[0], x.shape[1]
+        out_size = self.proj_size or self.hidden_size
+        state_shapes = [(self.num_layers * self.num_directions, B, out_size)]
+        if self._math.num_extra:
+            state_shapes.append((self.num_layers * self.num_directions, B, self.hidden_size))
+        states = check_state(states, state_shapes, batched)
+        mask = None
+        if lengths is not None:
+            if not batched:
+                raise ValueError("lengths requires batched input of shape (B, T, D), got unbatched (T, D)")
+            lengths = check_lengths(lengths, B, T)
+            mask = (mx.arange(T)[:, None] < lengths[None, :])[..., None]  # (T, B, 1)
+
+        layer_input = x.transpose(1, 0, 2)  # (T, B, D)
+        finals = [[] for _ in states] if states is not None else [[] for _ in state_shapes]
+        for k in range(self.num_layers):
+            outputs = []
+            for d, suffix in enumerate(self._suffixes()):
+                index = k * self.num_directions + d
+                init = [s[index] for s in states] if states is not None else None
+                out, last = self._direction(layer_input, k, suffix, init, mask, B, reverse=d == 1)
+                outputs.append(out)
+                for f, s in zip(finals, last):
+                    f.append(s)
+            layer_input = outputs[0] if len(outputs) == 1 else mx.concatenate(outputs, axis=-1)
+            if self.training and self.dropout > 0 and k < self.num_layers - 1:
+                keep = mx.random.bernoulli(1.0 - self.dropout, layer_input.shape)
+                layer_input = mx.where(keep, layer_input / (1.0 - self.dropout), 0.0)
+
+        output = layer_input.transpose(1, 0, 2)  # (B, T, dirs * P)
+        finals = [mx.stack(f) for f in finals]  # (L * dirs, B, ·)
+        if not batched:
+            output = output[0]
+            finals = [f[:, 0] for f in finals]
+        return output, finals
+
+    def _direction(self, layer_input, k, suffix, init, mask, B, reverse):
+        """One layer and direction over time; returns ``(out (T, B, P), final states)``."""
+        p = f"_l{k}{suffix}"
+        w_ih, w_hh = self[f"weight_ih{p}"], self[f"weight_hh{p}"]
+        xp = layer_input @ w_ih.T  # (T, B, G): every step's input projection at once
+        b_hh = None
+        if self.bias:
+            b_ih, b = self[f"bias_ih{p}"], self[f"bias_hh{p}"]
+            if self._math.bias_hh_in_step:
+                xp = xp + b_ih
+                b_hh = b
+            else:
+                xp = xp + (b_ih + b)
+        w_hr = self[f"weight_hr{p}"] if self.proj_size else None
+        if init is None:
+            out_size = self.proj_size or self.hidden_size
+            h0 = mx.zeros((B, out_size), dtype=xp.dtype)
+            extra0 = tuple(mx.zeros((B, self.hidden_size), dtype=xp.dtype) for _ in range(self._math.num_extra))
+        else:
+            h0, extra0 = init[0], tuple(init[1:])
+        out, h_n, extra_n = scan(self._math, xp, h0, extra0, w_hh, b_hh, w_hr, mask, reverse)
+        return out, (h_n, *extra_n)
+
+
+class RNN(_Recurrent):
+    r"""Elman RNN: :math:`h_t = \sigma(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})`.
+
+    Args:
+        input_size (int): features D of the input.
+        hidden_size (int): features H of the hidden state.
+        num_layers (int): stacked layers. Default: ``1``.
+        nonlinearity (str): ``"tanh"`` or ``"relu"``. Default: ``"tanh"``.
+        bias (bool): use ``bias_ih`` and ``bias_hh``. Default: ``True``.
+        dropout (float): dropout on the outputs of each layer but the last,
+            in training mode. Default: ``0``.
+        bidirectional (bool): also run each layer backwards in time. Default: ``False``.
+
+    Call: ``output, h_n = rnn(x, state=None, lengths=None)`` with ``x`` of shape
+    ``(B, T, D)`` or ``(T, D)``; ``output`` ``(B, T, dirs * H)``, ``h_n``
+    ``(num_layers * dirs, B, H)``; ``state`` an initial ``h_0`` of ``h_n``'s
+    shape; ``lengths`` ``(B,)`` valid steps of each sequence (outputs past a
+    sequence's length are 0 and its final state is taken at its last valid step).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+    ):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self._math = gate_math.GATE_MATH[f"rnn_{nonlinearity}"]
+        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional)
+        self.nonlinearity = nonlinearity
+
+    def __call__(self, x, state=None, lengths=None):
+        output, (h_n,) = self._run(x, None if state is None else (state,), lengths)
+        return output, h_n
+
+
+class GRU(_Recurrent):
+    r"""Gated recurrent unit, PyTorch's formulation and gate order (r, z, n):
+
+    .. math::
+        r_t = \sigma(W_{ir} x_t + b_{ir} + W_{hr} h_{t-1} + b_{hr}) \\
+        z_t = \sigma(W_{iz} x_t + b_{iz} + W_{hz} h_{t-1} + b_{hz}) \\
+        n_t = \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn})) \\
+        h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}
+
+    Arguments and call as :class:`RNN` (without ``nonlinearity``).
+    """
+
+    _math = gate_math.GRU
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+    ):
+        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional)
+
+    def __call__(self, x, state=None, lengths=None):
+        output, (h_n,) = self._run(x, None if state is None else (state,), lengths)
+        return output, h_n
+
+
+class LSTM(_Recurrent):
+    r"""Long short-term memory, PyTorch's formulation and gate order (i, f, g, o):
+
+    .. math::
+        i_t = \sigma(W_{ii} x_t + b_{ii} + W_{hi} h_{t-1} + b_{hi}) \\
+        f_t = \sigma(W_{if} x_t + b_{if} + W_{hf} h_{t-1} + b_{hf}) \\
+        g_t = \tanh(W_{ig} x_t + b_{ig} + W_{hg} h_{t-1} + b_{hg}) \\
+        o_t = \sigma(W_{io} x_t + b_{io} + W_{ho} h_{t-1} + b_{ho}) \\
+        c_t = f_t \odot c_{t-1} + i_t \odot g_t \\
+        h_t = o_t \odot \tanh(c_t) \quad (\text{then } h_t = W_{hr} h_t \text{ if proj\_size} > 0)
+
+    Args: as :class:`RNN` (without ``nonlinearity``), plus ``proj_size`` (int):
+    if > 0, the hidden state is projected to this size by ``weight_hr_l{k}``
+    (``h_n`` and ``output`` then have P = proj_size features). Default: ``0``.
+
+    Call: ``output, (h_n, c_n) = lstm(x, state=None, lengths=None)`` with
+    ``c_n`` of shape ``(num_layers * dirs, B, H)``; ``state`` is ``(h_0, c_0)``.
+    """
+
+    _math = gate_math.LSTM
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+    ):
+        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional, proj_size)
+
+    def __call__(self, x, state=None, lengths=None):
+        if state is not None and (not isinstance(state, (tuple, list)) or len(state) != 2):
+            raise ValueError("LSTM state must be a tuple (h_0, c_0)")
+        output, (h_n, c_n) = self._run(x, None if state is None else tuple(state), lengths)
+        return output, (h_n, c_n)

@@ -1,0 +1,199 @@
+"""The time loop of one layer and direction, with a hand-written backward pass.
+
+``scan(math, xp, h0, extra0, w_hh, b_hh, w_hr, mask, reverse)`` runs
+
+    for t in 0..T-1 (or T-1..0 when reverse):
+        hh  = h @ W_hh^T (+ b_hh)                    # (B, G)  one matmul per step
+        y   = gates(xp[t], hh, h, extra)             # (B, H)  one fused kernel
+        h'  = y @ W_hr^T  if projected else y        # (B, P)
+        h, extra = h', extra'  where mask[t]; else kept
+
+with the input projections ``xp`` for all steps computed beforehand in one
+matmul. The backward pass (``mx.custom_function``) walks the steps in the other
+direction with one fused kernel and one matmul per step, and forms the weight
+gradients afterwards as single matmuls over all steps:
+``dW_hh = sum_t dhh_t^T h_{t-1}``, as cuDNN does. Autodiff through the unrolled
+loop would do a small weight-gradient matmul at every step instead.
+
+Masking (variable lengths): ``mask[t, b]`` is ``t < length[b]``. Stepping forward,
+a masked step keeps the state, so the final state is the one at each
+sequence's last valid element; stepping backward (``reverse``), the state
+stays at its initial value through the padding and starts at the last valid
+element. Outputs at masked steps are 0, as after ``pad_packed_sequence``.
+"""
+
+from functools import lru_cache
+
+import mlx.core as mx
+
+from mlxseq.layers.gates import GateMath
+
+
+@lru_cache(maxsize=None)
+def _compiled(fn):
+    return mx.compile(fn)
+
+
+def _merge(m, new, old):
+    return mx.where(m, new, old)
+
+
+def _masked_out(m, new):
+    return mx.where(m, new, 0.0)
+
+
+def _split_grad(m, d_out, d_carry):
+    # out_t = m * h_new and h_t = m ? h_new : h_{t-1}
+    d_new = mx.where(m, d_out + d_carry, 0.0)
+    d_keep = mx.where(m, 0.0, d_carry)
+    return d_new, d_keep
+
+
+def _split_extra_grad(m, d_carry):
+    return mx.where(m, d_carry, 0.0), mx.where(m, 0.0, d_carry)
+
+
+class _Layout:
+    """Positions of the optional arguments of a scan's custom function."""
+
+    def __init__(self, num_extra, has_bias_hh, projected, masked):
+        self.num_extra = num_extra
+        i = 2 + num_extra
+        self.w_hh = i
+        self.b_hh = i + 1 if has_bias_hh else None
+        i += 1 + has_bias_hh
+        self.w_hr = i if projected else None
+        i += projected
+        self.mask = i if masked else None
+        self.num_args = i + masked
+
+
+@lru_cache(maxsize=None)
+def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: bool, reverse: bool):
+    """Build (once per configuration) the custom function for one scan."""
+    layout = _Layout(math.num_extra, has_bias_hh, projected, masked)
+    gates_fwd = _compiled(math.forward)
+    gates_bwd = _compiled(math.backward)
+    merge = _compiled(_merge)
+    masked_out = _compiled(_masked_out)
+    split_grad = _compiled(_split_grad)
+    split_extra_grad = _compiled(_split_extra_grad)
+    ne = math.num_extra
+
+    def steps(T):
+        return range(T - 1, -1, -1) if reverse else range(T)
+
+    def forward(*args):
+        xp, h = args[0], args[1]
+        extra = tuple(args[2 : 2 + ne])
+        w_hh_t = args[layout.w_hh].T
+        b_hh = args[layout.b_hh] if has_bias_hh else None
+        w_hr_t = args[layout.w_hr].T if projected else None
+        mask = args[layout.mask] if masked else None
+        T = xp.shape[0]
+        outs = [None] * T
+        saved = []
+        for t in steps(T):
+            hh = mx.addmm(b_hh, h, w_hh_t) if has_bias_hh else h @ w_hh_t
+            y, extra_new, step_saved = gates_fwd(xp[t], hh, h, *extra)
+            h_new = y @ w_hr_t if projected else y
+            # Saved in step order: inputs of the step and what its gates kept.
+            saved.extend((h, *extra, y, *step_saved))
+            if masked:
+                m = mask[t]
+                outs[t] = masked_out(m, h_new)
+                h = merge(m, h_new, h)
+                extra = tuple(merge(m, e_new, e) for e_new, e in zip(extra_new, extra))
+            else:
+                outs[t] = h = h_new
+                extra = extra_new
+        return (mx.stack(outs), h, *extra, *saved)
+
+    def backward(primals, cotangents, outputs):
+        xp = primals[0]
+        w_hh = primals[layout.w_hh]
+        w_hr = primals[layout.w_hr] if projected else None
+        mask = primals[layout.mask] if masked else None
+        T = xp.shape[0]
+        d_out = cotangents[0]
+        dh = cotangents[1]
+        d_extra = tuple(cotangents[2 : 2 + ne])
+        saved = outputs[2 + ne :]
+        per_step = len(saved) // T
+        d_xh, d_hh, h_prevs, d_hnew, ys = [None] * T, [None] * T, [None] * T, [None] * T, [None] * T
+        for k, t in enumerate(reversed(steps(T))):
+            base = (T - 1 - k) * per_step
+            h_prev = saved[base]
+            extra_prev = tuple(saved[base + 1 : base + 1 + ne])
+            y = saved[base + 1 + ne]
+            step_saved = tuple(saved[base + 2 + ne : base + per_step])
+            if masked:
+                m = mask[t]
+                d_new, dh_keep = split_grad(m, d_out[t], dh)
+                pairs = [split_extra_grad(m, d) for d in d_extra]
+                d_extra_new = tuple(p[0] for p in pairs)
+                d_extra_keep = tuple(p[1] for p in pairs)
+            else:
+                d_new = d_out[t] + dh
+                d_extra_new = d_extra
+            dy = d_new @ w_hr if projected else d_new
+            dxh, dhh, dh_direct, d_extra_prev = gates_bwd(dy, d_extra_new, h_prev, extra_prev, step_saved)
+            dhh = dxh if dhh is None else dhh
+            dh = dhh @ w_hh
+            if dh_direct is not None:
+                dh = dh + dh_direct
+            if masked:
+                dh = dh + dh_keep
+                d_extra_prev = tuple(a + b for a, b in zip(d_extra_prev, d_extra_keep))
+            d_extra = d_extra_prev
+            d_xh[t], d_hh[t], h_prevs[t], d_hnew[t], ys[t] = dxh, dhh, h_prev, d_new, y
+
+        grads = [None] * layout.num_args
+        grads[0] = mx.stack(d_xh)  # (T, B, G)
+        grads[1] = dh
+        grads[2 : 2 + ne] = d_extra
+        B = xp.shape[1]
+        dhh_all = grads[0] if math.name != "gru" else mx.stack(d_hh)
+        dhh_all = dhh_all.reshape(T * B, -1)  # (T*B, G)
+        grads[layout.w_hh] = dhh_all.T @ mx.stack(h_prevs).reshape(T * B, -1)
+        if has_bias_hh:
+            grads[layout.b_hh] = dhh_all.sum(axis=0)
+        if projected:
+            d_hnew_all = mx.stack(d_hnew).reshape(T * B, -1)  # (T*B, P)
+            grads[layout.w_hr] = d_hnew_all.T @ mx.stack(ys).reshape(T * B, -1)
+        if masked:
+            grads[layout.mask] = mx.zeros_like(mask)
+        return tuple(grads)
+
+    fn = mx.custom_function(forward)
+    fn.vjp(backward)
+    return fn, layout
+
+
+def scan(math, xp, h0, extra0, w_hh, b_hh=None, w_hr=None, mask=None, reverse=False):
+    """Run one layer-direction over time.
+
+    Args:
+        math: the cell's :class:`GateMath`.
+        xp: input projections ``(T, B, G)``, time-major, biases included
+            (for GRU only ``b_ih``; pass ``b_hh`` separately).
+        h0: initial hidden state ``(B, P)``; extra0: tuple of other initial
+            states, LSTM ``(c0,)`` of shape ``(B, H)``.
+        w_hh: ``(G, P)``; b_hh: ``(G,)`` for GRU; w_hr: ``(P, H)`` projection.
+        mask: ``(T, B, 1)`` booleans, ``t < length``; None when all valid.
+        reverse: walk from the last step to the first.
+
+    Returns:
+        ``(outputs (T, B, P), h_T (B, P), extra_T)``.
+    """
+    fn, layout = _scan_function(math, b_hh is not None, w_hr is not None, mask is not None, reverse)
+    args = [xp, h0, *extra0, w_hh]
+    if b_hh is not None:
+        args.append(b_hh)
+    if w_hr is not None:
+        args.append(w_hr)
+    if mask is not None:
+        args.append(mask)
+    results = fn(*args)
+    ne = math.num_extra
+    return results[0], results[1], tuple(results[2 : 2 + ne])
