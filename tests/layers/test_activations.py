@@ -18,4 +18,4 @@ def test_tanh_and_sigmoid_accuracy():
     small = np.float32([1e-8, -3e-9, 1e-20, 1e-3])
     np.testing.assert_allclose(np.array(activations.tanh(mx.array(small))), np.tanh(small), rtol=3e-7)
     s = np.array(mx.compile(activations.sigmoid)(mx.array(x)))
-    assert np.abs(s - 0.5 + 0.5 * np.tanh(0.5 * x.astype(np.float64))).max() < 3e-7
+    assert np.abs(s - (0.5 + 0.5 * np.tanh(0.5 * x.astype(np.float64)))).max() < 3e-7
