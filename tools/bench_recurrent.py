@@ -1,0 +1,215 @@
+"""Tokens per second of recurrent layers: mlxseq vs torch.nn (CPU) vs mlx.nn, in one run.
+
+Each library runs in its own process, so that each gets the BLAS it would get
+as installed: mlxseq loads OpenBLAS before MLX; "mlx.nn" is a plain install
+(the wheel's reference BLAS on Linux); "mlx.nn+OpenBLAS" is mlx.nn with the
+same BLAS mlxseq uses, to separate the layer code from the BLAS.
+
+Measured: inference (forward) and a training step (forward, backward of
+``output.mean()``, gradients of all parameters), medians after warm-up.
+MLX functions run eagerly and under ``mx.compile``, the faster counts;
+torch runs eagerly (its fused CPU kernels). Tokens are B * T.
+
+    python tools/bench_recurrent.py                 # the README table
+    python tools/bench_recurrent.py --runs 3 --only mlxseq,torch
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+CONFIGS = {
+    1: dict(kind="lstm", B=64, T=50, D=256, H=512, layers=1, bidirectional=False),
+    2: dict(kind="lstm", B=64, T=50, D=256, H=512, layers=2, bidirectional=True),
+    3: dict(kind="gru", B=64, T=50, D=256, H=512, layers=1, bidirectional=False),
+}
+RUNNERS = ("mlxseq", "torch", "mlx.nn", "mlx.nn+OpenBLAS")
+
+
+def _median_time(fn, runs, warmup=2):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# --- workers (each in its own process) ------------------------------------------
+
+
+def _torch_worker(cfg, runs):
+    import torch
+
+    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cfg["kind"]]
+    layer = cls(cfg["D"], cfg["H"], num_layers=cfg["layers"], bidirectional=cfg["bidirectional"], batch_first=True)
+    x = torch.randn(cfg["B"], cfg["T"], cfg["D"])
+
+    def infer():
+        with torch.no_grad():
+            layer(x)
+
+    def train():
+        layer.zero_grad()
+        out, _ = layer(x)
+        out.mean().backward()
+
+    versions = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    return _median_time(infer, runs), _median_time(train, runs), versions
+
+
+def _mlx_layer(cfg, runner):
+    """A layer of the configuration built from mlxseq or from mlx.nn."""
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    if runner == "mlxseq":
+        import mlxseq
+
+        cls = {"lstm": mlxseq.LSTM, "gru": mlxseq.GRU}[cfg["kind"]]
+        return cls(cfg["D"], cfg["H"], num_layers=cfg["layers"], bidirectional=cfg["bidirectional"])
+
+    cls = {"lstm": nn.LSTM, "gru": nn.GRU}[cfg["kind"]]
+
+    class Stacked(nn.Module):
+        # mlx.nn has single-layer, single-direction layers: stack and reverse by hand.
+        def __init__(self):
+            super().__init__()
+            dirs = 2 if cfg["bidirectional"] else 1
+            self.cells = [
+                cls(cfg["D"] if k == 0 else cfg["H"] * dirs, cfg["H"])
+                for k in range(cfg["layers"])
+                for _ in range(dirs)
+            ]
+            self.dirs = dirs
+
+        def __call__(self, x):
+            for k in range(cfg["layers"]):
+                outs = []
+                for d in range(self.dirs):
+                    layer = self.cells[k * self.dirs + d]
+                    if d == 0:
+                        out = layer(x)
+                    else:
+                        out = layer(x[:, ::-1])[:, ::-1]
+                    outs.append(out[0] if isinstance(out, tuple) else out)
+                x = mx.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]
+            return x, None
+
+    return Stacked()
+
+
+def _mlx_worker(cfg, runs, runner):
+    if runner in ("mlxseq", "mlx.nn+OpenBLAS"):
+        from mlxseq import blas
+
+        blas.preload()
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    from mlxseq import blas
+
+    layer = _mlx_layer(cfg, runner)
+    x = mx.random.normal((cfg["B"], cfg["T"], cfg["D"]))
+    mx.eval(layer.parameters(), x)
+
+    def forward(x):
+        return layer(x)[0]
+
+    grad_step = nn.value_and_grad(layer, lambda x: layer(x)[0].mean())
+    used = blas.describe() if runner != "mlx.nn" else "reference BLAS of the mlx wheel"
+    # Each function eagerly and under mx.compile; the faster counts (compiling a
+    # whole unrolled loop is not always a win on the CPU).
+    infer_s = min(_median_time(lambda: mx.eval(f(x)), runs) for f in (forward, mx.compile(forward)))
+    train_s = min(_median_time(lambda: mx.eval(f(x)), runs) for f in (grad_step, mx.compile(grad_step)))
+    return infer_s, train_s, f"mlx {mx.__version__}, {used}"
+
+
+def worker(runner, config, runs):
+    cfg = CONFIGS[config]
+    if runner == "torch":
+        return _torch_worker(cfg, runs)
+    return _mlx_worker(cfg, runs, runner)
+
+
+# --- driver -------------------------------------------------------------------
+
+
+def _run_worker(runner, config, runs, timeout):
+    env = dict(os.environ)
+    if runner == "mlx.nn":
+        env["MLXSEQ_BLAS"] = "reference"
+    cmd = [sys.executable, __file__, "--worker", runner, "--config", str(config), "--runs", str(runs)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"{runner} config {config} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _describe(cfg):
+    layers = f"{cfg['layers']} layer{'s' if cfg['layers'] > 1 else ''}"
+    bi = ", bidirectional" if cfg["bidirectional"] else ""
+    return f"{cfg['kind'].upper()} B={cfg['B']} T={cfg['T']} D={cfg['D']} H={cfg['H']}, {layers}{bi}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=10, help="timed runs per measurement (median)")
+    parser.add_argument("--slow-runs", type=int, default=3, help="timed runs for the plain mlx.nn install")
+    parser.add_argument("--only", default=",".join(RUNNERS), help="comma-separated runners")
+    parser.add_argument("--configs", default="1,2,3", help="comma-separated configuration numbers")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--config", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        infer_s, train_s, versions = worker(args.worker, args.config, args.runs)
+        print(json.dumps({"infer": infer_s, "train": train_s, "versions": versions}))
+        return
+
+    runners = [r for r in args.only.split(",") if r]
+    configs = [int(c) for c in args.configs.split(",")]
+    results, versions = {}, {}
+    for config in configs:
+        for runner in runners:
+            runs = args.slow_runs if runner == "mlx.nn" else args.runs
+            r = _run_worker(runner, config, runs, timeout=3600)
+            results[config, runner] = r
+            versions[runner] = r["versions"]
+            print(f"  measured {runner:16s} config {config}: infer {r['infer']:.4f} s, train {r['train']:.4f} s", file=sys.stderr)
+
+    cpu = platform.processor() or platform.machine()
+    print(f"Machine: {platform.system()} {cpu}, {os.cpu_count()} cores; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}")
+    for runner in runners:
+        print(f"- {runner}: {versions[runner]}")
+    print(f"Medians of {args.runs} runs ({args.slow_runs} for plain mlx.nn) after 2 warm-up runs; tokens = B*T.\n")
+    header = "| config | mode | " + " | ".join(f"{r} tok/s" for r in runners)
+    if "torch" in runners and "mlxseq" in runners:
+        header += " | mlxseq / torch"
+    if "mlx.nn" in runners and "mlxseq" in runners:
+        header += " | mlxseq / mlx.nn"
+    print(header + " |")
+    print("|" + "---|" * (header.count("|")))
+    for config in configs:
+        cfg = CONFIGS[config]
+        tokens = cfg["B"] * cfg["T"]
+        for mode in ("infer", "train"):
+            speed = {r: tokens / results[config, r][mode] for r in runners}
+            row = f"| ({config}) {_describe(cfg)} | {'inference' if mode == 'infer' else 'training step'} | "
+            row += " | ".join(f"{speed[r]:,.0f}" for r in runners)
+            if "torch" in runners and "mlxseq" in runners:
+                row += f" | {speed['mlxseq'] / speed['torch']:.2f}x"
+            if "mlx.nn" in runners and "mlxseq" in runners:
+                row += f" | {speed['mlxseq'] / speed['mlx.nn']:.1f}x"
+            print(row + " |")
+
+
+if __name__ == "__main__":
+    main()
