@@ -11,7 +11,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from mlxseq.layers import gates as gate_math
-from mlxseq.layers.scan import scan
+from mlxseq.layers.scan import project_inputs, scan
 
 
 def _check_cell_input(x, input_size):
@@ -67,14 +67,9 @@ class _Cell(nn.Module):
             states = tuple(
                 _check_cell_state(s, n, B, self.hidden_size, batched) for s, n in zip(states, names)
             )
-        xp = x @ self.weight_ih.T  # (B, G)
-        b_hh = None
-        if self.bias:
-            if self._math.bias_hh_in_step:
-                xp, b_hh = xp + self.bias_ih, self.bias_hh
-            else:
-                xp = xp + (self.bias_ih + self.bias_hh)
-        _, h, extra = scan(self._math, xp[None], states[0], states[1:], self.weight_hh, b_hh)
+        biases = (self.bias_ih, self.bias_hh) if self.bias else ()
+        xp, w_hh, b_hh = project_inputs(self._math, x, self.weight_ih, self.weight_hh, *biases)  # (B, G)
+        _, h, extra = scan(self._math, xp[None], states[0], states[1:], w_hh, b_hh)
         new = (h, *extra)
         return new if batched else tuple(s[0] for s in new)
 

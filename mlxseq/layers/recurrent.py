@@ -19,7 +19,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from mlxseq.layers import gates as gate_math
-from mlxseq.layers.scan import scan
+from mlxseq.layers.scan import project_inputs, scan
 from mlxseq.layers.validation import check_input, check_lengths, check_state
 
 
@@ -122,16 +122,10 @@ class _Recurrent(nn.Module):
     def _direction(self, layer_input, k, suffix, init, mask, B, reverse):
         """One layer and direction over time; returns ``(out (T, B, P), final states)``."""
         p = f"_l{k}{suffix}"
-        w_ih, w_hh = self[f"weight_ih{p}"], self[f"weight_hh{p}"]
-        xp = layer_input @ w_ih.T  # (T, B, G): every step's input projection at once
-        b_hh = None
-        if self.bias:
-            b_ih, b = self[f"bias_ih{p}"], self[f"bias_hh{p}"]
-            if self._math.bias_hh_in_step:
-                xp = xp + b_ih
-                b_hh = b
-            else:
-                xp = xp + (b_ih + b)
+        biases = (self[f"bias_ih{p}"], self[f"bias_hh{p}"]) if self.bias else ()
+        xp, w_hh, b_hh = project_inputs(
+            self._math, layer_input, self[f"weight_ih{p}"], self[f"weight_hh{p}"], *biases
+        )  # xp (T, B, G)
         w_hr = self[f"weight_hr{p}"] if self.proj_size else None
         if init is None:
             out_size = self.proj_size or self.hidden_size

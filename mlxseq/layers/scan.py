@@ -94,11 +94,14 @@ def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: b
         outs = [None] * T
         saved = []
         for t in steps(T):
-            hh = mx.addmm(b_hh, h, w_hh_t) if has_bias_hh else h @ w_hh_t
-            y, extra_new, step_saved = gates_fwd(xp[t], hh, h, *extra)
+            if math.fused_input:
+                y, extra_new, step_saved = gates_fwd(mx.addmm(xp[t], h, w_hh_t), None, h, *extra)
+            else:
+                hh = mx.addmm(b_hh, h, w_hh_t) if has_bias_hh else h @ w_hh_t
+                y, extra_new, step_saved = gates_fwd(xp[t], hh, h, *extra)
             h_new = y @ w_hr_t if projected else y
-            # Saved in step order: inputs of the step and what its gates kept.
-            saved.extend((h, *extra, y, *step_saved))
+            # Saved in step order: the step's states and what its gates kept.
+            saved.extend((h, *extra, *extra_new, y, *step_saved))
             if masked:
                 m = mask[t]
                 outs[t] = masked_out(m, h_new)
@@ -125,8 +128,9 @@ def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: b
             base = (T - 1 - k) * per_step
             h_prev = saved[base]
             extra_prev = tuple(saved[base + 1 : base + 1 + ne])
-            y = saved[base + 1 + ne]
-            step_saved = tuple(saved[base + 2 + ne : base + per_step])
+            extra_new = tuple(saved[base + 1 + ne : base + 1 + 2 * ne])
+            y = saved[base + 1 + 2 * ne]
+            step_saved = tuple(saved[base + 2 + 2 * ne : base + per_step])
             if masked:
                 m = mask[t]
                 d_new, dh_keep = split_grad(m, d_out[t], dh)
@@ -137,7 +141,7 @@ def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: b
                 d_new = d_out[t] + dh
                 d_extra_new = d_extra
             dy = d_new @ w_hr if projected else d_new
-            dxh, dhh, dh_direct, d_extra_prev = gates_bwd(dy, d_extra_new, h_prev, extra_prev, step_saved)
+            dxh, dhh, dh_direct, d_extra_prev = gates_bwd(dy, d_extra_new, h_prev, extra_prev, extra_new, step_saved)
             dhh = dxh if dhh is None else dhh
             dh = dhh @ w_hh
             if dh_direct is not None:
@@ -153,7 +157,7 @@ def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: b
         grads[1] = dh
         grads[2 : 2 + ne] = d_extra
         B = xp.shape[1]
-        dhh_all = grads[0] if math.name != "gru" else mx.stack(d_hh)
+        dhh_all = grads[0] if math.fused_input else mx.stack(d_hh)
         dhh_all = dhh_all.reshape(T * B, -1)  # (T*B, G)
         grads[layout.w_hh] = dhh_all.T @ mx.stack(h_prevs).reshape(T * B, -1)
         if has_bias_hh:
@@ -197,3 +201,32 @@ def scan(math, xp, h0, extra0, w_hh, b_hh=None, w_hr=None, mask=None, reverse=Fa
     results = fn(*args)
     ne = math.num_extra
     return results[0], results[1], tuple(results[2 : 2 + ne])
+
+
+def _scale_gate_rows(w, scale):
+    """Multiply each gate's block of rows of ``w`` (G, ...) by its factor."""
+    gates = len(scale)
+    factors = mx.array(scale, dtype=w.dtype).reshape((gates,) + (1,) * w.ndim)
+    return (w.reshape((gates, -1) + w.shape[1:]) * factors).reshape(w.shape)
+
+
+def project_inputs(math, x, w_ih, w_hh, b_ih=None, b_hh=None):
+    """Input projections of all steps at once, in the form :func:`scan` takes.
+
+    Args:
+        x: inputs ``(..., D)``, any leading axes (time-major ``(T, B, D)`` for layers).
+
+    Returns:
+        ``(xp (..., G), w_hh, b_hh)``: the biases folded into ``xp`` except
+        GRU's ``b_hh``, and rows scaled by the cell's ``gate_scale``.
+    """
+    if math.gate_scale:
+        w_ih, w_hh = _scale_gate_rows(w_ih, math.gate_scale), _scale_gate_rows(w_hh, math.gate_scale)
+        if b_ih is not None:
+            b_ih, b_hh = _scale_gate_rows(b_ih, math.gate_scale), _scale_gate_rows(b_hh, math.gate_scale)
+    xp = x @ w_ih.T  # (..., G): every step's input projection in one matmul
+    if b_ih is None:
+        return xp, w_hh, None
+    if math.bias_hh_in_step:
+        return xp + b_ih, w_hh, b_hh
+    return xp + (b_ih + b_hh), w_hh, None
