@@ -2,6 +2,9 @@
 
 - :func:`load_torch_checkpoint`: a ``torch.save`` file (zip or legacy layout),
   ``.safetensors`` or ``.npz`` -> Python objects with numpy arrays.
+- :func:`torch_rnn_config` / :func:`find_torch_rnn_prefixes` /
+  :func:`build_torch_rnn`: recognise ``nn.RNN/GRU/LSTM`` (and cell) weights in a
+  state dict and build the matching mlxseq layer.
 
 This package never imports torch.
 """
@@ -9,6 +12,7 @@ This package never imports torch.
 from .errors import CheckpointError, UnsafeGlobalError
 from .pickled_objects import PickledGlobal, PickledObject
 from .reader import load_torch_checkpoint
+from .torch_rnn import TorchRNNConfig, build_torch_rnn, find_torch_rnn_prefixes, torch_rnn_config
 from .torch_tensors import TorchDtype, TorchStorage
 
 __all__ = [
@@ -16,7 +20,11 @@ __all__ = [
     "PickledGlobal",
     "PickledObject",
     "TorchDtype",
+    "TorchRNNConfig",
     "TorchStorage",
     "UnsafeGlobalError",
+    "build_torch_rnn",
+    "find_torch_rnn_prefixes",
     "load_torch_checkpoint",
+    "torch_rnn_config",
 ]

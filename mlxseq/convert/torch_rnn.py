@@ -1,0 +1,213 @@
+"""Recognise torch ``nn.RNN/GRU/LSTM`` (and cell) weights and build the mlxseq layer.
+
+torch names recurrent weights ``weight_ih_l{k}[_reverse]``, ``weight_hh_l{k}``,
+``bias_ih_l{k}``, ``bias_hh_l{k}`` and, for projected LSTMs, ``weight_hr_l{k}``;
+cells use ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``. The shapes
+tell the rest::
+
+    weight_ih_l0  (G * H, D)     G gates: 1 RNN, 3 GRU, 4 LSTM
+    weight_hh_l0  (G * H, R)     R = P if projected else H
+    weight_hr_l0  (P, H)         LSTM with proj_size P
+    weight_ih_lk  (G * H, dirs * R) for k > 0
+
+mlxseq layers use the same names, so the weights load by name unchanged.
+A plain RNN cannot say whether it used tanh or relu; the caller passes it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+_KEY = re.compile(
+    r"^(?P<name>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)(?:_l(?P<layer>\d+))?(?P<reverse>_reverse)?$"
+)
+_FIRST_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)weight_ih(?:_l0)?$")
+_KIND_BY_GATES = {1: "rnn", 3: "gru", 4: "lstm"}
+_GATES_BY_KIND = {kind: gates for gates, kind in _KIND_BY_GATES.items()}
+
+
+@dataclass(frozen=True)
+class TorchRNNConfig:
+    """The constructor arguments of a torch recurrent layer, read off its weights.
+
+    Attributes:
+        kind: ``"rnn"``, ``"gru"`` or ``"lstm"`` (an RNN's nonlinearity is unknown).
+        input_size: features D of the input.
+        hidden_size: features H of the hidden state.
+        num_layers: stacked layers (1 for a cell).
+        bias: whether ``bias_ih``/``bias_hh`` exist.
+        bidirectional: whether ``_reverse`` weights exist.
+        proj_size: P of an LSTM's ``weight_hr``, 0 if none.
+        cell: a single-step cell (``nn.LSTMCell`` ...) rather than a layer.
+        prefix: the key prefix the weights were found under, e.g. ``"encoder.rnn."``.
+    """
+
+    kind: str
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    bias: bool = True
+    bidirectional: bool = False
+    proj_size: int = 0
+    cell: bool = False
+    prefix: str = ""
+
+
+def find_torch_rnn_prefixes(state_dict: Mapping[str, Any]) -> list[str]:
+    """Every prefix under which a recurrent layer or cell's weights start, in key order.
+
+    ``{"encoder.rnn.weight_ih_l0": ..., "decoder.cell.weight_ih": ...}`` gives
+    ``["encoder.rnn.", "decoder.cell."]``; a bare layer's state dict gives ``[""]``.
+    """
+    prefixes = []
+    for key in state_dict:
+        match = _FIRST_KEY.match(key)
+        if match and match["prefix"] not in prefixes:
+            prefixes.append(match["prefix"])
+    return prefixes
+
+
+def torch_rnn_config(state_dict: Mapping[str, Any],
+                     prefix: str = "") -> tuple[TorchRNNConfig, dict[str, Any]]:
+    """Read a recurrent layer's configuration from its weights under ``prefix``.
+
+    Args:
+        state_dict: name -> array-like with ``.shape`` (numpy, MLX or torch).
+        prefix: where the layer sits, e.g. ``"encoder.rnn."`` (with the dot).
+
+    Returns:
+        ``(config, weights)``: the :class:`TorchRNNConfig` and the layer's own
+        entries with ``prefix`` stripped, ready for ``layer.load_weights``.
+
+    Raises:
+        ValueError: no recurrent weights under ``prefix``, or names and shapes
+            that do not form one torch layer (the message says what is off).
+    """
+    weights = {key[len(prefix):]: value for key, value in state_dict.items()
+               if key.startswith(prefix) and _KEY.match(key[len(prefix):])}
+    if not weights:
+        found = find_torch_rnn_prefixes(state_dict)
+        raise ValueError(f"no RNN/GRU/LSTM weights under prefix {prefix!r}; prefixes found: {found}")
+    parsed = {key: _KEY.match(key) for key in weights}
+    cells = [key for key, match in parsed.items() if match["layer"] is None]
+    if cells and len(cells) != len(parsed):
+        raise ValueError(f"weights under {prefix!r} mix cell names and layer names: {sorted(weights)}")
+    if cells:
+        config = _cell_config(weights, prefix)
+    else:
+        config = _layer_config(weights, parsed, prefix)
+    _check_names_and_shapes(config, weights)
+    return config, weights
+
+
+def _shape(weights: dict[str, Any], key: str, prefix: str) -> tuple[int, ...]:
+    if key not in weights:
+        raise ValueError(f"missing {prefix}{key}")
+    return tuple(int(n) for n in weights[key].shape)
+
+
+def _kind(gate_rows: int, hidden: int, prefix: str) -> str:
+    gates, remainder = divmod(gate_rows, hidden) if hidden else (0, 1)
+    if remainder or gates not in _KIND_BY_GATES:
+        raise ValueError(
+            f"weight_ih under {prefix!r} has {gate_rows} rows for hidden size {hidden}: "
+            "not 1x (RNN), 3x (GRU) or 4x (LSTM)"
+        )
+    return _KIND_BY_GATES[gates]
+
+
+def _cell_config(weights: dict[str, Any], prefix: str) -> TorchRNNConfig:
+    rows, input_size = _shape(weights, "weight_ih", prefix)
+    hidden = _shape(weights, "weight_hh", prefix)[1]
+    return TorchRNNConfig(kind=_kind(rows, hidden, prefix), input_size=input_size, hidden_size=hidden,
+                          bias="bias_ih" in weights, cell=True, prefix=prefix)
+
+
+def _layer_config(weights: dict[str, Any], parsed: dict[str, re.Match], prefix: str) -> TorchRNNConfig:
+    rows, input_size = _shape(weights, "weight_ih_l0", prefix)
+    if "weight_hr_l0" in weights:
+        proj_size, hidden = _shape(weights, "weight_hr_l0", prefix)
+    else:
+        proj_size, hidden = 0, _shape(weights, "weight_hh_l0", prefix)[1]
+    kind = _kind(rows, hidden, prefix)
+    if proj_size and kind != "lstm":
+        raise ValueError(f"weight_hr (projection) under {prefix!r} belongs only to an LSTM, found a {kind}")
+    return TorchRNNConfig(
+        kind=kind, input_size=input_size, hidden_size=hidden,
+        num_layers=1 + max(int(match["layer"]) for match in parsed.values()),
+        bias="bias_ih_l0" in weights,
+        bidirectional=any(match["reverse"] for match in parsed.values()),
+        proj_size=proj_size, prefix=prefix,
+    )
+
+
+def expected_shapes(config: TorchRNNConfig) -> dict[str, tuple[int, ...]]:
+    """Every parameter torch creates for ``config``, with its shape."""
+    gate_rows = _GATES_BY_KIND[config.kind] * config.hidden_size
+    if config.cell:
+        shapes = {"weight_ih": (gate_rows, config.input_size), "weight_hh": (gate_rows, config.hidden_size)}
+        if config.bias:
+            shapes.update(bias_ih=(gate_rows,), bias_hh=(gate_rows,))
+        return shapes
+    recurrent = config.proj_size or config.hidden_size
+    directions = ["", "_reverse"] if config.bidirectional else [""]
+    shapes = {}
+    for layer in range(config.num_layers):
+        layer_input = config.input_size if layer == 0 else recurrent * len(directions)
+        for suffix in (f"_l{layer}{d}" for d in directions):
+            shapes[f"weight_ih{suffix}"] = (gate_rows, layer_input)
+            shapes[f"weight_hh{suffix}"] = (gate_rows, recurrent)
+            if config.bias:
+                shapes[f"bias_ih{suffix}"] = (gate_rows,)
+                shapes[f"bias_hh{suffix}"] = (gate_rows,)
+            if config.proj_size:
+                shapes[f"weight_hr{suffix}"] = (config.proj_size, config.hidden_size)
+    return shapes
+
+
+def _check_names_and_shapes(config: TorchRNNConfig, weights: dict[str, Any]) -> None:
+    expected = expected_shapes(config)
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
+    if missing or extra:
+        raise ValueError(f"weights under {config.prefix!r} do not form a torch {config.kind} layer: "
+                         f"missing {missing}, unexpected {extra}")
+    for key, shape in expected.items():
+        actual = tuple(int(n) for n in weights[key].shape)
+        if actual != shape:
+            raise ValueError(f"{config.prefix}{key} has shape {actual}, expected {shape} for {config}")
+
+
+def build_torch_rnn(config: TorchRNNConfig, weights: Mapping[str, Any] | None = None, *,
+                    nonlinearity: str = "tanh", dropout: float = 0.0) -> Any:
+    """The mlxseq layer or cell matching ``config``, with ``weights`` loaded if given.
+
+    Args:
+        config: from :func:`torch_rnn_config`.
+        weights: the stripped weights :func:`torch_rnn_config` returned
+            (numpy arrays or anything ``numpy.asarray`` takes).
+        nonlinearity: ``"tanh"`` or ``"relu"`` for an RNN (the weights cannot tell).
+        dropout: between stacked layers in training mode (not stored in weights).
+    """
+    import mlx.core as mx  # mlxseq.layers needs MLX; the reader does not
+    from mlxseq import layers
+
+    if config.cell:
+        cls = {"rnn": layers.RNNCell, "gru": layers.GRUCell, "lstm": layers.LSTMCell}[config.kind]
+        options: dict[str, Any] = {"bias": config.bias}
+    else:
+        cls = {"rnn": layers.RNN, "gru": layers.GRU, "lstm": layers.LSTM}[config.kind]
+        options = {"num_layers": config.num_layers, "bias": config.bias, "dropout": dropout,
+                   "bidirectional": config.bidirectional}
+        if config.kind == "lstm":
+            options["proj_size"] = config.proj_size
+    if config.kind == "rnn":
+        options["nonlinearity"] = nonlinearity
+    layer = cls(config.input_size, config.hidden_size, **options)
+    if weights is not None:
+        layer.load_weights([(key, mx.array(np.asarray(value))) for key, value in weights.items()])
+    return layer
