@@ -224,9 +224,9 @@ def project_inputs(math, x, w_ih, w_hh, b_ih=None, b_hh=None):
         w_ih, w_hh = _scale_gate_rows(w_ih, math.gate_scale), _scale_gate_rows(w_hh, math.gate_scale)
         if b_ih is not None:
             b_ih, b_hh = _scale_gate_rows(b_ih, math.gate_scale), _scale_gate_rows(b_hh, math.gate_scale)
-    xp = x @ w_ih.T  # (..., G): every step's input projection in one matmul
     if b_ih is None:
-        return xp, w_hh, None
+        return x @ w_ih.T, w_hh, None  # (..., G): every step's input projection in one matmul
     if math.bias_hh_in_step:
-        return xp + b_ih, w_hh, b_hh
-    return xp + (b_ih + b_hh), w_hh, None
+        return mx.addmm(b_ih, x, w_ih.T), w_hh, b_hh
+    # The bias rides in the matmul's accumulator instead of a pass of its own over (T, B, G).
+    return mx.addmm(b_ih + b_hh, x, w_ih.T), w_hh, None
