@@ -128,9 +128,12 @@ def _mlx_worker(cfg, runs, runner):
     # Each function eagerly and under mx.compile; the faster counts (compiling a
     # whole unrolled loop is not always a win on the CPU). The plain install is
     # measured eagerly only: one training step of it takes tens of seconds.
-    variants = (lambda f: f,) if runner == "mlx.nn" else (lambda f: f, mx.compile)
-    infer_s = min(_median_time(lambda: mx.eval(v(forward)(x)), runs) for v in variants)
-    train_s = min(_median_time(lambda: mx.eval(v(grad_step)(x)), runs) for v in variants)
+    forwards, steps = [forward], [grad_step]
+    if runner != "mlx.nn":
+        forwards.append(mx.compile(forward))
+        steps.append(mx.compile(grad_step))
+    infer_s = min(_median_time(lambda f=f: mx.eval(f(x)), runs) for f in forwards)
+    train_s = min(_median_time(lambda f=f: mx.eval(f(x)), runs) for f in steps)
     return infer_s, train_s, f"mlx {mx.__version__}, {used}"
 
 
