@@ -4,6 +4,8 @@ Public API::
 
     mlxseq.RNN, mlxseq.GRU, mlxseq.LSTM                # layers (mlxseq.layers)
     mlxseq.RNNCell, mlxseq.GRUCell, mlxseq.LSTMCell    # single steps
+    mlxseq.load(path_or_repo_id)                      # a model folder (mlxseq.checkpoint)
+    mlxseq.convert.load_torch_checkpoint(path)        # PyTorch files without torch
 """
 
 # The optimized BLAS must be in place before anything imports mlx.core.
@@ -12,6 +14,7 @@ from mlxseq import blas as _blas
 _blas.preload()
 
 from mlxseq._version import __version__  # noqa: E402
+from mlxseq.checkpoint import load  # noqa: E402
 from mlxseq.layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
 
-__all__ = ["__version__", "RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell"]
+__all__ = ["__version__", "RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell", "load"]

@@ -39,4 +39,32 @@ def demo(
     """Run a deep bidirectional layer on a ragged batch, forward and backward, and time it."""
     from mlxseq.demo import run_demo
 
-    run_demo(kind, batch, steps, hidden, echo=typer.echo)
+    try:
+        run_demo(kind, batch, steps, hidden, echo=typer.echo)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def convert(
+    source: str = typer.Argument(..., help="PyTorch checkpoint (.pt/.pth/.bin, zip or legacy), .safetensors or .npz."),
+    out_dir: str = typer.Argument(..., help="Model folder to write."),
+    format: str = typer.Option("auto", "--format", help="auto or torch-rnn."),
+    prefix: str = typer.Option(None, help="Key prefix of the layer, e.g. 'encoder.rnn.' (when there are several)."),
+    nonlinearity: str = typer.Option("tanh", help="tanh or relu, for an nn.RNN (its weights cannot tell)."),
+    allow: list[str] = typer.Option([], help="Extra pickled class paths to read as inert records (e.g. 'argparse.Namespace')."),
+):
+    """Convert a PyTorch checkpoint into an mlxseq model folder, without torch and without running pickled code."""
+    from mlxseq.convert.errors import CheckpointError
+    from mlxseq.convert.folder import ConversionError, convert_checkpoint
+
+    try:
+        done = convert_checkpoint(
+            source, out_dir, format=format, prefix=prefix, nonlinearity=nonlinearity, allow=tuple(allow)
+        )
+    except (ConversionError, CheckpointError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"found {done.description}")
+    typer.echo(f"wrote {done.folder}")

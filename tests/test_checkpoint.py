@@ -1,0 +1,111 @@
+"""Model folders: save/load round trip, atomic writes, strict configs, clear errors, Hub cache."""
+
+import json
+import os
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+import mlxseq
+from mlxseq import checkpoint
+from mlxseq.checkpoint import ModelFolderError, save_model
+from mlxseq.models.recurrent import ModelArgs, build_model
+
+
+def _saved_lstm(folder):
+    mx.random.seed(0)
+    args = ModelArgs(kind="lstm", input_size=3, hidden_size=4, num_layers=2, bidirectional=True)
+    model = build_model(args)
+    save_model(folder, model, "recurrent", args, readme="# test\n")
+    return model
+
+
+def test_round_trip_gives_the_same_outputs(tmp_path):
+    model = _saved_lstm(tmp_path / "m")
+    loaded = mlxseq.load(tmp_path / "m")
+    x = mx.random.normal((2, 5, 3))
+    assert mx.array_equal(model(x)[0], loaded(x)[0])
+    assert not loaded.training
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["model_type"] == "recurrent" and config["format_version"] == 1
+    assert sorted(os.listdir(tmp_path / "m")) == ["README.md", "config.json", "model.safetensors"]
+
+
+def test_failed_save_keeps_the_previous_weights(tmp_path, monkeypatch):
+    model = _saved_lstm(tmp_path / "m")
+    before = (tmp_path / "m" / "model.safetensors").read_bytes()
+
+    def crash(path, weights):
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mx, "save_safetensors", crash)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_weights(tmp_path / "m" / "model.safetensors", model)
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
+    assert sorted(os.listdir(tmp_path / "m")) == ["README.md", "config.json", "model.safetensors"]
+    mlxseq.load(tmp_path / "m")
+
+
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (lambda f: (f / "config.json").unlink(), "config.json is missing"),
+        (lambda f: (f / "model.safetensors").unlink(), "model.safetensors is missing"),
+        (lambda f: (f / "config.json").write_text("{"), "not valid JSON"),
+        (lambda f: _edit(f, model_type="transformer"), "unknown model_type 'transformer'"),
+        (lambda f: _edit(f, hidden_sise=4), "unknown key 'hidden_sise'"),
+        (lambda f: _edit(f, format_version=99), "format_version 99 is newer"),
+        (lambda f: _edit(f, hidden_size=5), r"weight \w+ has shape .* expects"),
+        (lambda f: _edit(f, num_layers=3), "missing"),
+        (lambda f: _edit(f, kind="transformer"), "kind must be one of"),
+        (lambda f: (f / "model.safetensors").write_bytes(b"garbage"), "cannot read weights"),
+    ],
+)
+def test_broken_folders_give_clear_errors(tmp_path, damage, message):
+    _saved_lstm(tmp_path / "m")
+    damage(tmp_path / "m")
+    with pytest.raises(ModelFolderError, match=message):
+        mlxseq.load(tmp_path / "m")
+
+
+def _edit(folder, **changes):
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    config.update(changes)
+    path.write_text(json.dumps(config))
+
+
+def test_missing_path_and_file_instead_of_folder(tmp_path):
+    with pytest.raises(ModelFolderError, match="no model folder at"):
+        mlxseq.load(str(tmp_path / "nope" / "deeper"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ModelFolderError, match="is a file"):
+        mlxseq.load(tmp_path / "file")
+
+
+def test_hub_repo_offline_without_cache_is_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ModelFolderError, match="could not get 'someone/missing-model' from the Hugging Face Hub") as err:
+        mlxseq.load("someone/missing-model")
+    assert "\n" not in str(err.value)
+
+
+def test_hub_repo_from_a_prepared_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / "models--someone--tiny-lstm"
+    model = _saved_lstm(repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
+    loaded = mlxseq.load("someone/tiny-lstm")
+    x = mx.random.normal((1, 4, 3))
+    np.testing.assert_array_equal(np.array(model(x)[0]), np.array(loaded(x)[0]))
