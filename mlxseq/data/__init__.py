@@ -1,0 +1,43 @@
+"""Data: corpus readers with file:line errors, tokenizers, and shape-bounded batching."""
+
+from mlxseq.data.batching import (
+    BatchSampler,
+    PairBatch,
+    StreamBatcher,
+    pad_batch,
+    pad_pairs,
+    pair_lengths,
+    padded_length,
+)
+from mlxseq.data.corpus import (
+    DataError,
+    MissingFileError,
+    ParallelCorpus,
+    ReadStats,
+    read_lines,
+    read_parallel,
+    read_text,
+)
+from mlxseq.data.tokenizer import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    SPECIAL_TOKENS,
+    UNK_ID,
+    CharTokenizer,
+    SentencePieceConfig,
+    SentencePieceTokenizer,
+    Tokenizer,
+    TokenizerPair,
+    WordTokenizer,
+    load_tokenizer,
+    train_sentencepiece_pair,
+)
+
+__all__ = [
+    "DataError", "MissingFileError", "ParallelCorpus", "ReadStats", "read_parallel", "read_lines", "read_text",
+    "Tokenizer", "SentencePieceConfig", "SentencePieceTokenizer", "CharTokenizer", "WordTokenizer",
+    "TokenizerPair", "load_tokenizer", "train_sentencepiece_pair",
+    "PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID", "SPECIAL_TOKENS",
+    "BatchSampler", "StreamBatcher", "PairBatch", "pad_batch", "pad_pairs", "pair_lengths", "padded_length",
+]
