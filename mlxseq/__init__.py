@@ -6,6 +6,7 @@ Public API::
     mlxseq.RNNCell, mlxseq.GRUCell, mlxseq.LSTMCell    # single steps
     mlxseq.load(path_or_repo_id)                      # a model folder (mlxseq.checkpoint)
     mlxseq.convert.load_torch_checkpoint(path)        # PyTorch files without torch
+    mlxseq.data                                       # corpora, tokenizers, length-bucketed batches
 """
 
 # The optimized BLAS must be in place before anything imports mlx.core.
@@ -14,7 +15,8 @@ from mlxseq import blas as _blas
 _blas.preload()
 
 from mlxseq._version import __version__  # noqa: E402
+from mlxseq import data  # noqa: E402
 from mlxseq.checkpoint import load  # noqa: E402
 from mlxseq.layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
 
-__all__ = ["__version__", "RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell", "load"]
+__all__ = ["__version__", "data", "RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell", "load"]
