@@ -7,6 +7,7 @@ Public API::
     mlxseq.load(path_or_repo_id)                      # a model folder (mlxseq.checkpoint)
     mlxseq.convert.load_torch_checkpoint(path)        # PyTorch files without torch
     mlxseq.data                                       # corpora, tokenizers, length-bucketed batches
+    mlxseq.greedy_decode, beam_search, sample, make_sampler   # decoding over StepModel.step
 """
 
 # The optimized BLAS must be in place before anything imports mlx.core.
@@ -17,6 +18,26 @@ _blas.preload()
 from mlxseq._version import __version__  # noqa: E402
 from mlxseq import data  # noqa: E402
 from mlxseq.checkpoint import load  # noqa: E402
+from mlxseq.decoding import Hypothesis, StepModel, beam_search, generate_steps, greedy_decode, sample  # noqa: E402
 from mlxseq.layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
+from mlxseq.sample_utils import make_repetition_penalty, make_sampler  # noqa: E402
 
-__all__ = ["__version__", "data", "RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell", "load"]
+__all__ = [
+    "__version__",
+    "data",
+    "RNN",
+    "GRU",
+    "LSTM",
+    "RNNCell",
+    "GRUCell",
+    "LSTMCell",
+    "load",
+    "StepModel",
+    "Hypothesis",
+    "greedy_decode",
+    "beam_search",
+    "sample",
+    "generate_steps",
+    "make_sampler",
+    "make_repetition_penalty",
+]

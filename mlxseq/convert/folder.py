@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from mlxseq.convert.reader import load_torch_checkpoint
-from mlxseq.convert.torch_rnn import find_torch_rnn_prefixes, torch_rnn_config
+from mlxseq.convert.torch_rnn import build_torch_rnn, find_torch_rnn_prefixes, recurrent_args, torch_rnn_config
 
 FORMATS = ("auto", "torch-rnn")
 # Keys under which training scripts commonly nest the state dict.
@@ -77,7 +77,6 @@ def convert_checkpoint(
 ) -> Conversion:
     """Read ``source`` without torch and write an mlxseq model folder to ``out_dir``."""
     from mlxseq.checkpoint import save_model
-    from mlxseq.models.recurrent import ModelArgs, build_model
 
     if format not in FORMATS:
         raise ConversionError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
@@ -94,21 +93,8 @@ def convert_checkpoint(
         config, weights = torch_rnn_config(state, prefix)
     except ValueError as error:
         raise ConversionError(f"{source}: {error}") from None
-    args = ModelArgs(
-        kind=config.kind,
-        input_size=config.input_size,
-        hidden_size=config.hidden_size,
-        num_layers=config.num_layers,
-        bias=config.bias,
-        bidirectional=config.bidirectional,
-        proj_size=config.proj_size,
-        nonlinearity=nonlinearity,
-        cell=config.cell,
-    )
-    model = build_model(args)
-    import mlx.core as mx
-
-    model.load_weights([(k, mx.array(np.asarray(v))) for k, v in weights.items()])
+    model = build_torch_rnn(config, weights, nonlinearity=nonlinearity)
+    args = recurrent_args(config, nonlinearity=nonlinearity)
     what = (
         f"{config.kind.upper()}{'Cell' if config.cell else ''}(input_size={config.input_size}, "
         f"hidden_size={config.hidden_size}, num_layers={config.num_layers}, bias={config.bias}, "

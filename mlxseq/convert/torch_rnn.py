@@ -182,6 +182,24 @@ def _check_names_and_shapes(config: TorchRNNConfig, weights: dict[str, Any]) -> 
             raise ValueError(f"{config.prefix}{key} has shape {actual}, expected {shape} for {config}")
 
 
+def recurrent_args(config: TorchRNNConfig, *, nonlinearity: str = "tanh", dropout: float = 0.0):
+    """The ``model_type: recurrent`` arguments (:class:`mlxseq.models.recurrent.ModelArgs`) of ``config``."""
+    from mlxseq.models.recurrent import ModelArgs  # needs MLX; the reader does not
+
+    return ModelArgs(
+        kind=config.kind,
+        input_size=config.input_size,
+        hidden_size=config.hidden_size,
+        num_layers=config.num_layers,
+        bias=config.bias,
+        dropout=dropout,
+        bidirectional=config.bidirectional,
+        proj_size=config.proj_size,
+        nonlinearity=nonlinearity,
+        cell=config.cell,
+    )
+
+
 def build_torch_rnn(config: TorchRNNConfig, weights: Mapping[str, Any] | None = None, *,
                     nonlinearity: str = "tanh", dropout: float = 0.0) -> Any:
     """The mlxseq layer or cell matching ``config``, with ``weights`` loaded if given.
@@ -193,21 +211,11 @@ def build_torch_rnn(config: TorchRNNConfig, weights: Mapping[str, Any] | None = 
         nonlinearity: ``"tanh"`` or ``"relu"`` for an RNN (the weights cannot tell).
         dropout: between stacked layers in training mode (not stored in weights).
     """
-    import mlx.core as mx  # mlxseq.layers needs MLX; the reader does not
-    from mlxseq import layers
+    import mlx.core as mx
 
-    if config.cell:
-        cls = {"rnn": layers.RNNCell, "gru": layers.GRUCell, "lstm": layers.LSTMCell}[config.kind]
-        options: dict[str, Any] = {"bias": config.bias}
-    else:
-        cls = {"rnn": layers.RNN, "gru": layers.GRU, "lstm": layers.LSTM}[config.kind]
-        options = {"num_layers": config.num_layers, "bias": config.bias, "dropout": dropout,
-                   "bidirectional": config.bidirectional}
-        if config.kind == "lstm":
-            options["proj_size"] = config.proj_size
-    if config.kind == "rnn":
-        options["nonlinearity"] = nonlinearity
-    layer = cls(config.input_size, config.hidden_size, **options)
+    from mlxseq.models.recurrent import build_model
+
+    layer = build_model(recurrent_args(config, nonlinearity=nonlinearity, dropout=dropout))
     if weights is not None:
         layer.load_weights([(key, mx.array(np.asarray(value))) for key, value in weights.items()])
     return layer
