@@ -95,11 +95,9 @@ def _mlx_layer(cfg, runner):
                 outs = []
                 for d in range(self.dirs):
                     layer = self.cells[k * self.dirs + d]
-                    if d == 0:
-                        out = layer(x)
-                    else:
-                        out = layer(x[:, ::-1])[:, ::-1]
-                    outs.append(out[0] if isinstance(out, tuple) else out)
+                    out = layer(x if d == 0 else x[:, ::-1])
+                    out = out[0] if isinstance(out, tuple) else out  # nn.LSTM: (hidden, cell)
+                    outs.append(out if d == 0 else out[:, ::-1])
                 x = mx.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]
             return x, None
 
