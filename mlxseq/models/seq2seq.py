@@ -1,0 +1,254 @@
+"""``model_type: seq2seq``: recurrent encoder-decoder with attention, for translation.
+
+Encoder: source embedding, dropout, an mlxseq RNN/GRU/LSTM (layers, bidirectional; each
+direction has ``hidden_size // 2`` units when bidirectional, so the memory has
+``hidden_size`` features either way). Bridge: the encoder's final states become the
+decoder's initial states (``dense``: tanh(W [h_fwd; h_bwd] + b); ``concat``: the
+directions side by side; ``zeros``).
+
+Decoder, one step (``decoder_style``):
+
+``luong`` (Luong et al. 2015, as OpenNMT-py's RNN decoder):
+    1. x = [emb(y_{t-1}); a_{t-1}]            input feeding (if ``input_feed``)
+    2. h_t = cells(x, h_{t-1})                  stacked, dropout between layers
+    3. c_t = attention(h_t, memory)             dot / general / additive scores
+    4. a_t = tanh(W_c [c_t; h_t])               the attentional hidden state
+    5. logits = W_out dropout(a_t)
+
+``bahdanau`` (Bahdanau et al. 2015, as the PyTorch seq2seq tutorial):
+    1. c_t = attention(h_{t-1}, memory)         queried with the previous top state
+    2. h_t = cells([emb(y_{t-1}); c_t], h_{t-1})
+    3. logits = W_out dropout(h_t)
+
+The model follows the decoding interface (:class:`mlxseq.decoding.StepModel`):
+``state = model.init_state(model.encode(src, lengths))`` then
+``logits, state = model.step(tokens, state)``; every state leaf has the batch axis first.
+Shapes: B batch, S source length, T target length, E embedding, H hidden, V vocabulary.
+"""
+
+from dataclasses import dataclass
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from mlxseq import layers
+from mlxseq.layers.attention import ALIASES, KINDS, Attention
+
+RNN_TYPES = ("rnn", "gru", "lstm")
+BRIDGES = ("dense", "concat", "zeros")
+DECODER_STYLES = ("luong", "bahdanau")
+
+
+@dataclass
+class ModelArgs:
+    src_vocab_size: int
+    tgt_vocab_size: int
+    embed_size: int = 256
+    hidden_size: int = 512
+    encoder_layers: int = 1
+    decoder_layers: int = 1
+    rnn_type: str = "lstm"  # rnn (tanh), gru or lstm, for encoder and decoder
+    bidirectional: bool = True  # the encoder
+    dropout: float = 0.2  # embeddings, between layers, before the output projection
+    attention: str = "general"  # dot, general, additive (bahdanau/mlp/concat) or none
+    attention_size: int = 0  # additive attention's inner size; 0 means hidden_size
+    decoder_style: str = "luong"  # luong (attentional hidden state) or bahdanau
+    input_feed: bool = True  # luong: feed a_{t-1} into the next step
+    bridge: str = "dense"  # dense, concat or zeros
+    tie_embeddings: bool = False  # target embedding = output projection (needs embed_size == hidden_size)
+    pad_id: int = 0
+    bos_id: int = 2
+    eos_id: int = 3
+
+    def __post_init__(self):
+        checks = [
+            (self.rnn_type in RNN_TYPES, f"rnn_type must be one of {RNN_TYPES}, got {self.rnn_type!r}"),
+            (self.bridge in BRIDGES, f"bridge must be one of {BRIDGES}, got {self.bridge!r}"),
+            (self.decoder_style in DECODER_STYLES, f"decoder_style must be one of {DECODER_STYLES}, got {self.decoder_style!r}"),
+            (
+                self.attention == "none" or ALIASES.get(self.attention, self.attention) in KINDS,
+                f"attention must be one of {KINDS + tuple(ALIASES) + ('none',)}, got {self.attention!r}",
+            ),
+            (
+                not (self.decoder_style == "bahdanau" and self.attention == "none"),
+                "decoder_style 'bahdanau' needs an attention",
+            ),
+            (
+                not self.bidirectional or self.hidden_size % 2 == 0,
+                f"a bidirectional encoder needs an even hidden_size, got {self.hidden_size}",
+            ),
+            (
+                self.bridge == "zeros" or self.encoder_layers == self.decoder_layers,
+                f"bridge {self.bridge!r} needs encoder_layers == decoder_layers, got {self.encoder_layers} and {self.decoder_layers}",
+            ),
+            (
+                not self.tie_embeddings or self.embed_size == self.hidden_size,
+                f"tie_embeddings needs embed_size == hidden_size, got {self.embed_size} and {self.hidden_size}",
+            ),
+            (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+_LAYERS = {"rnn": layers.RNN, "gru": layers.GRU, "lstm": layers.LSTM}
+_CELLS = {"rnn": layers.RNNCell, "gru": layers.GRUCell, "lstm": layers.LSTMCell}
+
+
+class Encoder(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        dirs = 2 if args.bidirectional else 1
+        self.embedding = nn.Embedding(args.src_vocab_size, args.embed_size)
+        self.dropout = nn.Dropout(args.dropout)
+        self.rnn = _LAYERS[args.rnn_type](
+            args.embed_size,
+            args.hidden_size // dirs,
+            num_layers=args.encoder_layers,
+            dropout=args.dropout if args.encoder_layers > 1 else 0.0,
+            bidirectional=args.bidirectional,
+        )
+
+    def __call__(self, src, lengths):
+        """``src`` (B, S) int, ``lengths`` (B,) -> (memory (B, S, H), final states)."""
+        memory, final = self.rnn(self.dropout(self.embedding(src)), lengths=lengths)
+        finals = list(final) if isinstance(final, tuple) else [final]  # each (L * dirs, B, H / dirs)
+        return memory, finals
+
+
+class Bridge(nn.Module):
+    """Encoder final states -> decoder initial states, each ``(L, B, H)``."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.kind = args.bridge
+        self.layers_out = args.decoder_layers
+        self.hidden_size = args.hidden_size
+        self.dirs = 2 if args.bidirectional else 1
+        num_states = 2 if args.rnn_type == "lstm" else 1
+        if self.kind == "dense":
+            self.linears = [nn.Linear(args.hidden_size, args.hidden_size) for _ in range(num_states)]
+
+    def __call__(self, finals, batch_size):
+        if self.kind == "zeros":
+            return [mx.zeros((self.layers_out, batch_size, self.hidden_size)) for _ in finals]
+        states = []
+        for k, state in enumerate(finals):
+            L2, B, Hd = state.shape  # (L * dirs, B, H / dirs), index = layer * dirs + direction
+            joined = state.reshape(L2 // self.dirs, self.dirs, B, Hd).transpose(0, 2, 1, 3)
+            joined = joined.reshape(L2 // self.dirs, B, self.dirs * Hd)  # (L, B, H): [fwd; bwd]
+            if self.kind == "dense":
+                joined = mx.tanh(self.linears[k](joined))
+            states.append(joined)
+        return states
+
+
+class Seq2Seq(nn.Module):
+    """Encoder-decoder with attention; see the module docstring for the step equations."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        H, E = args.hidden_size, args.embed_size
+        self.encoder = Encoder(args)
+        self.bridge = Bridge(args)
+        self.embedding = nn.Embedding(args.tgt_vocab_size, E)
+        self.dropout = nn.Dropout(args.dropout)
+        luong = args.decoder_style == "luong"
+        self.input_feed = luong and args.input_feed and args.attention != "none"
+        first_input = E + (H if (self.input_feed or not luong) else 0)
+        self.cells = [_CELLS[args.rnn_type](first_input if k == 0 else H, H) for k in range(args.decoder_layers)]
+        if args.attention != "none":
+            self.attention = Attention(H, H, args.attention, args.attention_size or None)
+            if luong:
+                self.linear_out = nn.Linear(2 * H, H, bias=self.attention.kind == "additive")
+        if not args.tie_embeddings:
+            self.output = nn.Linear(H, args.tgt_vocab_size)
+
+    # --- decoding interface -------------------------------------------------------
+
+    def encode(self, src: mx.array, lengths: mx.array) -> dict:
+        """Run the encoder once per source: memory, projected keys, mask and initial states."""
+        memory, finals = self.encoder(src, lengths)
+        mask = mx.arange(src.shape[1])[None, :] < lengths[:, None]  # (B, S)
+        keys = self.attention.project_keys(memory) if self.args.attention != "none" else memory
+        return {"memory": memory, "keys": keys, "mask": mask, "finals": finals}
+
+    def init_state(self, encoded: dict) -> dict:
+        """The decoder state before the first step (a pytree, batch axis first)."""
+        B = encoded["memory"].shape[0]
+        initial = self.bridge(encoded["finals"], B)  # each (L, B, H)
+        state = {
+            "h": [initial[0][k] for k in range(self.args.decoder_layers)],
+            "memory": encoded["memory"],
+            "keys": encoded["keys"],
+            "mask": encoded["mask"],
+            "attention": mx.zeros(encoded["mask"].shape),
+        }
+        if self.args.rnn_type == "lstm":
+            state["c"] = [initial[1][k] for k in range(self.args.decoder_layers)]
+        if self.input_feed:
+            state["feed"] = mx.zeros((B, self.args.hidden_size))
+        return state
+
+    def step(self, tokens: mx.array, state: dict):
+        """One decoder step: previous tokens (B,) -> (logits (B, V), new state)."""
+        return self._step(self.embedding(tokens), state)
+
+    # --- training -----------------------------------------------------------------
+
+    def __call__(self, src: mx.array, src_lengths: mx.array, tgt_in: mx.array) -> mx.array:
+        """Teacher forcing: logits (B, T, V) for decoder inputs ``tgt_in`` (B, T) = bos + y."""
+        state = self.init_state(self.encode(src, src_lengths))
+        embedded = self.embedding(tgt_in)  # (B, T, E)
+        logits = []
+        for t in range(tgt_in.shape[1]):
+            out, state = self._step(embedded[:, t], state)
+            logits.append(out)
+        return mx.stack(logits, axis=1)
+
+    # --- one step -----------------------------------------------------------------
+
+    def _step(self, embedded, state):
+        x = self.dropout(embedded)  # (B, E)
+        new = dict(state)
+        if self.args.decoder_style == "bahdanau":
+            context, weights = self._attend(state["h"][-1], state)
+            x = mx.concatenate([x, context], axis=-1)
+        elif self.input_feed:
+            x = mx.concatenate([x, state["feed"]], axis=-1)
+        new["h"], new_c = [], []
+        for k, cell in enumerate(self.cells):
+            if k > 0:
+                x = self.dropout(x)
+            if self.args.rnn_type == "lstm":
+                h, c = cell(x, (state["h"][k], state["c"][k]))
+                new_c.append(c)
+            else:
+                h = cell(x, state["h"][k])
+            new["h"].append(h)
+            x = h
+        if new_c:
+            new["c"] = new_c
+        top = x  # (B, H)
+        if self.args.decoder_style == "luong":
+            if self.args.attention != "none":
+                context, weights = self._attend(top, state)
+                top = mx.tanh(self.linear_out(mx.concatenate([context, top], axis=-1)))
+                new["attention"] = weights
+            if self.input_feed:
+                new["feed"] = top
+        else:
+            new["attention"] = weights
+        out = self.dropout(top)
+        logits = out @ self.embedding.weight.T if self.args.tie_embeddings else self.output(out)
+        return logits, new
+
+    def _attend(self, query, state):
+        context, weights = self.attention(query[:, None, :], state["keys"], state["memory"], state["mask"])
+        return context[:, 0], weights[:, 0]  # (B, H), (B, S)
+
+
+def build_model(args: ModelArgs) -> Seq2Seq:
+    return Seq2Seq(args)
