@@ -8,6 +8,7 @@ Public API::
     mlxseq.convert.load_torch_checkpoint(path)        # PyTorch files without torch
     mlxseq.data                                       # corpora, tokenizers, length-bucketed batches
     mlxseq.greedy_decode, beam_search, sample, make_sampler   # decoding over StepModel.step
+    mlxseq.translate(texts, model=...), mlxseq.Translator     # seq2seq translation
 """
 
 # The optimized BLAS must be in place before anything imports mlx.core.
@@ -21,6 +22,7 @@ from mlxseq.checkpoint import load  # noqa: E402
 from mlxseq.decoding import Hypothesis, StepModel, beam_search, generate_steps, greedy_decode, sample  # noqa: E402
 from mlxseq.layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
 from mlxseq.sample_utils import make_repetition_penalty, make_sampler  # noqa: E402
+from mlxseq.translation import Translator, translate  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -40,4 +42,6 @@ __all__ = [
     "generate_steps",
     "make_sampler",
     "make_repetition_penalty",
+    "Translator",
+    "translate",
 ]

@@ -68,3 +68,107 @@ def convert(
         raise typer.Exit(1)
     typer.echo(f"found {done.description}")
     typer.echo(f"wrote {done.folder}")
+
+
+def _translation_options(beam_size, length_penalty, max_length_ratio, n_best, batch_size):
+    from mlxseq.translation import TranslationOptions
+
+    return TranslationOptions(
+        beam_size=beam_size,
+        length_penalty=length_penalty,
+        max_length_ratio=max_length_ratio,
+        n_best=n_best,
+        batch_size=batch_size,
+    )
+
+
+@app.command()
+def translate(
+    text: list[str] = typer.Argument(None, help="Sentences to translate; default: --input, or standard input."),
+    model: str = typer.Option(None, help="Model folder or Hugging Face Hub repo id; default: the bundled model."),
+    input: str = typer.Option(None, "--input", "-i", help="File with one sentence per line."),
+    output: str = typer.Option(None, "--output", "-o", help="Write translations here instead of standard output."),
+    beam_size: int = typer.Option(5, help="Beam size; 1 is greedy search."),
+    length_penalty: float = typer.Option(0.6, help="GNMT length penalty alpha; 0 ranks by the sum of log-probabilities."),
+    max_length_ratio: float = typer.Option(2.0, help="Output length limit as a multiple of the source length (+10)."),
+    n_best: int = typer.Option(1, help="Translations per input, with scores (tab-separated)."),
+    batch_size: int = typer.Option(32, help="Sentences per batch."),
+    attention: str = typer.Option(None, help="Save the attention heatmap of the first sentence to this PNG."),
+):
+    """Translate sentences with a seq2seq model (greedy or beam search)."""
+    import sys
+
+    from mlxseq.checkpoint import ModelFolderError
+    from mlxseq.data import DataError, read_lines
+    from mlxseq.translation import Translator
+
+    try:
+        options = _translation_options(beam_size, length_penalty, max_length_ratio, n_best, batch_size)
+        if text:
+            sentences = list(text)
+        elif input:
+            sentences = read_lines([input])
+        else:
+            sentences = [line.rstrip("\r\n") for line in sys.stdin]
+        translator = Translator.load(model)
+        found = translator.translate(sentences, options)
+    except (ModelFolderError, DataError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1)
+    lines = []
+    for hyps in found:
+        if n_best == 1:
+            lines.append(hyps[0].text)
+        else:
+            lines.extend(f"{h.text}\t{h.score:.4f}" for h in hyps)
+    if output:
+        from mlxseq.checkpoint import write_text
+
+        write_text(output, "".join(line + "\n" for line in lines))
+    else:
+        for line in lines:
+            typer.echo(line)
+    if attention and sentences:
+        from mlxseq.plots import save_attention_heatmap
+
+        best = found[0][0]
+        source = translator.tokenizers.source
+        target = translator.tokenizers.target
+        weights = translator.attention(sentences[0], best)
+        src_tokens = [source.decode([i]) or "·" for i in source.encode(sentences[0])]
+        tgt_tokens = [target.decode([i]) or "·" for i in best.tokens] + ["</s>"]
+        save_attention_heatmap(attention, weights, src_tokens, tgt_tokens)
+        typer.echo(f"attention heatmap: {attention}", err=True)
+
+
+@app.command()
+def evaluate(
+    model: str = typer.Option(None, help="Model folder or Hub repo id; default: the bundled model."),
+    src: str = typer.Option(..., help="Source sentences, one per line."),
+    ref: str = typer.Option(..., help="Reference translations, one per line."),
+    beam_size: int = typer.Option(5, help="Beam size; 1 is greedy search."),
+    length_penalty: float = typer.Option(0.6, help="GNMT length penalty alpha."),
+    max_length_ratio: float = typer.Option(2.0, help="Output length limit as a multiple of the source length (+10)."),
+    batch_size: int = typer.Option(32, help="Sentences per batch."),
+):
+    """Translate --src and score it against --ref: BLEU and chrF with sacrebleu's signatures."""
+    from mlxseq.checkpoint import ModelFolderError
+    from mlxseq.data import DataError, read_parallel
+    from mlxseq.metrics import score_translations
+    from mlxseq.translation import Translator
+
+    try:
+        options = _translation_options(beam_size, length_penalty, max_length_ratio, 1, batch_size)
+        corpus = read_parallel(src, ref)
+        translator = Translator.load(model)
+        found = translator.translate(list(corpus.source), options)
+        scores = score_translations([h[0].text for h in found], list(corpus.target))
+    except (ModelFolderError, DataError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1)
+    for line in scores.lines():
+        typer.echo(line)
+    typer.echo(
+        f"decoding: beam_size={beam_size} length_penalty={length_penalty} (gnmt) "
+        f"max_length_ratio={max_length_ratio}; {len(found)} sentences; model {translator.folder}"
+    )

@@ -1,0 +1,160 @@
+"""Translate text with a seq2seq model folder: batched by length, greedy or beam search.
+
+    translator = Translator.load("path/or/owner-repo")     # model + tokenizers
+    translator.translate(["Ein Mann fährt Fahrrad."])      # -> [[Translation(...)]] n-best lists
+    mlxseq.translate(["Ein Mann fährt Fahrrad."], model=...)  # -> ["A man rides a bike."]
+
+Inputs are sorted by length into batches (few distinct shapes, little padding) and the
+results are returned in input order. Characters the tokenizer never saw map to
+``<unk>``; the model never produces ``<pad>``, nor ``<unk>`` unless ``allow_unk``.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+
+from mlxseq.checkpoint import ModelFolderError, read_config, resolve_folder
+from mlxseq.decoding import beam_search, greedy_decode
+
+BUNDLED_MODEL = Path(__file__).parent / "bundled" / "multi30k-de-en"
+
+
+@dataclass
+class TranslationOptions:
+    beam_size: int = 5  # 1 means greedy search
+    length_penalty: float = 0.6  # alpha; 0 ranks by the raw sum of log-probabilities
+    length_penalty_kind: str = "gnmt"  # "gnmt": ((5 + len) / 6) ** alpha; "average": len ** alpha
+    max_length_ratio: float = 2.0  # output tokens at most ratio * source tokens + offset
+    max_length_offset: int = 10
+    n_best: int = 1  # hypotheses returned per input
+    batch_size: int = 32  # sentences per batch
+    max_input_tokens: int = 250  # longer inputs are an error (the model never saw such lengths)
+    allow_unk: bool = False  # let the model produce <unk>
+
+    def __post_init__(self):
+        if self.beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
+        if not 1 <= self.n_best <= self.beam_size:
+            raise ValueError(f"n_best must be in [1, beam_size={self.beam_size}], got {self.n_best}")
+        if self.max_length_ratio <= 0:
+            raise ValueError(f"max_length_ratio must be > 0, got {self.max_length_ratio}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class Translation:
+    text: str
+    score: float  # log-probability / length penalty (the ranking score)
+    log_prob: float
+    tokens: list = field(default_factory=list)
+
+
+class Translator:
+    """A seq2seq model with its tokenizers."""
+
+    def __init__(self, model, tokenizers, folder: Path | None = None):
+        self.model = model
+        self.tokenizers = tokenizers
+        self.folder = folder
+
+    @classmethod
+    def load(cls, path_or_repo=None, *, revision: str | None = None) -> "Translator":
+        """Load a model folder (default: the model bundled with mlxseq)."""
+        from mlxseq.checkpoint import load
+        from mlxseq.data import TokenizerPair
+
+        if path_or_repo is None:
+            if not (BUNDLED_MODEL / "config.json").is_file():
+                raise ModelFolderError("this install has no bundled translation model; pass a model folder or Hub repo id")
+            path_or_repo = BUNDLED_MODEL
+        folder = resolve_folder(path_or_repo, revision)
+        model_type = read_config(folder)["model_type"]
+        if model_type != "seq2seq":
+            raise ModelFolderError(f"{folder} holds a {model_type!r} model; translation needs model_type 'seq2seq'")
+        model = load(folder)
+        try:
+            tokenizers = TokenizerPair.load(folder)
+        except Exception as error:
+            raise ModelFolderError(f"{folder} is not a complete translation model: no tokenizer ({error})") from None
+        return cls(model, tokenizers, folder)
+
+    def translate(self, texts: list[str], options: TranslationOptions | None = None) -> list[list[Translation]]:
+        """The ``n_best`` translations of each text, best first, in input order."""
+        options = options or TranslationOptions()
+        # Sources carry no <s>/</s>, as in training (mlxseq.data.pad_pairs).
+        encoded = [self.tokenizers.source.encode(text) for text in texts]
+        for i, ids in enumerate(encoded):
+            if len(ids) > options.max_input_tokens:
+                raise ValueError(
+                    f"input {i + 1} has {len(ids)} tokens, more than max_input_tokens={options.max_input_tokens}; "
+                    "split it into sentences"
+                )
+        # An empty input translates to an empty output without running the model.
+        results = [[Translation("", 0.0, 0.0, [])] if not ids else None for ids in encoded]
+        order = sorted((i for i, ids in enumerate(encoded) if ids), key=lambda i: len(encoded[i]))
+        for start in range(0, len(order), options.batch_size):
+            chunk = order[start : start + options.batch_size]
+            for i, hyps in zip(chunk, self._translate_batch([encoded[i] for i in chunk], options)):
+                results[i] = hyps
+        return results
+
+    def _translate_batch(self, sources, options):
+        args = self.model.args
+        S = max(len(s) for s in sources)
+        src = np.full((len(sources), S), args.pad_id, dtype=np.int32)
+        for b, ids in enumerate(sources):
+            src[b, : len(ids)] = ids
+        lengths = mx.array([len(s) for s in sources], dtype=mx.int32)
+        state = self.model.init_state(self.model.encode(mx.array(src), lengths))
+        max_tokens = int(options.max_length_ratio * S + options.max_length_offset)
+        banned = [args.pad_id, args.bos_id] + ([] if options.allow_unk else [self.tokenizers.target.unk_id])
+        if options.beam_size == 1:
+            found = [[h] for h in greedy_decode(
+                self.model, state, bos_id=args.bos_id, eos_id=args.eos_id, max_tokens=max_tokens, banned_ids=banned
+            )]
+        else:
+            found = beam_search(
+                self.model,
+                state,
+                bos_id=args.bos_id,
+                eos_id=args.eos_id,
+                beam_size=options.beam_size,
+                max_tokens=max_tokens,
+                length_penalty=options.length_penalty,
+                length_penalty_kind=options.length_penalty_kind,
+                n_best=options.n_best,
+                banned_ids=banned,
+            )
+        decode = self.tokenizers.target.decode
+        return [
+            [Translation(decode(h.tokens), h.score, h.log_prob, list(h.tokens)) for h in hyps[: options.n_best]]
+            for hyps in found
+        ]
+
+    def attention(self, text: str, translation: Translation) -> np.ndarray:
+        """Attention weights ``(output tokens + 1, source tokens)`` of a translation (the last row: eos)."""
+        args = self.model.args
+        src_ids = self.tokenizers.source.encode(text)
+        state = self.model.init_state(self.model.encode(mx.array([src_ids]), mx.array([len(src_ids)])))
+        rows = []
+        for token in [args.bos_id] + translation.tokens:
+            _, state = self.model.step(mx.array([token]), state)
+            rows.append(state["attention"][0])
+        return np.array(mx.stack(rows))
+
+
+def translate(texts, model=None, **options) -> list[str]:
+    """Translate ``texts`` (a string or a list) with a model folder, Hub repo id or the bundled model.
+
+    Keyword options are :class:`TranslationOptions` fields. Returns the best translation
+    of each text (a list of n-best lists when ``n_best > 1``).
+    """
+    single = isinstance(texts, str)
+    translator = model if isinstance(model, Translator) else Translator.load(model)
+    opts = TranslationOptions(**options)
+    found = translator.translate([texts] if single else list(texts), opts)
+    out = [[t.text for t in hyps] if opts.n_best > 1 else hyps[0].text for hyps in found]
+    return out[0] if single else out
