@@ -1,0 +1,140 @@
+"""Translation with a model folder: order, beam vs greedy, n-best, errors, and the CLI commands."""
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mlxseq.checkpoint import ModelFolderError, save_model
+from mlxseq.cli import app
+from mlxseq.data import TokenizerPair, WordTokenizer, pad_pairs
+from mlxseq.losses import label_smoothed_cross_entropy
+from mlxseq.models.seq2seq import ModelArgs, Seq2Seq
+from mlxseq.translation import TranslationOptions, Translator, translate
+
+SOURCE_WORDS = "eins zwei drei vier fünf sechs sieben acht".split()
+TARGET_WORDS = "ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT".split()
+runner = CliRunner()
+
+
+def _toy_pairs(rng, n):
+    """Source: 2-6 German number words; target: the English words in reverse order."""
+    pairs = []
+    for _ in range(n):
+        idx = rng.integers(0, 8, rng.integers(2, 7))
+        pairs.append((" ".join(SOURCE_WORDS[i] for i in idx), " ".join(TARGET_WORDS[i] for i in idx[::-1])))
+    return pairs
+
+
+def expected(sentence):
+    return " ".join(TARGET_WORDS[SOURCE_WORDS.index(w)] for w in sentence.split()[::-1])
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    tokenizers = TokenizerPair(WordTokenizer.build(SOURCE_WORDS), WordTokenizer.build(TARGET_WORDS))
+    mx.random.seed(0)
+    args = ModelArgs(12, 12, embed_size=16, hidden_size=32, rnn_type="gru", attention="general", dropout=0.0)
+    model = Seq2Seq(args)
+    optimizer = optim.Adam(learning_rate=1e-2)
+
+    def loss_fn(model, batch):
+        total, count = label_smoothed_cross_entropy(
+            model(batch.source, batch.source_lengths, batch.target_input), batch.target_output, pad_id=0
+        )
+        return total / count
+
+    step = nn.value_and_grad(model, loss_fn)
+    for _ in range(300):
+        pairs = _toy_pairs(rng, 32)
+        batch = pad_pairs([tokenizers.source.encode(s) for s, _ in pairs], [tokenizers.target.encode(t) for _, t in pairs])
+        _, grads = step(model, batch)
+        optimizer.update(model, grads)
+        mx.eval(model.parameters(), optimizer.state)
+    path = tmp_path_factory.mktemp("toy") / "model"
+    save_model(path, model, "seq2seq", args)
+    tokenizers.save(path)
+    return path
+
+
+def test_translations_come_back_in_input_order(folder):
+    sentences = ["eins zwei drei vier fünf sechs", "acht eins", "drei vier", "sieben sechs fünf", "zwei eins"]
+    translator = Translator.load(folder)
+    for beam in (1, 4):
+        found = translator.translate(sentences, TranslationOptions(beam_size=beam, batch_size=2))
+        assert [h[0].text for h in found] == [expected(s) for s in sentences]
+
+
+def test_nbest_is_sorted_and_beam_one_is_greedy(folder):
+    translator = Translator.load(folder)
+    sentences = ["eins zwei drei", "vier fünf"]
+    nbest = translator.translate(sentences, TranslationOptions(beam_size=4, n_best=3))
+    for hyps in nbest:
+        assert len(hyps) == 3
+        assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+        assert len({h.text for h in hyps}) == 3
+    greedy = translator.translate(sentences, TranslationOptions(beam_size=1))
+    beam1 = translator.translate(sentences, TranslationOptions(beam_size=1, length_penalty=0.0))
+    assert [g[0].tokens for g in greedy] == [b[0].tokens for b in beam1]
+    assert translate("acht sieben", model=translator) == "SEVEN EIGHT"
+
+
+def test_inputs_that_need_a_documented_behaviour(folder):
+    translator = Translator.load(folder)
+    empty, unknown = translator.translate(["", "eins Fahrrad zwei"], TranslationOptions(beam_size=2))
+    assert empty[0].text == "" and empty[0].tokens == []
+    assert "<unk>" not in unknown[0].text  # unseen words encode to <unk>; the model never outputs it
+    with pytest.raises(ValueError, match="input 1 has 9 tokens, more than max_input_tokens=8"):
+        translator.translate(["eins " * 9], TranslationOptions(max_input_tokens=8))
+    with pytest.raises(ValueError, match="n_best must be in"):
+        TranslationOptions(beam_size=2, n_best=3)
+
+
+def test_a_folder_without_tokenizer_or_of_another_type(folder, tmp_path):
+    incomplete = tmp_path / "incomplete"
+    incomplete.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (incomplete / name).write_bytes((folder / name).read_bytes())
+    with pytest.raises(ModelFolderError, match="no tokenizer"):
+        Translator.load(incomplete)
+    from mlxseq.models.recurrent import ModelArgs as LayerArgs, build_model
+
+    save_model(tmp_path / "layer", build_model(LayerArgs("gru", 2, 3)), "recurrent", LayerArgs("gru", 2, 3))
+    with pytest.raises(ModelFolderError, match="needs model_type 'seq2seq'"):
+        Translator.load(tmp_path / "layer")
+
+
+def test_cli_translate_arguments_file_stdin_and_attention(folder, tmp_path):
+    result = runner.invoke(app, ["translate", "--model", str(folder), "eins zwei", "drei acht"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[:2] == ["TWO ONE", "EIGHT THREE"]
+
+    (tmp_path / "in.txt").write_text("vier fünf\nsechs zwei\n")
+    out = tmp_path / "out.txt"
+    result = runner.invoke(app, ["translate", "--model", str(folder), "-i", str(tmp_path / "in.txt"), "-o", str(out),
+                                 "--attention", str(tmp_path / "att.png")])
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == "FIVE FOUR\nTWO SIX\n"
+    assert (tmp_path / "att.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    result = runner.invoke(app, ["translate", "--model", str(folder), "--n-best", "2"], input="sieben acht\n")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("EIGHT SEVEN\t")
+
+    result = runner.invoke(app, ["translate", "--model", str(tmp_path / "nowhere"), "eins"])
+    assert result.exit_code == 1 and "no model folder at" in result.output
+
+
+def test_cli_evaluate_prints_scores_with_signatures(folder, tmp_path):
+    sentences = ["eins zwei drei", "vier fünf sechs sieben", "acht eins"]
+    (tmp_path / "src").write_text("\n".join(sentences) + "\n")
+    (tmp_path / "ref").write_text("\n".join(expected(s) for s in sentences) + "\n")
+    result = runner.invoke(app, ["evaluate", "--model", str(folder), "--src", str(tmp_path / "src"),
+                                 "--ref", str(tmp_path / "ref"), "--beam-size", "3"])
+    assert result.exit_code == 0, result.output
+    assert "BLEU 100.00  nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:" in result.output
+    assert "chrF 100.00" in result.output and "beam_size=3" in result.output
