@@ -206,3 +206,32 @@ def load(path_or_repo, *, revision: str | None = None):
     load_weights(model, folder / WEIGHTS_FILE)
     model.eval()
     return model
+
+
+def upload(folder, repo_id: str, *, private: bool = False, message: str | None = None) -> str:
+    """Publish a model folder to the Hugging Face Hub (creating the repo); returns its URL.
+
+    Only a complete folder is uploaded, and only the files a model folder holds
+    (``HUB_PATTERNS``): no resume state or logs.
+    """
+    from huggingface_hub import HfApi
+
+    folder = Path(folder)
+    config = read_config(folder)
+    if not (folder / WEIGHTS_FILE).is_file():
+        raise ModelFolderError(f"{folder} is not a complete model folder: {WEIGHTS_FILE} is missing")
+    if not _REPO_ID.match(repo_id):
+        raise ModelFolderError(f"{repo_id!r} is not a Hub repo id of the form owner/name")
+    api = HfApi()
+    try:
+        url = api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(
+            folder_path=str(folder),
+            repo_id=repo_id,
+            allow_patterns=HUB_PATTERNS,
+            commit_message=message or f"Upload mlxseq {config['model_type']} model",
+        )
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelFolderError(f"could not upload to {repo_id!r} ({type(error).__name__}: {reason}); logged in? (hf auth login)") from None
+    return str(url)

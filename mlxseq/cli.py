@@ -172,3 +172,20 @@ def evaluate(
         f"decoding: beam_size={beam_size} length_penalty={length_penalty} (gnmt) "
         f"max_length_ratio={max_length_ratio}; {len(found)} sentences; model {translator.folder}"
     )
+
+
+@app.command()
+def upload(
+    folder: str = typer.Argument(..., help="Model folder to publish."),
+    repo_id: str = typer.Argument(..., help="Hugging Face Hub repo id, owner/name."),
+    private: bool = typer.Option(False, help="Create the repo as private."),
+):
+    """Publish a model folder to the Hugging Face Hub."""
+    from mlxseq.checkpoint import ModelFolderError, upload as upload_folder
+
+    try:
+        url = upload_folder(folder, repo_id, private=private)
+    except ModelFolderError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"uploaded {folder} to {url}")

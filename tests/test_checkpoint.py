@@ -109,3 +109,72 @@ def test_hub_repo_from_a_prepared_cache(tmp_path, monkeypatch):
     loaded = mlxseq.load("someone/tiny-lstm")
     x = mx.random.normal((1, 4, 3))
     np.testing.assert_array_equal(np.array(model(x)[0]), np.array(loaded(x)[0]))
+
+
+HUB_SCRIPT = """
+import sys
+import mlxseq
+from mlxseq.checkpoint import ModelFolderError
+try:
+    model = mlxseq.load(sys.argv[1])
+    print("loaded", type(model).__name__)
+except ModelFolderError as error:
+    print("error", error)
+"""
+
+
+def _load_in_subprocess(repo, env):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", HUB_SCRIPT, repo], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_hub_download_through_an_http_stand_in_then_offline_from_cache(tmp_path):
+    from tests.support.hub_standin import HubStandIn
+
+    _saved_lstm(tmp_path / "repo")
+    (tmp_path / "repo" / "optimizer.bin").write_bytes(b"not part of a model folder")
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "cache"), HF_HUB_DISABLE_PROGRESS_BARS="1")
+    env.pop("HF_HUB_OFFLINE", None)
+    with HubStandIn({"someone/tiny-lstm": tmp_path / "repo"}) as hub:
+        env["HF_ENDPOINT"] = hub.url
+        assert _load_in_subprocess("someone/tiny-lstm", env) == "loaded LSTM"
+        assert not any("optimizer.bin" in path for path in hub.requests)  # only model-folder files are fetched
+        missing = _load_in_subprocess("someone/other", env)
+        assert missing.startswith("error could not get 'someone/other' from the Hugging Face Hub")
+    # the stand-in is gone: the cache serves the repo offline
+    env["HF_HUB_OFFLINE"] = "1"
+    assert _load_in_subprocess("someone/tiny-lstm", env) == "loaded LSTM"
+
+
+def test_upload_publishes_only_model_folder_files(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mlxseq.cli import app
+
+    calls = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, private, exist_ok):
+            calls.append(("create_repo", repo_id, private, exist_ok))
+            return f"https://hub.example/{repo_id}"
+
+        def upload_folder(self, folder_path, repo_id, allow_patterns, commit_message):
+            calls.append(("upload_folder", folder_path, repo_id, tuple(allow_patterns), commit_message))
+
+    monkeypatch.setattr("huggingface_hub.HfApi", FakeApi)
+    _saved_lstm(tmp_path / "m")
+    result = CliRunner().invoke(app, ["upload", str(tmp_path / "m"), "someone/tiny-lstm"])
+    assert result.exit_code == 0, result.output
+    assert calls[0] == ("create_repo", "someone/tiny-lstm", False, True)
+    assert calls[1][1:3] == (str(tmp_path / "m"), "someone/tiny-lstm")
+    assert set(calls[1][3]) == set(checkpoint.HUB_PATTERNS)
+    assert calls[1][4] == "Upload mlxseq recurrent model"
+
+    (tmp_path / "m" / "model.safetensors").unlink()
+    result = CliRunner().invoke(app, ["upload", str(tmp_path / "m"), "someone/tiny-lstm"])
+    assert result.exit_code == 1 and "model.safetensors is missing" in result.output
+    assert len(calls) == 2
