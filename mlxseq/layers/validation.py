@@ -28,7 +28,14 @@ def check_lengths(lengths, batch, steps):
     if isinstance(lengths, mx.array):
         if not mx.issubdtype(lengths.dtype, mx.integer):
             raise ValueError(f"lengths must be integers, got dtype {lengths.dtype}")
-        values = np.array(lengths)
+        if tuple(lengths.shape) != (batch,):
+            raise ValueError(f"lengths must have shape (B,) = ({batch},), got shape {tuple(lengths.shape)}")
+        try:
+            values = np.array(lengths)
+        except ValueError:
+            # Traced inside mx.compile (or another transformation): the values cannot be
+            # read without evaluating the graph; shape and dtype are checked above.
+            return lengths.astype(mx.int32)
     else:
         values = np.asarray(lengths)
         if values.dtype == object or not np.issubdtype(values.dtype, np.integer):
