@@ -2,6 +2,8 @@
 
 import mlx.core as mx
 
+from mlxseq.layers.activations import log_softmax
+
 
 def label_smoothed_cross_entropy(logits: mx.array, targets: mx.array, pad_id: int, smoothing: float = 0.0):
     """Summed label-smoothed cross-entropy over non-pad targets, and their count.
@@ -20,7 +22,7 @@ def label_smoothed_cross_entropy(logits: mx.array, targets: mx.array, pad_id: in
     """
     if not 0.0 <= smoothing < 1.0:
         raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")
-    log_probs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+    log_probs = log_softmax(logits.astype(mx.float32))
     nll = -mx.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
     if smoothing > 0:
         nll = (1.0 - smoothing) * nll - smoothing * log_probs.mean(axis=-1)

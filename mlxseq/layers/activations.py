@@ -58,3 +58,42 @@ def tanh(x: mx.array) -> mx.array:
 def sigmoid(x: mx.array) -> mx.array:
     """Logistic function as 0.5 + 0.5 * tanh(x / 2) (absolute error < 3e-7)."""
     return 0.5 + 0.5 * tanh(0.5 * x)
+
+
+# exp(x) = 2^n * exp(r), n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2] (Cody-Waite
+# split of ln 2), exp(r) by Cephes' expf polynomial, 2^n by writing the exponent bits.
+# MLX's own exp runs one element at a time; this is about 10x faster on the CPU.
+_LOG2E = 1.4426950408889634
+_LN2_HI = 0.693145751953125
+_LN2_LO = 1.428606765330187e-06
+_EXP_C = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
+_ROUND = 12582912.0  # 1.5 * 2^23: adding and subtracting it rounds a float32 to an integer
+
+
+def exp_nonpositive(x: mx.array) -> mx.array:
+    """exp(x) for finite x <= 0 (as after subtracting a maximum), relative error < 2e-7 above x = -87.
+
+    Inputs below -87 give exp(-87) ~ 1.6e-38 instead of smaller numbers; -inf is not supported.
+    """
+    x = x + _relu(-87.0 - x)  # max(x, -87); exactly x above -87
+    n = (x * _LOG2E + _ROUND) - _ROUND
+    r = (x - n * _LN2_HI) - n * _LN2_LO
+    z = r * r
+    c = _EXP_C
+    p = (c[0] * r + c[1]) * z + (c[2] * r + c[3])
+    p = (p * z + (c[4] * r + c[5])) * z + r + 1.0
+    two_n = mx.view((n.astype(mx.int32) + 127) << 23, mx.float32)
+    return p * two_n
+
+
+@mx.custom_function
+def log_softmax(x: mx.array) -> mx.array:
+    """log_softmax over the last axis of finite float32 logits, with the fast exp in both passes."""
+    shifted = x - mx.stop_gradient(x.max(axis=-1, keepdims=True))
+    return shifted - mx.log(exp_nonpositive(shifted).sum(axis=-1, keepdims=True))
+
+
+@log_softmax.vjp
+def _log_softmax_vjp(primals, cotangent, output):
+    # d/dx_i of sum_j g_j (x_j - logsumexp(x)) = g_i - softmax(x)_i * sum_j g_j
+    return (cotangent - exp_nonpositive(output) * cotangent.sum(axis=-1, keepdims=True),)

@@ -19,3 +19,21 @@ def test_tanh_and_sigmoid_accuracy():
     np.testing.assert_allclose(np.array(activations.tanh(mx.array(small))), np.tanh(small), rtol=3e-7)
     s = np.array(mx.compile(activations.sigmoid)(mx.array(x)))
     assert np.abs(s - (0.5 + 0.5 * np.tanh(0.5 * x.astype(np.float64)))).max() < 3e-7
+
+
+def test_fast_exp_and_log_softmax_against_float64():
+    x = np.linspace(-86, 0, 200_001).astype(np.float32)
+    y = np.array(activations.exp_nonpositive(mx.array(x)))
+    ref = np.exp(x.astype(np.float64))
+    assert (np.abs(y - ref) / ref).max() < 2e-7
+    assert np.array(activations.exp_nonpositive(mx.array([-1000.0])))[0] < 2e-38
+
+    rng = np.random.default_rng(0)
+    logits = (rng.standard_normal((6, 300)) * 8).astype(np.float32)
+    cot = rng.standard_normal((6, 300)).astype(np.float32)
+    ref = logits.astype(np.float64) - np.log(np.exp(logits.astype(np.float64)).sum(-1, keepdims=True))
+    out = np.array(activations.log_softmax(mx.array(logits)))
+    np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-5)
+    grad = np.array(mx.grad(lambda v: (activations.log_softmax(v) * mx.array(cot)).sum())(mx.array(logits)))
+    ref_grad = cot - np.exp(ref) * cot.sum(-1, keepdims=True)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-6, atol=1e-5)
