@@ -73,6 +73,24 @@ class _Cell(nn.Module):
         new = (h, *extra)
         return new if batched else tuple(s[0] for s in new)
 
+    def unroll(self, xs, states):
+        """Run the cell over a whole sequence: one input projection and one scan.
+
+        Args:
+            xs: time-major inputs ``(T, B, D)``.
+            states: tuple of initial states, each ``(B, H)`` (LSTM: ``(h, c)``).
+
+        Returns:
+            ``(outputs (T, B, H), final states tuple)``; the same numbers as calling
+            the cell T times.
+        """
+        if xs.ndim != 3 or xs.shape[-1] != self.input_size:
+            raise ValueError(f"unroll input must have shape (T, B, {self.input_size}), got {tuple(xs.shape)}")
+        biases = (self.bias_ih, self.bias_hh) if self.bias else ()
+        xp, w_hh, b_hh = project_inputs(self._math, xs, self.weight_ih, self.weight_hh, *biases)  # (T, B, G)
+        outputs, h, extra = scan(self._math, xp, states[0], tuple(states[1:]), w_hh, b_hh)
+        return outputs, (h, *extra)
+
 
 class RNNCell(_Cell):
     r"""One Elman RNN step: :math:`h' = \sigma(W_{ih} x + b_{ih} + W_{hh} h + b_{hh})`.

@@ -202,11 +202,30 @@ class Seq2Seq(nn.Module):
         """Teacher forcing: logits (B, T, V) for decoder inputs ``tgt_in`` (B, T) = bos + y."""
         state = self.init_state(self.encode(src, src_lengths))
         embedded = self.embedding(tgt_in)  # (B, T, E)
+        if self.args.decoder_style == "luong" and not self.input_feed:
+            return self._parallel_decoder(embedded, state)
         logits = []
         for t in range(tgt_in.shape[1]):
             out, state = self._step(embedded[:, t], state)
             logits.append(out)
         return mx.stack(logits, axis=1)
+
+    def _parallel_decoder(self, embedded, state):
+        """Without input feeding nothing flows from one step's attention into the next
+        step's RNN, so the decoder RNN runs as whole-sequence scans and attention
+        attends for all steps at once: the same numbers as stepping, far fewer ops."""
+        x = self.dropout(embedded).transpose(1, 0, 2)  # (T, B, E)
+        for k, cell in enumerate(self.cells):
+            if k > 0:
+                x = self.dropout(x)
+            initial = (state["h"][k], state["c"][k]) if self.args.rnn_type == "lstm" else (state["h"][k],)
+            x, _ = cell.unroll(x, initial)  # (T, B, H)
+        top = x.transpose(1, 0, 2)  # (B, T, H)
+        if self.args.attention != "none":
+            context, _ = self.attention(top, state["keys"], state["memory"], state["mask"])
+            top = mx.tanh(self.linear_out(mx.concatenate([context, top], axis=-1)))
+        out = self.dropout(top)
+        return out @ self.embedding.weight.T if self.args.tie_embeddings else self.output(out)
 
     # --- one step -----------------------------------------------------------------
 

@@ -92,3 +92,20 @@ def test_cell_bad_input(make, call, message):
     with pytest.raises(ValueError, match=message):
         cell = make()
         call(cell)
+
+
+@pytest.mark.parametrize("kind", list(CELLS))
+def test_unroll_equals_stepping(kind):
+    _, mlx_cls, kwargs = CELLS[kind]
+    mx.random.seed(4)
+    cell = mlx_cls(D, H, **kwargs)
+    xs = mx.random.normal((5, B, D))
+    states = tuple(mx.random.normal((B, H)) for _ in range(2 if kind == "lstm" else 1))
+    outputs, final = cell.unroll(xs, states)
+    current = states
+    for t in range(5):
+        current = cell(xs[t], current if kind == "lstm" else current[0])
+        current = tuple(current) if kind == "lstm" else (current,)
+        assert mx.allclose(outputs[t], current[0], atol=1e-6)
+    for a, b in zip(final, current):
+        assert mx.allclose(a, b, atol=1e-6)
