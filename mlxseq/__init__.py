@@ -9,6 +9,7 @@ Public API::
     mlxseq.data                                       # corpora, tokenizers, length-bucketed batches
     mlxseq.greedy_decode, beam_search, sample, make_sampler   # decoding over StepModel.step
     mlxseq.translate(texts, model=...), mlxseq.Translator     # seq2seq translation
+    mlxseq.generate(prompt, model=...), mlxseq.Generator      # language-model text generation
 """
 
 # The optimized BLAS must be in place before anything imports mlx.core.
@@ -22,6 +23,7 @@ from mlxseq.checkpoint import load  # noqa: E402
 from mlxseq.decoding import Hypothesis, StepModel, beam_search, generate_steps, greedy_decode, sample  # noqa: E402
 from mlxseq.layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
 from mlxseq.sample_utils import make_repetition_penalty, make_sampler  # noqa: E402
+from mlxseq.generation import Generator, generate  # noqa: E402
 from mlxseq.translation import Translator, translate  # noqa: E402
 
 __all__ = [
@@ -44,4 +46,6 @@ __all__ = [
     "make_repetition_penalty",
     "Translator",
     "translate",
+    "Generator",
+    "generate",
 ]

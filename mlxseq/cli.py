@@ -189,3 +189,44 @@ def upload(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1)
     typer.echo(f"uploaded {folder} to {url}")
+
+
+@app.command()
+def generate(
+    model: str = typer.Option(None, help="Language-model folder or Hub repo id; default: the bundled model."),
+    prompt: str = typer.Option("", help="Text to continue; empty starts from the start token."),
+    max_tokens: int = typer.Option(100, "--max-tokens", "-m", help="Tokens to generate per sample."),
+    temp: float = typer.Option(0.0, help="Sampling temperature; 0 is argmax."),
+    top_k: int = typer.Option(0, help="Keep the k most likely tokens; 0 disables."),
+    top_p: float = typer.Option(1.0, help="Nucleus sampling threshold in (0, 1]; 1 disables."),
+    min_p: float = typer.Option(0.0, help="Drop tokens below min_p times the top probability; 0 disables."),
+    repetition_penalty: float = typer.Option(None, help="Penalty > 1 for recently seen tokens."),
+    seed: int = typer.Option(None, help="Random seed: the same seed gives the same text."),
+    num_samples: int = typer.Option(1, help="Samples to generate."),
+    stop: list[str] = typer.Option([], help="Stop when this string appears (repeatable)."),
+    beam_size: int = typer.Option(1, help="Beam search with this beam instead of sampling."),
+):
+    """Generate text with a language model, streaming it to the terminal."""
+    from mlxseq.checkpoint import ModelFolderError
+    from mlxseq.generation import GenerationOptions, Generator
+
+    try:
+        options = GenerationOptions(
+            max_tokens=max_tokens, temp=temp, top_k=top_k, top_p=top_p, min_p=min_p,
+            repetition_penalty=repetition_penalty, seed=seed, num_samples=num_samples,
+            stop=tuple(stop), beam_size=beam_size,
+        )
+        generator = Generator.load(model)
+    except (ModelFolderError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1)
+    if num_samples == 1 and beam_size == 1:
+        typer.echo(prompt, nl=False)
+        for piece in generator.stream(prompt, options):
+            typer.echo(piece, nl=False)
+        typer.echo()
+        return
+    for i, text in enumerate(generator.generate(prompt, options)):
+        if num_samples > 1:
+            typer.echo(f"--- sample {i + 1}")
+        typer.echo(prompt + text)

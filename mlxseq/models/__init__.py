@@ -9,6 +9,7 @@ from importlib import import_module
 MODEL_TYPES = {
     "recurrent": "mlxseq.models.recurrent",
     "seq2seq": "mlxseq.models.seq2seq",
+    "lm": "mlxseq.models.language_model",
 }
 
 
