@@ -230,3 +230,28 @@ def generate(
         if num_samples > 1:
             typer.echo(f"--- sample {i + 1}")
         typer.echo(prompt + text)
+
+
+@app.command()
+def train(
+    config: str = typer.Argument(..., help="Training config, YAML or JSON (see configs/)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config value: key.sub=value (YAML scalar rules); repeatable."),
+    resume: bool = typer.Option(
+        None, "--resume/--no-resume", help="Continue the run in output_dir / insist on a fresh one; default: continue if there is one."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no messages."),
+):
+    """Train the model a config describes; run the same command again to resume."""
+    from mlxseq.train import USER_ERRORS, train_from_config
+
+    try:
+        result = train_from_config(config, set_, resume=resume, quiet=quiet)
+    except USER_ERRORS as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1)
+    except KeyboardInterrupt as error:
+        typer.echo(str(error) or "interrupted", err=True)
+        raise typer.Exit(130)
+    best = result.best
+    score = f"; best {best['metric']} {best['value']:.4g} at step {best['step']}" if best["value"] is not None else ""
+    typer.echo(f"trained to step {result.step} ({result.stopped}){score}: {result.output_dir}")

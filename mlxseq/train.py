@@ -1,0 +1,84 @@
+"""``mlxseq train CONFIG``: a config file to a trained run folder, in one call.
+
+Public API::
+
+    train_from_config(path, overrides=(), *, resume=None, quiet=False) -> TrainingResult
+    train(model, batches, loss_fn, args, output_dir, ...)    # the generic loop (mlxseq.training)
+    USER_ERRORS                                               # what the CLI reports in one line
+
+The config's task (:mod:`mlxseq.tasks`) turns the config into a model, batches,
+a loss, a validation callback and a model-folder writer; the generic loop
+(:mod:`mlxseq.training`) trains. The run folder gets the resolved config as
+``config.yaml``; resuming with changed settings is allowed and each change is logged.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Callable, Iterable
+
+import mlx.core as mx
+import yaml
+
+from mlxseq.checkpoint import ModelFolderError
+from mlxseq.config import ConfigError, changed_keys, config_to_dict, dump_config, load_config
+from mlxseq.data import DataError
+from mlxseq.tasks import task_module
+from mlxseq.training import ResumeError, TrainingArgs, TrainingError, TrainingResult, train
+from mlxseq.training.loop import resolve_resume
+from mlxseq.training.progress import stderr_log
+from mlxseq.training.run_folder import RunFolder
+
+USER_ERRORS = (ConfigError, DataError, ModelFolderError, ResumeError, TrainingError)
+CONFIG_COPY = "config.yaml"
+
+__all__ = ["train_from_config", "train", "TrainingArgs", "TrainingResult", "USER_ERRORS"]
+
+
+def train_from_config(
+    path,
+    overrides: Iterable[str] = (),
+    *,
+    resume: bool | None = None,
+    quiet: bool = False,
+    progress: bool | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainingResult:
+    """Train what the config at ``path`` describes (with ``key.sub=value`` overrides).
+
+    Args:
+        path: a YAML or JSON config (:mod:`mlxseq.config`).
+        overrides: ``"training.lr=2e-3"`` and the like, applied in order.
+        resume: True continues the run in ``output_dir`` (error without a checkpoint), False
+            starts one (error if ``output_dir`` holds one), None continues one if present.
+        quiet: no progress bar and no messages.
+        progress: the progress bar; None shows it when stderr is a terminal.
+        on_step: ``on_step(step, loss)`` after every update.
+
+    Raises:
+        one of ``USER_ERRORS`` for a bad config, bad data or an unusable checkpoint;
+        TrainingInterrupted (a KeyboardInterrupt) after Ctrl-C, with the checkpoint saved.
+    """
+    overrides = list(overrides)
+    config = load_config(path, overrides)
+    log = None if quiet else stderr_log
+    run = RunFolder(config.output_dir)
+    run.recover()
+    resuming = resolve_resume(run, resume)
+    previous = run.path / CONFIG_COPY
+    if resuming and previous.is_file() and log is not None:
+        changes = changed_keys(yaml.safe_load(previous.read_text(encoding="utf-8")) or {}, config_to_dict(config))
+        for change in changes:
+            log(f"resuming with a changed setting: {change}")
+    command = shlex.join(["mlxseq", "train", str(path), *(f"--set={o}" for o in overrides)])
+    mx.random.seed(config.training.seed)  # model initialisation; a resumed run loads its weights instead
+    parts = task_module(config.task).prepare(config, run.path, resuming=resuming, command=command, log=log)
+    run.write_text(CONFIG_COPY, dump_config(config))
+    if log is not None:
+        log(parts.description)
+    return train(
+        parts.model, parts.batches, parts.loss, config.training, Path(config.output_dir),
+        validate=parts.validate, save_model=parts.save_model, resume=resuming,
+        progress=False if quiet else progress, log=log, on_step=on_step,
+    )

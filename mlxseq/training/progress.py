@@ -1,0 +1,83 @@
+"""What a person watching a run sees: a rich progress bar, or plain log lines.
+
+The bar shows the step, loss, perplexity, target tokens per second, learning
+rate and the time left. It is on by default only when stderr is a terminal;
+without it, each logged window becomes one line through ``log``. Messages
+(validation scores, saves) go above the bar, or through ``log``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Callable
+
+Log = Callable[[str], None]
+
+
+def stderr_log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class Progress:
+    """Context manager; ``enabled=None`` means: a bar if stderr is a terminal.
+
+    Args:
+        total: the step the run ends at (for the bar and the time left).
+        start: the step it starts from (a resumed run starts past 0).
+        enabled: draw the bar; ``None`` decides by the terminal.
+        log: where messages and (without a bar) window summaries go; ``None`` is silent.
+    """
+
+    def __init__(self, total: int, start: int, enabled: bool | None = None, log: Log | None = stderr_log):
+        self.total, self.start, self.log = total, start, log
+        self.enabled = (sys.stderr.isatty() if enabled is None else enabled) and log is not None
+        self._bar = self._task = None
+
+    def __enter__(self) -> "Progress":
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
+
+            fields = "loss {task.fields[loss]:.3f}  ppl {task.fields[ppl]:.1f}  {task.fields[tps]:,.0f} tok/s  lr {task.fields[lr]:.2e}"
+            self._bar = RichProgress(
+                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn(fields),
+                TextColumn("eta"), TimeRemainingColumn(), console=Console(stderr=True),
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(
+                "train", total=self.total, completed=self.start, loss=math.nan, ppl=math.nan, tps=0.0, lr=0.0
+            )
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def step(self, step: int, loss: float, tokens_per_s: float, lr: float) -> None:
+        """After every update (cheap: the loss is already on the host)."""
+        if self._bar is not None:
+            self._bar.update(
+                self._task, completed=step, loss=loss, ppl=perplexity(loss), tps=tokens_per_s, lr=lr
+            )
+
+    def window(self, record: dict) -> None:
+        """After each logged window: a line when there is no bar."""
+        if self._bar is None and self.log is not None:
+            self.log(
+                f"step {record['step']}/{self.total}  epoch {record['epoch']}  loss {record['loss']:.4f}  "
+                f"ppl {record['ppl']:.2f}  {record['tokens_per_s']:,.0f} tok/s  lr {record['lr']:.3e}"
+            )
+
+    def message(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.console.print(text, markup=False, highlight=False)
+        elif self.log is not None:
+            self.log(text)
+
+
+def perplexity(loss: float) -> float:
+    """``exp(loss)``, inf instead of an overflow."""
+    return math.exp(loss) if loss < 700 else math.inf

@@ -1,0 +1,124 @@
+"""The run folder: every file a training run writes, in one place.
+
+Layout of ``output_dir``::
+
+    last/ best/        model folders (loadable by mlxseq.load), replaced whole
+    resume/            the resume checkpoint (mlxseq.training.resume)
+    metrics.jsonl      one JSON object per logged window or validation
+    curves.png         training and validation curves, redrawn at each validation
+    config.yaml        the resolved config of the run (written by mlxseq.train)
+
+Only the primary process writes (``primary=False`` makes every write a no-op), so
+distributed training can run one RunFolder per process with rank 0 primary.
+
+A model folder is written to ``.NAME.tmp/`` and swapped in: ``NAME`` is renamed to
+``.NAME.old/``, the new folder to ``NAME``, and the old one deleted. A crash between
+the two renames leaves ``.NAME.old/``, which :meth:`RunFolder.recover` renames back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import mlx.nn as nn
+import mlx.optimizers as optim
+
+from mlxseq.checkpoint import write_text
+from mlxseq.training import resume
+from mlxseq.training.curves import plot_curves
+
+METRICS_FILE = "metrics.jsonl"
+CURVES_FILE = "curves.png"
+MODEL_FOLDERS = ("last", "best")
+
+
+class RunFolder:
+    def __init__(self, path, primary: bool = True):
+        self.path = Path(path)
+        self.primary = primary
+        self.resume_dir = self.path / "resume"
+        self.metrics_path = self.path / METRICS_FILE
+        self.curves_path = self.path / CURVES_FILE
+
+    # --- model folders ----------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Undo what a crash during a model-folder swap left behind."""
+        if not self.primary or not self.path.is_dir():
+            return
+        for name in MODEL_FOLDERS:
+            final, old, tmp = self._names(name)
+            if not final.exists() and old.exists():
+                os.rename(old, final)
+            for leftover in (old, tmp):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+    def write_model(self, name: str, write: Callable[[Path], None]) -> Path:
+        """Let ``write(folder)`` fill a fresh folder, then swap it in as ``name``."""
+        final, old, tmp = self._names(name)
+        if not self.primary:
+            return final
+        self.path.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        write(tmp)
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def _names(self, name: str) -> tuple[Path, Path, Path]:
+        return self.path / name, self.path / f".{name}.old", self.path / f".{name}.tmp"
+
+    # --- resume checkpoints --------------------------------------------------------------
+
+    def has_checkpoint(self) -> bool:
+        return resume.has_checkpoint(self.resume_dir)
+
+    def save_checkpoint(self, model: nn.Module, optimizer: optim.Optimizer, state: dict) -> None:
+        if self.primary:
+            resume.save_checkpoint(self.resume_dir, model, optimizer, state)
+
+    def load_checkpoint(self, model: nn.Module, optimizer: optim.Optimizer) -> dict:
+        return resume.load_checkpoint(self.resume_dir, model, optimizer)
+
+    # --- metrics and curves ---------------------------------------------------------------
+
+    def append_metrics(self, record: dict) -> None:
+        if not self.primary:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.metrics_path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def read_metrics(self) -> list[dict]:
+        """The records of ``metrics.jsonl``; a line cut short by a crash is skipped."""
+        if not self.metrics_path.is_file():
+            return []
+        records = []
+        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return records
+
+    def keep_metrics_until(self, step: int) -> list[dict]:
+        """Drop the records after ``step`` (a resumed run redoes those steps); return the rest."""
+        records = [r for r in self.read_metrics() if r.get("step", 0) <= step]
+        if self.primary and self.metrics_path.is_file():
+            write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in records))
+        return records
+
+    def write_curves(self, records: list[dict], title: str = "") -> bool:
+        return self.primary and plot_curves(records, self.curves_path, title)
+
+    def write_text(self, name: str, text: str) -> None:
+        if self.primary:
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_text(self.path / name, text)
