@@ -10,6 +10,7 @@ Public API::
     mlxseq.greedy_decode, beam_search, sample, make_sampler   # decoding over StepModel.step
     mlxseq.translate(texts, model=...), mlxseq.Translator     # seq2seq translation
     mlxseq.generate(prompt, model=...), mlxseq.Generator      # language-model text generation
+    mlxseq.train("config.yaml", overrides=["training.lr=2e-3"])  # a run folder (mlxseq.training)
 """
 
 # The optimized BLAS must be in place before anything imports mlx.core.
@@ -24,6 +25,7 @@ from mlxseq.decoding import Hypothesis, StepModel, beam_search, generate_steps, 
 from mlxseq.layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
 from mlxseq.sample_utils import make_repetition_penalty, make_sampler  # noqa: E402
 from mlxseq.generation import Generator, generate  # noqa: E402
+from mlxseq.training.from_config import train_from_config as train  # noqa: E402
 from mlxseq.translation import Translator, translate  # noqa: E402
 
 __all__ = [
@@ -48,4 +50,5 @@ __all__ = [
     "translate",
     "Generator",
     "generate",
+    "train",
 ]

@@ -242,7 +242,7 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no messages."),
 ):
     """Train the model a config describes; run the same command again to resume."""
-    from mlxseq.train import USER_ERRORS, train_from_config
+    from mlxseq.training.from_config import USER_ERRORS, train_from_config
 
     try:
         result = train_from_config(config, set_, resume=resume, quiet=quiet)

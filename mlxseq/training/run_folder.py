@@ -6,7 +6,7 @@ Layout of ``output_dir``::
     resume/            the resume checkpoint (mlxseq.training.resume)
     metrics.jsonl      one JSON object per logged window or validation
     curves.png         training and validation curves, redrawn at each validation
-    config.yaml        the resolved config of the run (written by mlxseq.train)
+    config.yaml        the resolved config of the run (written by mlxseq.training.from_config)
 
 Only the primary process writes (``primary=False`` makes every write a no-op), so
 distributed training can run one RunFolder per process with rank 0 primary.

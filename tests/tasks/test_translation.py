@@ -12,7 +12,7 @@ from mlx.utils import tree_flatten
 import mlxseq
 from mlxseq.config import load_config
 from mlxseq.tasks import translation
-from mlxseq.train import train_from_config
+from mlxseq.training.from_config import train_from_config
 from mlxseq.training import ResumeError, TrainingInterrupted
 from mlxseq.translation import TranslationOptions, Translator
 

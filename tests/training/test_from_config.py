@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 import mlxseq
 from mlxseq.cli import app
-from mlxseq.train import train_from_config
+from mlxseq.training.from_config import train_from_config
 from tests.tasks.test_translation import write_config
 
 runner = CliRunner()

@@ -1,4 +1,4 @@
-"""``mlxseq train CONFIG``: a config file to a trained run folder, in one call.
+"""``mlxseq train CONFIG`` and ``mlxseq.train(CONFIG)``: a config file to a trained run folder, in one call.
 
 Public API::
 
