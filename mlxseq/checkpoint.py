@@ -197,6 +197,28 @@ def load_weights(model, path) -> None:
     model.load_weights(list(weights.items()))
 
 
+def load_with_tokenizer(path_or_repo, model_type: str, read_tokenizer, *, bundled: Path, job: str, revision=None):
+    """Load a folder of ``model_type`` and its tokenizer(s); ``(model, tokenizer, folder)``.
+
+    ``path_or_repo`` None means the ``bundled`` folder shipped with mlxseq. ``read_tokenizer``
+    reads the tokenizer(s) from the folder; ``job`` names the use in messages.
+    """
+    if path_or_repo is None:
+        if not (Path(bundled) / CONFIG_FILE).is_file():
+            raise ModelFolderError(f"this install has no bundled {job} model; pass a model folder or Hub repo id")
+        path_or_repo = bundled
+    folder = resolve_folder(path_or_repo, revision)
+    found = read_config(folder)["model_type"]
+    if found != model_type:
+        raise ModelFolderError(f"{folder} holds a {found!r} model; {job} needs model_type {model_type!r}")
+    model = load(folder)
+    try:
+        tokenizer = read_tokenizer(folder)
+    except Exception as error:
+        raise ModelFolderError(f"{folder} is not a complete {job} model: no tokenizer ({error})") from None
+    return model, tokenizer, folder
+
+
 def load(path_or_repo, *, revision: str | None = None):
     """Load a model from a folder or a Hugging Face Hub repo id, in eval mode."""
     folder = resolve_folder(path_or_repo, revision)

@@ -18,7 +18,7 @@ from typing import Iterator
 
 import mlx.core as mx
 
-from mlxseq.checkpoint import ModelFolderError, read_config, resolve_folder
+from mlxseq.checkpoint import load_with_tokenizer
 from mlxseq.decoding import beam_search, generate_steps
 from mlxseq.sample_utils import make_repetition_penalty, make_sampler
 
@@ -70,22 +70,11 @@ class Generator:
     @classmethod
     def load(cls, path_or_repo=None, *, revision: str | None = None) -> "Generator":
         """Load a language-model folder (default: the model bundled with mlxseq)."""
-        from mlxseq.checkpoint import load
         from mlxseq.data import load_tokenizer
 
-        if path_or_repo is None:
-            if not (BUNDLED_MODEL / "config.json").is_file():
-                raise ModelFolderError("this install has no bundled language model; pass a model folder or Hub repo id")
-            path_or_repo = BUNDLED_MODEL
-        folder = resolve_folder(path_or_repo, revision)
-        model_type = read_config(folder)["model_type"]
-        if model_type != "lm":
-            raise ModelFolderError(f"{folder} holds a {model_type!r} model; generation needs model_type 'lm'")
-        model = load(folder)
-        try:
-            tokenizer = load_tokenizer(folder)
-        except Exception as error:
-            raise ModelFolderError(f"{folder} is not a complete language model: no tokenizer ({error})") from None
+        model, tokenizer, folder = load_with_tokenizer(
+            path_or_repo, "lm", load_tokenizer, bundled=BUNDLED_MODEL, job="generation", revision=revision
+        )
         return cls(model, tokenizer, folder)
 
     # --- the StepModel the decoders drive -----------------------------------------

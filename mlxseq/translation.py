@@ -15,7 +15,7 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
-from mlxseq.checkpoint import ModelFolderError, read_config, resolve_folder
+from mlxseq.checkpoint import load_with_tokenizer
 from mlxseq.decoding import beam_search, greedy_decode
 
 BUNDLED_MODEL = Path(__file__).parent / "bundled" / "multi30k-de-en"
@@ -63,22 +63,11 @@ class Translator:
     @classmethod
     def load(cls, path_or_repo=None, *, revision: str | None = None) -> "Translator":
         """Load a model folder (default: the model bundled with mlxseq)."""
-        from mlxseq.checkpoint import load
         from mlxseq.data import TokenizerPair
 
-        if path_or_repo is None:
-            if not (BUNDLED_MODEL / "config.json").is_file():
-                raise ModelFolderError("this install has no bundled translation model; pass a model folder or Hub repo id")
-            path_or_repo = BUNDLED_MODEL
-        folder = resolve_folder(path_or_repo, revision)
-        model_type = read_config(folder)["model_type"]
-        if model_type != "seq2seq":
-            raise ModelFolderError(f"{folder} holds a {model_type!r} model; translation needs model_type 'seq2seq'")
-        model = load(folder)
-        try:
-            tokenizers = TokenizerPair.load(folder)
-        except Exception as error:
-            raise ModelFolderError(f"{folder} is not a complete translation model: no tokenizer ({error})") from None
+        model, tokenizers, folder = load_with_tokenizer(
+            path_or_repo, "seq2seq", TokenizerPair.load, bundled=BUNDLED_MODEL, job="translation", revision=revision
+        )
         return cls(model, tokenizers, folder)
 
     def translate(self, texts: list[str], options: TranslationOptions | None = None) -> list[list[Translation]]:
