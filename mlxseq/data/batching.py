@@ -24,6 +24,7 @@ was used resumes with the batch after it.
 from __future__ import annotations
 
 import zlib
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -134,7 +135,7 @@ def pair_lengths(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[in
     return np.array([[len(x), len(y) + 1] for x, y in zip(sources, targets)], dtype=np.int64).reshape(-1, 2)
 
 
-class _Resumable:
+class _Resumable(ABC):
     """An epoch-by-epoch iterator with a saved position ``(epoch, index)``.
 
     Subclasses give ``__len__`` (batches per epoch), ``_batch(epoch, i)`` and
@@ -173,14 +174,17 @@ class _Resumable:
             raise ValueError(f"batching position (epoch {epoch}, index {index}) is outside [0, {len(self)}]")
         self.epoch, self.index = epoch, index
 
+    @abstractmethod
     def __len__(self) -> int:
-        raise NotImplementedError
+        """Batches per epoch."""
 
+    @abstractmethod
     def _batch(self, epoch: int, i: int):
-        raise NotImplementedError
+        """Batch ``i`` of ``epoch``."""
 
+    @abstractmethod
     def _settings(self) -> dict:
-        raise NotImplementedError
+        """What must match for a saved position to mean the same batches."""
 
 
 class BatchSampler(_Resumable):

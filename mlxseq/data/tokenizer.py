@@ -243,8 +243,9 @@ class _VocabularyTokenizer(Tokenizer):
     def vocab_size(self) -> int:
         return len(self.tokens)
 
+    @abstractmethod
     def _split(self, text: str) -> list[str]:
-        raise NotImplementedError
+        """The text as vocabulary tokens."""
 
     def encode(self, text: str) -> list[int]:
         return [self._ids.get(token, UNK_ID) for token in self._split(text)]
