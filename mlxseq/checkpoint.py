@@ -12,9 +12,7 @@ an unknown key is an error that names the key and the file.
 
 import dataclasses
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +20,7 @@ import mlx.core as mx
 from mlx.utils import tree_flatten
 
 from mlxseq._version import __version__
+from mlxseq.files import atomic_write, write_text
 from mlxseq.models import model_module
 
 FORMAT_VERSION = 1
@@ -35,46 +34,6 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 class ModelFolderError(ValueError):
     """A model folder is missing, incomplete or inconsistent; the message says what to do."""
-
-
-# --- atomic writes ---------------------------------------------------------------
-
-
-def atomic_write(path, write: Callable[[str], None], suffix: str = "") -> None:
-    """Call ``write(tmp_path)`` then rename ``tmp_path`` to ``path``.
-
-    ``suffix`` keeps a file ending that a writer insists on (MLX appends
-    ``.safetensors`` to names without it).
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_text(path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (UTF-8)."""
-
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    atomic_write(path, write)
 
 
 def save_weights(path, model) -> None:

@@ -122,7 +122,7 @@ def translate(
         else:
             lines.extend(f"{h.text}\t{h.score:.4f}" for h in hyps)
     if output:
-        from mlxseq.checkpoint import write_text
+        from mlxseq.files import write_text
 
         write_text(output, "".join(line + "\n" for line in lines))
     else:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlxseq.checkpoint import atomic_write
+from mlxseq.files import atomic_write
 
 
 def save_attention_heatmap(path, weights: np.ndarray, source_tokens: list[str], target_tokens: list[str]) -> Path:

@@ -31,18 +31,11 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from mlxseq.data.corpus import DataError, PathLike, read_lines
+from mlxseq.files import write_bytes
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>", "</s>")  # index = id
 FORMAT_VERSION = 1
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name and rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
 
 
 class Tokenizer(ABC):
@@ -185,7 +178,7 @@ class SentencePieceTokenizer(Tokenizer):
 
     def save(self, folder: PathLike, name: str = "tokenizer") -> Path:
         path = Path(folder) / f"{name}.model"
-        _write_atomic(path, self._model)
+        write_bytes(path, self._model)
         return path
 
     @classmethod
@@ -259,7 +252,7 @@ class _VocabularyTokenizer(Tokenizer):
     def save(self, folder: PathLike, name: str = "tokenizer") -> Path:
         path = Path(folder) / f"{name}.json"
         content = {"format_version": FORMAT_VERSION, "type": self.kind, "tokens": self.tokens}
-        _write_atomic(path, (json.dumps(content, ensure_ascii=False, indent=0) + "\n").encode("utf-8"))
+        write_bytes(path, (json.dumps(content, ensure_ascii=False, indent=0) + "\n").encode("utf-8"))
         return path
 
     @classmethod

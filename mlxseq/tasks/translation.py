@@ -37,6 +37,7 @@ from mlxseq.data import (
     TokenizerPair, WordTokenizer, pad_pairs, pair_lengths, padded_length, read_parallel,
     train_sentencepiece_pair,
 )
+from mlxseq.files import write_text
 from mlxseq.losses import label_smoothed_cross_entropy
 from mlxseq.models import model_module
 from mlxseq.tasks import TaskParts
@@ -157,7 +158,7 @@ def tokenizers_for_run(data: DataArgs, source: list[str], target: list[str], run
     temporary = Path(run_dir) / f".{TOKENIZER_FOLDER}.tmp"
     shutil.rmtree(temporary, ignore_errors=True)
     pair.save(temporary)
-    checkpoint.write_text(temporary / "settings.json", json.dumps(settings, indent=1) + "\n")
+    write_text(temporary / "settings.json", json.dumps(settings, indent=1) + "\n")
     shutil.rmtree(folder, ignore_errors=True)
     os.rename(temporary, folder)
     return pair

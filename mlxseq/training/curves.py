@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlxseq.checkpoint import atomic_write
+from mlxseq.files import atomic_write
 
 SKIPPED = {"kind", "step", "epoch", "elapsed", "loss", "ppl", "lr", "tokens_per_s", "grad_norm", "seconds"}
 

@@ -31,7 +31,8 @@ import mlx.optimizers as optim
 from mlx.utils import tree_flatten
 
 from mlxseq._version import __version__
-from mlxseq.checkpoint import ModelFolderError, atomic_write, load_weights, write_text
+from mlxseq.checkpoint import ModelFolderError, load_weights
+from mlxseq.files import atomic_write, write_text
 
 FORMAT_VERSION = 1
 STATE_FILE = "state.json"

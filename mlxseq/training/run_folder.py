@@ -27,7 +27,7 @@ from typing import Callable
 import mlx.nn as nn
 import mlx.optimizers as optim
 
-from mlxseq.checkpoint import write_text
+from mlxseq.files import write_text
 from mlxseq.training import resume
 from mlxseq.training.curves import plot_curves
 
