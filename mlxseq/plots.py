@@ -1,4 +1,5 @@
-"""PNG figures: attention heatmaps (matplotlib, Agg backend, written atomically)."""
+"""PNG figures: attention heatmaps, drawn on matplotlib's Agg canvas (no global backend
+switch, no display) and written atomically."""
 
 from pathlib import Path
 
@@ -9,19 +10,18 @@ from mlxseq.files import atomic_write
 
 def save_attention_heatmap(path, weights: np.ndarray, source_tokens: list[str], target_tokens: list[str]) -> Path:
     """Save a (target x source) attention matrix as a labelled heatmap."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     rows, cols = weights.shape
-    fig, ax = plt.subplots(figsize=(max(4, 0.45 * cols + 2), max(3, 0.4 * rows + 1.5)))
+    fig = Figure(figsize=(max(4, 0.45 * cols + 2), max(3, 0.4 * rows + 1.5)))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     ax.imshow(weights, cmap="viridis", aspect="auto", vmin=0.0, vmax=1.0)
     ax.set_xticks(range(cols), source_tokens, rotation=60, ha="right")
     ax.set_yticks(range(rows), target_tokens)
     ax.set_xlabel("source")
     ax.set_ylabel("output")
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110), suffix=".png")
     return Path(path)
