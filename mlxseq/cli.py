@@ -63,7 +63,7 @@ def convert(
         done = convert_checkpoint(
             source, out_dir, format=format, prefix=prefix, nonlinearity=nonlinearity, allow=tuple(allow)
         )
-    except (ConversionError, CheckpointError, FileNotFoundError) as error:
+    except (ConversionError, CheckpointError, OSError) as error:  # OSError: missing source, unwritable output
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1)
     typer.echo(f"found {done.description}")
@@ -124,7 +124,11 @@ def translate(
     if output:
         from mlxseq.files import write_text
 
-        write_text(output, "".join(line + "\n" for line in lines))
+        try:
+            write_text(output, "".join(line + "\n" for line in lines))
+        except OSError as error:
+            typer.echo(f"error: cannot write {output}: {error.strerror or error}", err=True)
+            raise typer.Exit(1)
     else:
         for line in lines:
             typer.echo(line)

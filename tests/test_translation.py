@@ -128,6 +128,11 @@ def test_cli_translate_arguments_file_stdin_and_attention(folder, tmp_path):
     result = runner.invoke(app, ["translate", "--model", str(tmp_path / "nowhere"), "eins"])
     assert result.exit_code == 1 and "no model folder at" in result.output
 
+    result = runner.invoke(app, ["translate", "--model", str(folder), "-i", str(tmp_path / "missing.txt")])
+    assert result.exit_code == 1 and "missing.txt" in result.output
+    result = runner.invoke(app, ["translate", "--model", str(folder), "-o", str(tmp_path), "eins zwei"])
+    assert result.exit_code == 1 and f"cannot write {tmp_path}" in result.output
+
 
 def test_cli_evaluate_prints_scores_with_signatures(folder, tmp_path):
     sentences = ["eins zwei drei", "vier fünf sechs sieben", "acht eins"]

@@ -88,6 +88,11 @@ def test_unsupported_and_bad_inputs_fail_with_a_message(tmp_path):
     result = _convert(tmp_path / "missing.pt", tmp_path / "o4")
     assert result.exit_code == 1 and "missing.pt" in result.output
 
+    torch.save(torch.nn.GRU(2, 3).state_dict(), tmp_path / "gru.pt")
+    (tmp_path / "taken").write_text("a file where the folder should go")
+    result = _convert(tmp_path / "gru.pt", tmp_path / "taken")
+    assert result.exit_code == 1 and "taken" in result.output
+
     torch.save(torch.nn.LSTM(2, 3), tmp_path / "module.pt")  # a whole pickled module, not a state dict
     result = _convert(tmp_path / "module.pt", tmp_path / "o5")
     assert result.exit_code == 1 and "torch.nn.modules.rnn.LSTM" in result.output
