@@ -1,4 +1,5 @@
-"""Data: corpus readers with file:line errors, tokenizers, and shape-bounded batching."""
+"""Data: corpus readers with file:line errors (parallel and plain text, labelled TSV, CoNLL-U,
+CSV time series), tokenizers, a per-feature normaliser, and shape-bounded batching."""
 
 from mlxseq.data.batching import (
     BatchSampler,
@@ -33,6 +34,9 @@ from mlxseq.data.tokenizer import (
     load_tokenizer,
     train_sentencepiece_pair,
 )
+from mlxseq.data.conllu import Sentence, format_conllu, read_conllu
+from mlxseq.data.labelled import LabelledCorpus, read_labelled
+from mlxseq.data.timeseries import Normaliser, TimeSeries, read_timeseries
 
 __all__ = [
     "DataError", "MissingFileError", "ParallelCorpus", "ReadStats", "read_parallel", "read_lines", "read_text",
@@ -40,4 +44,6 @@ __all__ = [
     "TokenizerPair", "load_tokenizer", "train_sentencepiece_pair",
     "PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID", "SPECIAL_TOKENS",
     "BatchSampler", "StreamBatcher", "PairBatch", "pad_batch", "pad_pairs", "pair_lengths", "padded_length",
+    "LabelledCorpus", "read_labelled", "Sentence", "read_conllu", "format_conllu",
+    "TimeSeries", "read_timeseries", "Normaliser",
 ]
