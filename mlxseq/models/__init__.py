@@ -10,6 +10,9 @@ MODEL_TYPES = {
     "recurrent": "mlxseq.models.recurrent",
     "seq2seq": "mlxseq.models.seq2seq",
     "lm": "mlxseq.models.language_model",
+    "classifier": "mlxseq.models.classifier",
+    "tagger": "mlxseq.models.tagger",
+    "forecaster": "mlxseq.models.forecaster",
 }
 
 

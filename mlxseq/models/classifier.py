@@ -1,0 +1,92 @@
+"""``model_type: classifier``: many-to-one text classification (multi-class or multi-label).
+
+    1. e = dropout(embedding(tokens))                  (B, T, E)  words, subwords or characters
+    2. h = rnn(e, lengths)                             (B, T, dirs * H)  zeros past each length
+    3. p = pooling(h, lengths)                         (B, dirs * H)  final states, mean, max or
+                                                                      attention over valid steps only
+    4. logits = W dropout(p) + b                       (B, C)
+
+Multi-class training uses softmax cross-entropy; multi-label (``multi_label``) one
+sigmoid per class. Shapes: B batch, T tokens, E embedding, H hidden, C classes.
+"""
+
+from dataclasses import dataclass
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from mlxseq import layers
+from mlxseq.layers.pooling import POOLINGS, Pooling
+
+RNN_TYPES = ("rnn", "gru", "lstm")
+RNN_LAYERS = {"rnn": layers.RNN, "gru": layers.GRU, "lstm": layers.LSTM}
+
+
+@dataclass
+class ModelArgs:
+    vocab_size: int
+    num_classes: int
+    multi_label: bool = False  # one sigmoid per class instead of one softmax over classes
+    embed_size: int = 128
+    hidden_size: int = 256  # units per direction
+    num_layers: int = 1
+    rnn_type: str = "lstm"  # rnn (tanh), gru or lstm
+    bidirectional: bool = True
+    dropout: float = 0.3  # on embeddings, between layers and before the head, in training only
+    pooling: str = "max"  # final (final states), mean, max or attention, over valid steps only
+    attention_size: int = 0  # attention pooling's inner size; 0 means the pooled size
+    pad_id: int = 0
+
+    def __post_init__(self):
+        checks = [
+            (self.rnn_type in RNN_TYPES, f"rnn_type must be one of {RNN_TYPES}, got {self.rnn_type!r}"),
+            (self.pooling in POOLINGS, f"pooling must be one of {POOLINGS}, got {self.pooling!r}"),
+            (min(self.vocab_size, self.embed_size, self.hidden_size, self.num_layers) >= 1,
+             "vocab_size, embed_size, hidden_size and num_layers must be >= 1"),
+            (self.num_classes >= (1 if self.multi_label else 2),
+             f"num_classes must be >= 2 (>= 1 for multi_label), got {self.num_classes}"),
+            (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+def recurrent_layer(rnn_type: str, input_size: int, hidden_size: int, num_layers: int, dropout: float,
+                    bidirectional: bool):
+    """An mlxseq RNN/GRU/LSTM; dropout between layers only where there are several."""
+    return RNN_LAYERS[rnn_type](input_size, hidden_size, num_layers=num_layers,
+                                dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
+
+
+class Classifier(nn.Module):
+    """Embedding, recurrent encoder, masked pooling and a linear head; see the module docstring."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        dirs = 2 if args.bidirectional else 1
+        self.embedding = nn.Embedding(args.vocab_size, args.embed_size)
+        self.dropout = nn.Dropout(args.dropout)
+        self.rnn = recurrent_layer(args.rnn_type, args.embed_size, args.hidden_size, args.num_layers, args.dropout,
+                                   args.bidirectional)
+        self.pooling = Pooling(args.pooling, dirs * args.hidden_size, dirs, args.attention_size or None)
+        self.head = nn.Linear(dirs * args.hidden_size, args.num_classes)
+
+    def __call__(self, tokens: mx.array, lengths: mx.array) -> mx.array:
+        """``tokens`` (B, T) int, ``lengths`` (B,) -> logits (B, C)."""
+        if tokens.ndim != 2 or tuple(lengths.shape) != (tokens.shape[0],):
+            raise ValueError(
+                f"expected tokens (B, T) and lengths (B,), got shapes {tuple(tokens.shape)} and {tuple(lengths.shape)}"
+            )
+        outputs, _ = self.rnn(self.dropout(self.embedding(tokens)), lengths=lengths)  # (B, T, dirs * H)
+        return self.head(self.dropout(self.pooling(outputs, lengths)))
+
+    def probabilities(self, tokens: mx.array, lengths: mx.array) -> mx.array:
+        """Class probabilities (B, C): softmax, or one sigmoid per class for multi-label."""
+        logits = self(tokens, lengths).astype(mx.float32)
+        return mx.sigmoid(logits) if self.args.multi_label else mx.softmax(logits, axis=-1, precise=True)
+
+
+def build_model(args: ModelArgs) -> Classifier:
+    return Classifier(args)

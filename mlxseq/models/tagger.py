@@ -1,0 +1,116 @@
+"""``model_type: tagger``: one tag per input word (aligned many-to-many), softmax or CRF.
+
+    1. w = embedding(words)                                (B, T, E)   <unk> for rare words
+    2. c = char_rnn(char_embedding(chars), char_lengths)   (B, T, 2 Hc) final states of a
+                                                                       bidirectional pass over
+                                                                       each word's characters
+    3. x = dropout([w; c])                                 (B, T, E + 2 Hc)
+    4. h = rnn(x, lengths)                                 (B, T, dirs * H)
+    5. emissions = W dropout(h) + b                        (B, T, K)
+    6. tags = argmax_k emissions (softmax), or Viterbi over emissions + transitions (CRF)
+
+Step 2 runs only with a character vocabulary (``char_vocab_size > 0``): it spells
+out words the word embedding knows little about. ``word_dropout`` replaces word ids
+by ``<unk>`` in training so that the model learns to use step 2 for rare words.
+Shapes: B batch, T words, C characters per word, K tags.
+"""
+
+from dataclasses import dataclass
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from mlxseq.layers.crf import CRF
+from mlxseq.layers.pooling import final_pool
+from mlxseq.models.classifier import RNN_TYPES, recurrent_layer
+
+
+@dataclass
+class ModelArgs:
+    vocab_size: int
+    num_tags: int
+    char_vocab_size: int = 0  # characters of the character encoder; 0: no character encoder
+    embed_size: int = 100
+    char_embed_size: int = 32
+    char_hidden_size: int = 64  # per direction of the character encoder
+    hidden_size: int = 200  # units per direction of the word-level encoder
+    num_layers: int = 2
+    rnn_type: str = "lstm"  # rnn (tanh), gru or lstm, for both encoders
+    bidirectional: bool = True
+    dropout: float = 0.33  # on the word inputs, between layers and before the head, in training only
+    word_dropout: float = 0.0  # training: a word id becomes <unk> with this probability
+    crf: bool = False  # a linear-chain CRF over the emissions (Viterbi decoding) instead of softmax
+    pad_id: int = 0
+    unk_id: int = 1
+
+    def __post_init__(self):
+        checks = [
+            (self.rnn_type in RNN_TYPES, f"rnn_type must be one of {RNN_TYPES}, got {self.rnn_type!r}"),
+            (min(self.vocab_size, self.num_tags, self.embed_size, self.hidden_size, self.num_layers) >= 1,
+             "vocab_size, num_tags, embed_size, hidden_size and num_layers must be >= 1"),
+            (self.char_vocab_size >= 0, f"char_vocab_size must be >= 0, got {self.char_vocab_size}"),
+            (0 <= self.dropout < 1 and 0 <= self.word_dropout < 1, "dropout and word_dropout must be in [0, 1)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+class Tagger(nn.Module):
+    """Word (and character) encoders, a tag head and optionally a CRF; see the module docstring."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        dirs = 2 if args.bidirectional else 1
+        self.embedding = nn.Embedding(args.vocab_size, args.embed_size)
+        features = args.embed_size
+        if args.char_vocab_size:
+            self.char_embedding = nn.Embedding(args.char_vocab_size, args.char_embed_size)
+            self.char_rnn = recurrent_layer(args.rnn_type, args.char_embed_size, args.char_hidden_size, 1, 0.0, True)
+            features += 2 * args.char_hidden_size
+        self.dropout = nn.Dropout(args.dropout)
+        self.rnn = recurrent_layer(args.rnn_type, features, args.hidden_size, args.num_layers, args.dropout,
+                                   args.bidirectional)
+        self.head = nn.Linear(dirs * args.hidden_size, args.num_tags)
+        if args.crf:
+            self.crf = CRF(args.num_tags)
+
+    def emissions(self, words: mx.array, lengths: mx.array, chars: mx.array | None = None,
+                  char_lengths: mx.array | None = None) -> mx.array:
+        """Tag scores (B, T, K) of ``words`` (B, T) with ``chars`` (B, T, C) and ``char_lengths`` (B, T)."""
+        B, T = words.shape
+        if tuple(lengths.shape) != (B,):
+            raise ValueError(f"expected lengths of shape (B,) = ({B},), got shape {tuple(lengths.shape)}")
+        if self.training and self.args.word_dropout > 0:
+            drop = mx.random.bernoulli(self.args.word_dropout, words.shape)
+            words = mx.where(drop, self.args.unk_id, words)
+        x = self.embedding(words)  # (B, T, E)
+        if self.args.char_vocab_size:
+            if chars is None or chars.ndim != 3 or chars.shape[:2] != (B, T) or char_lengths is None \
+                    or tuple(char_lengths.shape) != (B, T):
+                got = None if chars is None else tuple(chars.shape)
+                raise ValueError(f"this tagger spells words: expected chars (B, T, C) with B, T = {B}, {T} "
+                                 f"and char_lengths (B, T), got chars {got}")
+            C = chars.shape[2]
+            flat_lengths = char_lengths.reshape(B * T)
+            spelled, _ = self.char_rnn(self.char_embedding(chars.reshape(B * T, C)), lengths=flat_lengths)
+            x = mx.concatenate([x, final_pool(spelled, flat_lengths, 2).reshape(B, T, -1)], axis=-1)
+        outputs, _ = self.rnn(self.dropout(x), lengths=lengths)  # (B, T, dirs * H)
+        return self.head(self.dropout(outputs))
+
+    def __call__(self, words, lengths, chars=None, char_lengths=None) -> mx.array:
+        return self.emissions(words, lengths, chars, char_lengths)
+
+    def decode(self, words, lengths, chars=None, char_lengths=None) -> list[list[int]]:
+        """The best tag ids of each sentence (``lengths[b]`` of them): argmax, or Viterbi with a CRF."""
+        emissions = self.emissions(words, lengths, chars, char_lengths)
+        if self.args.crf:
+            return self.crf.decode(emissions, lengths)[0]
+        best = np.array(mx.argmax(emissions, axis=-1))
+        return [best[b, :n].tolist() for b, n in enumerate(np.array(lengths).tolist())]
+
+
+def build_model(args: ModelArgs) -> Tagger:
+    return Tagger(args)

@@ -1,0 +1,55 @@
+"""Tests of mlxseq/models/classifier.py: padding invariance, probabilities, folders, errors."""
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+import mlxseq
+from mlxseq.checkpoint import save_model
+from mlxseq.models.classifier import ModelArgs, build_model
+
+
+def small(**changes):
+    mx.random.seed(0)
+    args = ModelArgs(**{"vocab_size": 20, "num_classes": 3, "embed_size": 8, "hidden_size": 6, "num_layers": 2,
+                        "dropout": 0.2, **changes})
+    model = build_model(args)
+    model.eval()
+    return model
+
+
+@pytest.mark.parametrize("pooling", ["final", "mean", "max", "attention"])
+@pytest.mark.parametrize("rnn_type, bidirectional", [("lstm", True), ("gru", False)])
+def test_a_sentence_alone_and_in_a_padded_batch_gives_the_same_logits(pooling, rnn_type, bidirectional):
+    model = small(pooling=pooling, rnn_type=rnn_type, bidirectional=bidirectional)
+    sentence = [5, 9, 2, 17]
+    alone = model(mx.array([sentence]), mx.array([4]))
+    batch = mx.array([[3, 4, 5, 6, 7, 8, 9, 10], sentence + [0, 11, 12, 13]])  # padding holds non-pad ids too
+    batched = model(batch, mx.array([8, 4]))[1:]
+    assert np.allclose(np.array(alone), np.array(batched), atol=1e-5)
+
+
+def test_probabilities_softmax_or_one_sigmoid_per_class():
+    model = small()
+    p = np.array(model.probabilities(mx.array([[1, 2, 3]]), mx.array([3])))
+    assert p.shape == (1, 3) and np.isclose(p.sum(), 1.0)
+    multi = small(multi_label=True)
+    logits = np.array(multi(mx.array([[1, 2, 3]]), mx.array([3])))
+    assert np.allclose(np.array(multi.probabilities(mx.array([[1, 2, 3]]), mx.array([3]))), 1 / (1 + np.exp(-logits)))
+
+
+def test_the_model_folder_round_trips(tmp_path):
+    model = small(pooling="attention")
+    save_model(tmp_path, model, "classifier", model.args)
+    loaded = mlxseq.load(tmp_path)
+    tokens, lengths = mx.array([[4, 5, 6]]), mx.array([3])
+    assert np.array_equal(np.array(loaded(tokens, lengths)), np.array(model(tokens, lengths)))
+
+
+def test_bad_arguments_and_shapes_are_named():
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        ModelArgs(vocab_size=5, num_classes=2, pooling="sum")
+    with pytest.raises(ValueError, match="num_classes must be >= 2"):
+        ModelArgs(vocab_size=5, num_classes=1)
+    with pytest.raises(ValueError, match=r"expected tokens \(B, T\) and lengths \(B,\), got shapes \(3,\) and \(1,\)"):
+        small()(mx.array([1, 2, 3]), mx.array([3]))
