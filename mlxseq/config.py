@@ -78,7 +78,7 @@ class ModelConfig:
 class Config:
     """A whole training config. ``data`` and ``validation`` are the task's dataclasses."""
 
-    task: str  # what is trained: translation (lm, classifier, tagger, forecaster to come)
+    task: str  # what is trained: a key of mlxseq.tasks.TASKS (translation, lm, ...)
     output_dir: str  # the run folder: last/, best/, resume/, metrics.jsonl, curves.png
     model: ModelConfig  # model_type and its ModelArgs fields
     data: Any  # the task's DataArgs: files, tokenizer, lengths

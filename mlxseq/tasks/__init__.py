@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 TASKS = {
     "translation": "mlxseq.tasks.translation",
+    "lm": "mlxseq.tasks.language_model",
 }
 
 

@@ -18,10 +18,8 @@ sacrebleu's signatures.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -37,11 +35,10 @@ from mlxseq.data import (
     TokenizerPair, WordTokenizer, pad_pairs, pair_lengths, padded_length, read_parallel,
     train_sentencepiece_pair,
 )
-from mlxseq.files import write_text
 from mlxseq.losses import label_smoothed_cross_entropy
 from mlxseq.models import model_module
 from mlxseq.tasks import TaskParts
-from mlxseq.training.resume import ResumeError
+from mlxseq.tasks.run_tokenizer import TOKENIZER_FOLDER, tokenizer_for_run
 
 NAME = "translation"
 MODEL_TYPES = ("seq2seq",)
@@ -53,7 +50,6 @@ FILLED_MODEL_FIELDS = {
     "eos_id": f"set by the task: the tokenizers' </s> id ({EOS_ID})",
 }
 METRICS = ("loss", "ppl", "bleu", "chrf", "exact")
-TOKENIZER_FOLDER = "tokenizer"
 
 
 @dataclass
@@ -139,29 +135,11 @@ def _train_tokenizers(data: DataArgs, source: list[str], target: list[str]) -> T
 
 def tokenizers_for_run(data: DataArgs, source: list[str], target: list[str], run_dir, *, resuming: bool, log=None):
     """The run's tokenizers: reused from ``RUN/tokenizer/`` if trained with the same settings, else trained there."""
-    folder = Path(run_dir) / TOKENIZER_FOLDER
-    settings = _tokenizer_settings(data)
-    settings_path = folder / "settings.json"
-    if settings_path.is_file():
-        saved = json.loads(settings_path.read_text(encoding="utf-8"))
-        if saved == settings:
-            return TokenizerPair.load(folder)
-        if resuming:
-            changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
-            raise ResumeError(
-                f"{settings_path}: the run's tokenizer was trained with other data settings ({', '.join(changed)}); "
-                "a resumed model needs the same vocabulary: restore them, or choose another output_dir"
-            )
-    if log:
-        log(f"training the {data.tokenizer} tokenizer{'' if data.joint_vocab else 's'} on {len(source)} pairs")
-    pair = _train_tokenizers(data, source, target)
-    temporary = Path(run_dir) / f".{TOKENIZER_FOLDER}.tmp"
-    shutil.rmtree(temporary, ignore_errors=True)
-    pair.save(temporary)
-    write_text(temporary / "settings.json", json.dumps(settings, indent=1) + "\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.rename(temporary, folder)
-    return pair
+    return tokenizer_for_run(
+        run_dir, _tokenizer_settings(data), lambda: _train_tokenizers(data, source, target),
+        lambda pair, folder: pair.save(folder), TokenizerPair.load, resuming=resuming, log=log,
+        description=f"{data.tokenizer} tokenizer{'' if data.joint_vocab else 's'} on {len(source)} pairs",
+    )
 
 
 class PairBatches:
