@@ -50,10 +50,13 @@ def demo(
 def convert(
     source: str = typer.Argument(..., help="PyTorch checkpoint (.pt/.pth/.bin, zip or legacy), .safetensors or .npz."),
     out_dir: str = typer.Argument(..., help="Model folder to write."),
-    format: str = typer.Option("auto", "--format", help="auto or torch-rnn."),
+    format: str = typer.Option("auto", "--format", help="auto, torch-rnn or pytorch-tutorial."),
     prefix: str = typer.Option(None, help="Key prefix of the layer, e.g. 'encoder.rnn.' (when there are several)."),
     nonlinearity: str = typer.Option("tanh", help="tanh or relu, for an nn.RNN (its weights cannot tell)."),
     allow: list[str] = typer.Option([], help="Extra pickled class paths to read as inert records (e.g. 'argparse.Namespace')."),
+    decoder: str = typer.Option(None, help="PyTorch tutorial: the decoder's state dict, when SOURCE holds the encoder's."),
+    src_vocab: str = typer.Option(None, help="PyTorch tutorial: source words, one per line in index order (SOS, EOS, ...)."),
+    tgt_vocab: str = typer.Option(None, help="PyTorch tutorial: target words, one per line in index order (SOS, EOS, ...)."),
 ):
     """Convert a PyTorch checkpoint into an mlxseq model folder, without torch and without running pickled code."""
     from mlxseq.convert.errors import CheckpointError
@@ -61,7 +64,8 @@ def convert(
 
     try:
         done = convert_checkpoint(
-            source, out_dir, format=format, prefix=prefix, nonlinearity=nonlinearity, allow=tuple(allow)
+            source, out_dir, format=format, prefix=prefix, nonlinearity=nonlinearity, allow=tuple(allow),
+            decoder=decoder, src_vocab=src_vocab, tgt_vocab=tgt_vocab,
         )
     except (ConversionError, CheckpointError, OSError) as error:  # OSError: missing source, unwritable output
         typer.echo(f"error: {error}", err=True)

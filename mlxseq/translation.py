@@ -132,7 +132,8 @@ class Translator:
         for token in [args.bos_id] + translation.tokens:
             _, state = self.model.step(mx.array([token]), state)
             rows.append(state["attention"][0])
-        return np.array(mx.stack(rows))
+        # Columns past the source (an appended eos, fixed attention positions) are left out.
+        return np.array(mx.stack(rows))[:, : len(src_ids)]
 
 
 def translate(texts, model=None, **options) -> list[str]:

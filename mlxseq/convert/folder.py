@@ -3,10 +3,11 @@
 Formats:
 - ``torch-rnn``: a bare ``nn.RNN``/``nn.GRU``/``nn.LSTM`` (or cell) state dict,
   under any prefix, becomes a ``model_type: recurrent`` folder.
+- ``pytorch-tutorial``: the PyTorch seq2seq translation tutorial's encoder and
+  attention decoder (:mod:`mlxseq.convert.tutorial`), in one file (nested or
+  prefixed state dicts) or two (``decoder=``), with the word lists given by the user.
 
-``auto`` recognises the format from the keys and says what it found. The
-PyTorch seq2seq tutorial and OpenNMT-py layouts are recognised and refused
-with a message until mlxseq's seq2seq model can receive them.
+``auto`` recognises the format from the keys and says what it found.
 """
 
 from dataclasses import dataclass
@@ -16,9 +17,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from mlxseq.convert.reader import load_torch_checkpoint
+from mlxseq.convert.tutorial import TutorialError, convert_tutorial, find_tutorial_layout
 from mlxseq.convert.torch_rnn import build_torch_rnn, find_torch_rnn_prefixes, recurrent_args, torch_rnn_config
 
-FORMATS = ("auto", "torch-rnn")
+FORMATS = ("auto", "torch-rnn", "pytorch-tutorial")
 # Keys under which training scripts commonly nest the state dict.
 NESTED_STATE_KEYS = ("state_dict", "model_state_dict", "model", "net")
 
@@ -48,13 +50,28 @@ def state_dict_of(obj: Any, source) -> dict[str, np.ndarray]:
     raise ConversionError(f"{source}: expected a state dict, found a {type(obj).__name__}")
 
 
+def flat_arrays(obj: Any, prefix: str = "") -> dict[str, np.ndarray]:
+    """Every array inside nested mappings, keyed by its dotted path (``{"encoder": {"gru.x": a}}``
+    gives ``{"encoder.gru.x": a}``); other values are left out."""
+    found = {}
+    if isinstance(obj, Mapping):
+        for key, value in obj.items():
+            if isinstance(value, np.ndarray):
+                found[f"{prefix}{key}"] = value
+            elif isinstance(value, Mapping):
+                found.update(flat_arrays(value, f"{prefix}{key}."))
+    return found
+
+
 def detect_format(state: Mapping[str, Any], source) -> str:
     """The format of a state dict, or ConversionError naming what was recognised."""
     keys = list(state)
-    if any(k.startswith(("attn_combine.", "attention.Wa.", "Wa.")) or ".attn_combine." in k for k in keys):
+    if find_tutorial_layout(state) is not None:
+        return "pytorch-tutorial"
+    if any(k.endswith(("attn_combine.weight", "attention.Wa.weight")) for k in keys):
         raise ConversionError(
-            f"{source}: this is a PyTorch seq2seq-tutorial model (attention weights found); "
-            "its conversion needs mlxseq's seq2seq model, which this version does not have yet"
+            f"{source}: PyTorch seq2seq-tutorial decoder weights found, but not together with its encoder "
+            "(embedding and gru); if they were saved to two files, pass the decoder's with --decoder"
         )
     if any(k.startswith(("encoder.embeddings.make_embedding", "generator.")) for k in keys):
         raise ConversionError(
@@ -74,14 +91,41 @@ def convert_checkpoint(
     prefix: str | None = None,
     nonlinearity: str = "tanh",
     allow: tuple[str, ...] = (),
+    decoder=None,
+    src_vocab=None,
+    tgt_vocab=None,
 ) -> Conversion:
-    """Read ``source`` without torch and write an mlxseq model folder to ``out_dir``."""
-    from mlxseq.checkpoint import save_model
+    """Read ``source`` without torch and write an mlxseq model folder to ``out_dir``.
 
+    Args:
+        format: one of ``FORMATS``; ``auto`` recognises it from the keys.
+        prefix, nonlinearity: ``torch-rnn`` only: which layer, and an ``nn.RNN``'s nonlinearity.
+        allow: extra pickled globals to read as inert records.
+        decoder: ``pytorch-tutorial`` only: the decoder's file when ``source`` holds the encoder alone.
+        src_vocab, tgt_vocab: ``pytorch-tutorial`` only: word-list files, one word per line in index order.
+    """
     if format not in FORMATS:
         raise ConversionError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
-    state = state_dict_of(load_torch_checkpoint(source, allow=allow), source)
-    found = detect_format(state, source) if format == "auto" else format
+    loaded = load_torch_checkpoint(source, allow=allow)
+    if decoder is not None:
+        loaded = {"encoder": loaded, "decoder": load_torch_checkpoint(decoder, allow=allow)}
+    flat = flat_arrays(loaded)
+    if not flat:
+        state_dict_of(loaded, source)  # says what was found instead
+    found = detect_format(flat, source) if format == "auto" else format
+    if found == "pytorch-tutorial":
+        try:
+            folder, description = convert_tutorial(
+                flat, out_dir, src_vocab=src_vocab, tgt_vocab=tgt_vocab, source_name=Path(source).name
+            )
+        except (TutorialError, ValueError) as error:
+            raise ConversionError(f"{source}: {error}") from None
+        return Conversion(folder, found, description)
+    return _convert_torch_rnn(state_dict_of(loaded, source), source, out_dir, found, prefix, nonlinearity)
+
+
+def _convert_torch_rnn(state, source, out_dir, found, prefix, nonlinearity) -> Conversion:
+    from mlxseq.checkpoint import save_model
 
     prefixes = find_torch_rnn_prefixes(state)
     if prefix is None:

@@ -20,6 +20,18 @@ Decoder, one step (``decoder_style``):
     2. h_t = cells([emb(y_{t-1}); c_t], h_{t-1})
     3. logits = W_out dropout(h_t)
 
+``location`` (the PyTorch seq2seq tutorial's first attention decoder, 2017-2023): the
+scores come from the decoder alone, one per source position up to ``max_source_length``:
+    1. e = emb(y_{t-1})
+    2. a_t = softmax(W_a [e; h_{t-1}] + b_a)    (B, L); L = max_source_length, no mask:
+                                                positions past a source hold zero memory
+    3. c_t = a_t memory                         memory zero-padded to L positions
+    4. h_t = cells(relu(W_c [e; c_t] + b_c), h_{t-1})
+    5. logits = W_out dropout(h_t)
+
+``source_eos`` appends eos to every source inside :meth:`Seq2Seq.encode`, for models
+trained that way (the tutorial's).
+
 The model follows the decoding interface (:class:`mlxseq.decoding.StepModel`):
 ``state = model.init_state(model.encode(src, lengths))`` then
 ``logits, state = model.step(tokens, state)``; every state leaf has the batch axis first.
@@ -36,7 +48,7 @@ from mlxseq.layers.attention import ALIASES, KINDS, Attention
 
 RNN_TYPES = ("rnn", "gru", "lstm")
 BRIDGES = ("dense", "concat", "zeros")
-DECODER_STYLES = ("luong", "bahdanau")
+DECODER_STYLES = ("luong", "bahdanau", "location")
 
 
 @dataclass
@@ -50,12 +62,14 @@ class ModelArgs:
     rnn_type: str = "lstm"  # rnn (tanh), gru or lstm, for encoder and decoder
     bidirectional: bool = True  # the encoder
     dropout: float = 0.2  # embeddings, between layers, before the output projection
-    attention: str = "general"  # dot, general, additive (bahdanau/mlp/concat) or none
+    attention: str = "general"  # dot, general, additive (bahdanau/mlp/concat), none; location for that style
     attention_size: int = 0  # additive attention's inner size; 0 means hidden_size
-    decoder_style: str = "luong"  # luong (attentional hidden state) or bahdanau
+    decoder_style: str = "luong"  # luong (attentional hidden state), bahdanau or location
     input_feed: bool = True  # luong: feed a_{t-1} into the next step
     bridge: str = "dense"  # dense, concat or zeros
     tie_embeddings: bool = False  # target embedding = output projection (needs embed_size == hidden_size)
+    max_source_length: int = 0  # location: source positions the attention spans (eos included)
+    source_eos: bool = False  # append eos to every source before encoding
     pad_id: int = 0
     bos_id: int = 2
     eos_id: int = 3
@@ -66,8 +80,14 @@ class ModelArgs:
             (self.bridge in BRIDGES, f"bridge must be one of {BRIDGES}, got {self.bridge!r}"),
             (self.decoder_style in DECODER_STYLES, f"decoder_style must be one of {DECODER_STYLES}, got {self.decoder_style!r}"),
             (
-                self.attention == "none" or ALIASES.get(self.attention, self.attention) in KINDS,
+                self.attention == "none" or ALIASES.get(self.attention, self.attention) in KINDS
+                or (self.attention == "location" and self.decoder_style == "location"),
                 f"attention must be one of {KINDS + tuple(ALIASES) + ('none',)}, got {self.attention!r}",
+            ),
+            (
+                (self.decoder_style == "location") == (self.attention == "location" and self.max_source_length > 0),
+                "decoder_style 'location' goes with attention 'location' and max_source_length > 0, "
+                f"got {self.decoder_style!r}, {self.attention!r} and {self.max_source_length}",
             ),
             (
                 not (self.decoder_style == "bahdanau" and self.attention == "none"),
@@ -158,8 +178,12 @@ class Seq2Seq(nn.Module):
         luong = args.decoder_style == "luong"
         self.input_feed = luong and args.input_feed and args.attention != "none"
         first_input = E + (H if (self.input_feed or not luong) else 0)
+        if args.decoder_style == "location":
+            first_input = H
+            self.location_scores = nn.Linear(E + H, args.max_source_length)
+            self.combine = nn.Linear(E + H, H)
         self.cells = [_CELLS[args.rnn_type](first_input if k == 0 else H, H) for k in range(args.decoder_layers)]
-        if args.attention != "none":
+        if args.attention not in ("none", "location"):
             self.attention = Attention(H, H, args.attention, args.attention_size or None)
             if luong:
                 self.linear_out = nn.Linear(2 * H, H, bias=self.attention.kind == "additive")
@@ -170,9 +194,13 @@ class Seq2Seq(nn.Module):
 
     def encode(self, src: mx.array, lengths: mx.array) -> dict:
         """Run the encoder once per source: memory, projected keys, mask and initial states."""
+        if self.args.source_eos:
+            src, lengths = _append_eos(src, lengths, self.args.eos_id, self.args.pad_id)
         memory, finals = self.encoder(src, lengths)
-        mask = mx.arange(src.shape[1])[None, :] < lengths[:, None]  # (B, S)
-        keys = self.attention.project_keys(memory) if self.args.attention != "none" else memory
+        if self.args.decoder_style == "location":
+            memory = _pad_positions(memory, self.args.max_source_length, self.args.source_eos)
+        mask = mx.arange(memory.shape[1])[None, :] < lengths[:, None]  # (B, S)
+        keys = self.attention.project_keys(memory) if self.args.attention not in ("none", "location") else memory
         return {"memory": memory, "keys": keys, "mask": mask, "finals": finals}
 
     def init_state(self, encoded: dict) -> dict:
@@ -235,6 +263,8 @@ class Seq2Seq(nn.Module):
         if self.args.decoder_style == "bahdanau":
             context, weights = self._attend(state["h"][-1], state)
             x = mx.concatenate([x, context], axis=-1)
+        elif self.args.decoder_style == "location":
+            x, weights = self._attend_by_location(x, state)
         elif self.input_feed:
             x = mx.concatenate([x, state["feed"]], axis=-1)
         new["h"], new_c = [], []
@@ -267,6 +297,29 @@ class Seq2Seq(nn.Module):
     def _attend(self, query, state):
         context, weights = self.attention(query[:, None, :], state["keys"], state["memory"], state["mask"])
         return context[:, 0], weights[:, 0]  # (B, H), (B, S)
+
+    def _attend_by_location(self, x, state):
+        """Steps 2-4 of the ``location`` style: the first decoder cell's input and the weights."""
+        scores = self.location_scores(mx.concatenate([x, state["h"][-1]], axis=-1))  # (B, L)
+        weights = mx.softmax(scores, axis=-1, precise=True)
+        context = (weights[:, None, :] @ state["memory"])[:, 0]  # (B, H)
+        return nn.relu(self.combine(mx.concatenate([x, context], axis=-1))), weights
+
+
+def _append_eos(src, lengths, eos_id, pad_id):
+    """``src`` (B, S) -> (B, S + 1) with eos after each source's last token; lengths + 1."""
+    padded = mx.concatenate([src, mx.full((src.shape[0], 1), pad_id, dtype=src.dtype)], axis=1)
+    at_end = mx.arange(padded.shape[1])[None, :] == lengths[:, None]
+    return mx.where(at_end, mx.array(eos_id, dtype=src.dtype), padded), lengths + 1
+
+
+def _pad_positions(memory, positions, with_eos):
+    """Zero-pad memory (B, S, H) to the L positions location attention spans."""
+    B, S, H = memory.shape
+    if S > positions:
+        words = f"{positions - 1} tokens (and eos)" if with_eos else f"{positions} tokens"
+        raise ValueError(f"this model attends over at most {words}; got a source of {S - with_eos}")
+    return mx.concatenate([memory, mx.zeros((B, positions - S, H), dtype=memory.dtype)], axis=1)
 
 
 def build_model(args: ModelArgs) -> Seq2Seq:

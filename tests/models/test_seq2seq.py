@@ -19,6 +19,8 @@ VARIANTS = [
     dict(rnn_type="gru", attention="dot", decoder_style="luong", bridge="zeros", input_feed=False),
     dict(rnn_type="rnn", attention="none", decoder_style="luong", bridge="dense", bidirectional=False),
     dict(rnn_type="lstm", attention="bahdanau", decoder_style="luong", encoder_layers=2, decoder_layers=2),
+    dict(rnn_type="gru", attention="location", decoder_style="location", max_source_length=7, source_eos=True),
+    dict(rnn_type="lstm", attention="general", decoder_style="luong", source_eos=True),
 ]
 
 
@@ -43,13 +45,14 @@ def test_padding_never_changes_a_result(variant):
     np.testing.assert_allclose(np.array(noisy), np.array(batched), atol=1e-6)
 
 
-@pytest.mark.parametrize("variant", [v for v in VARIANTS if v["attention"] != "none"])
+# Location attention spans its fixed positions, padding included, as the model it imitates does.
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v["attention"] not in ("none", "location")])
 def test_attention_weights_are_zero_on_padding_and_sum_to_one(variant):
     model = _model(**variant)
     state = model.init_state(model.encode(mx.array([[4, 5, 6, 0], [7, 8, 9, 10]]), mx.array([3, 4])))
     _, state = model.step(mx.array([2, 2]), state)
     weights = np.array(state["attention"])
-    assert weights[0, 3] == 0.0
+    assert weights[0, 3 + variant.get("source_eos", False)] == 0.0  # the first padded position
     np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
 
 
@@ -74,6 +77,8 @@ def test_teacher_forcing_equals_stepping(variant):
         (dict(hidden_size=13), "even hidden_size"),
         (dict(decoder_style="bahdanau", attention="none"), "needs an attention"),
         (dict(dropout=1.0), "dropout"),
+        (dict(attention="location"), "attention must be one of"),
+        (dict(decoder_style="location", attention="location"), "max_source_length > 0"),
     ],
 )
 def test_bad_arguments(kwargs, message):
