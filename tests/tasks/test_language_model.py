@@ -155,3 +155,11 @@ def test_a_text_too_short_for_one_batch_names_the_file(tmp_path):
     path = write_config(tmp_path, text="tiny text\n" * 2)
     with pytest.raises(mlxseq.data.DataError, match=r"train.txt: the training text is too short"):
         train_from_config(path, quiet=True)
+
+
+def test_the_example_shakespeare_config_loads():
+    config = load_config(REPO / "configs" / "tinyshakespeare_char.yaml")
+    assert config.task == "lm" and config.data.tokenizer == "char" and config.data.valid_fraction == 0.1
+    assert config.training.label_smoothing == 0.0 and config.training.metric == "loss"
+    if SHAKESPEARE.is_file():
+        assert (REPO / config.data.train[0]).resolve() == SHAKESPEARE.resolve()
