@@ -23,6 +23,9 @@ from typing import Any, Callable
 TASKS = {
     "translation": "mlxseq.tasks.translation",
     "lm": "mlxseq.tasks.language_model",
+    "classification": "mlxseq.tasks.classification",
+    "tagging": "mlxseq.tasks.tagging",
+    "forecasting": "mlxseq.tasks.forecasting",
 }
 
 

@@ -1,0 +1,135 @@
+"""Classify text with a ``classifier`` model folder: labels with probabilities, and scores.
+
+    classifier = TextClassifier.load("path/or/owner-repo")   # model, tokenizer, labels
+    classifier.predict(["a gorgeous , witty film ."])        # -> [Prediction(labels=["1"], probability=0.97)]
+    classifier.evaluate(texts, gold_labels)                  # -> {"accuracy", "macro_f1", "loss", ...}
+
+A folder holds the model, its tokenizer and ``labels.json`` (the label names in class
+order and how texts were prepared: lowercasing, the token limit). Texts are sorted by
+length into batches and results come back in input order; texts longer than the limit
+are cut to their first ``max_length`` tokens, as in training.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+
+from mlxseq.checkpoint import ModelFolderError, load_with_tokenizer
+from mlxseq.data import UNK_ID, load_tokenizer, pad_batch
+from mlxseq.files import write_text
+from mlxseq.scores import accuracy, macro_f1, multi_label_scores
+
+LABELS_FILE = "labels.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class TextSettings:
+    """How a folder's model reads text: its label names and text preparation (``labels.json``)."""
+
+    labels: list[str]  # label names; index = class id (tags for a tagger)
+    lowercase: bool = False  # lowercase texts (words, for a tagger) before the tokenizer
+    max_length: int = 0  # classifier: texts are cut to this many tokens; 0 = no limit
+    max_word_chars: int = 0  # tagger: characters spelled per word (first and last ones of longer words)
+    tag_column: str = ""  # tagger: the CoNLL-U column it predicts (upos or xpos)
+
+    def save(self, folder) -> None:
+        content = {"format_version": FORMAT_VERSION, **self.__dict__}
+        write_text(Path(folder) / LABELS_FILE, json.dumps(content, ensure_ascii=False, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, folder) -> "TextSettings":
+        path = Path(folder) / LABELS_FILE
+        try:
+            content = json.loads(path.read_text(encoding="utf-8"))
+            if content.pop("format_version") != FORMAT_VERSION:
+                raise ValueError(f"format_version must be {FORMAT_VERSION}")
+            return cls(**content)
+        except FileNotFoundError:
+            raise ModelFolderError(f"{folder} is not a complete model folder: {LABELS_FILE} is missing") from None
+        except (ValueError, TypeError, KeyError) as error:  # JSONDecodeError is a ValueError
+            raise ModelFolderError(f"{path}: not a labels file ({error})") from None
+
+
+@dataclass
+class Prediction:
+    labels: list[str]  # the predicted label (one), or every label over the threshold (multi-label)
+    probability: float  # of the label (single-label), or of the most likely label (multi-label)
+    probabilities: list[float]  # of every label, in the order of TextSettings.labels
+
+
+def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices sorted by length, cut into batches of ``batch_size``: little padding, few shapes."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class TextClassifier:
+    """A ``classifier`` model with its tokenizer and labels."""
+
+    def __init__(self, model, tokenizer, settings: TextSettings, folder: Path | None = None):
+        self.model, self.tokenizer, self.settings, self.folder = model, tokenizer, settings, folder
+        self.model.eval()
+
+    @classmethod
+    def load(cls, path_or_repo, revision: str | None = None) -> "TextClassifier":
+        model, tokenizer, folder = load_with_tokenizer(
+            path_or_repo, "classifier", load_tokenizer, bundled=Path(__file__).parent / "bundled" / "classifier", job="classification",
+            revision=revision,
+        )
+        return cls(model, tokenizer, TextSettings.load(folder), folder)
+
+    def encode(self, text: str) -> list[int]:
+        ids = self.tokenizer.encode(text.lower() if self.settings.lowercase else text) or [UNK_ID]
+        return ids[: self.settings.max_length] if self.settings.max_length else ids
+
+    def probabilities(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Class probabilities ``(N, C)`` in input order."""
+        encoded = [self.encode(t) for t in texts]
+        result = np.zeros((len(texts), len(self.settings.labels)), dtype=np.float64)
+        for indices in length_batches([len(e) for e in encoded], batch_size):
+            tokens, lengths = pad_batch([encoded[i] for i in indices])
+            result[indices] = np.array(self.model.probabilities(tokens, lengths))
+        return result
+
+    def predict(self, texts: list[str], batch_size: int = 64, threshold: float = 0.5) -> list[Prediction]:
+        """The label of each text with its probability; multi-label: labels over ``threshold``."""
+        names = self.settings.labels
+        found = []
+        for p in self.probabilities(texts, batch_size):
+            best = int(p.argmax())
+            if self.model.args.multi_label:
+                chosen = [names[c] for c in np.flatnonzero(p >= threshold)]
+            else:
+                chosen = [names[best]]
+            found.append(Prediction(chosen, float(p[best]), [float(v) for v in p]))
+        return found
+
+    def evaluate(self, texts: list[str], gold: list[list[str]], batch_size: int = 64, threshold: float = 0.5) -> dict:
+        """Accuracy and macro-F1 (percent) and the mean loss of ``texts`` against ``gold`` label lists."""
+        names = self.settings.labels
+        index = {name: i for i, name in enumerate(names)}
+        unknown = sorted({g for labels in gold for g in labels if g not in index})
+        if unknown:
+            raise ValueError(f"label {unknown[0]!r} is not one of the model's labels {names}")
+        p = np.clip(self.probabilities(texts, batch_size), 1e-12, 1.0)
+        if self.model.args.multi_label:
+            target = np.zeros_like(p)
+            for row, labels in enumerate(gold):
+                target[row, [index[g] for g in labels]] = 1.0
+            loss = -(target * np.log(p) + (1 - target) * np.log(np.clip(1 - p, 1e-12, 1.0))).sum(axis=1).mean()
+            predicted = [{names[c] for c in np.flatnonzero(row >= threshold)} for row in p]
+            scores = multi_label_scores(predicted, [set(g) for g in gold], names)
+            how = f"multi-label, threshold {threshold}"
+        else:
+            gold_ids = [index[labels[0]] for labels in gold]
+            loss = -np.log(p[np.arange(len(gold)), gold_ids]).mean()
+            predicted = list(p.argmax(axis=1))
+            scores = {"accuracy": accuracy(predicted, gold_ids), "macro_f1": macro_f1(predicted, gold_ids, range(len(names)))}
+            how = "argmax"
+        return {"loss": float(loss), **scores, "settings": f"{len(texts)} examples, {how}"}

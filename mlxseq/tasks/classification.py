@@ -1,0 +1,279 @@
+"""``task: classification``: a TSV of ``text<TAB>label`` to a trained ``classifier`` model folder.
+
+:func:`prepare` (1) reads the training and validation files, (2) trains the tokenizer
+(word, char or sentencepiece) into ``RUN/tokenizer/`` or reuses the one there, (3) encodes
+the texts, cutting them to ``data.max_length`` tokens, (4) builds the model with the
+vocabulary size and the label set of the training data, (5) batches by length with
+:class:`mlxseq.data.BatchSampler`. The loss is the cross-entropy of each example
+(softmax, with label smoothing) or, for multi-label data, the summed binary cross-entropy
+of its labels; each example counts once.
+
+Validation scores the model as ``mlxseq evaluate`` does (:class:`mlxseq.classification.TextClassifier`):
+``loss``, ``accuracy`` and ``macro_f1`` (percent).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import mlx.core as mx
+import numpy as np
+from mlx.utils import tree_flatten
+
+from mlxseq import checkpoint
+from mlxseq._version import __version__
+from mlxseq.classification import TextClassifier, TextSettings
+from mlxseq.data import (
+    PAD_ID, BatchSampler, CharTokenizer, DataError, MissingFileError, SentencePieceConfig, SentencePieceTokenizer,
+    WordTokenizer, load_tokenizer, pad_batch, read_labelled,
+)
+from mlxseq.files import write_text
+from mlxseq.losses import label_smoothed_cross_entropy
+from mlxseq.models import model_module
+from mlxseq.tasks import TaskParts
+from mlxseq.training.resume import ResumeError
+
+NAME = "classification"
+MODEL_TYPES = ("classifier",)
+FILLED_MODEL_FIELDS = {
+    "vocab_size": "set by the task from the tokenizer (word/char: the training data; sentencepiece: data.sentencepiece.vocab_size)",
+    "num_classes": "set by the task: the labels found in data.train",
+    "multi_label": "set by the task: true when data.label_separator is set",
+    "pad_id": f"set by the task: the tokenizer's <pad> id ({PAD_ID})",
+}
+METRICS = ("loss", "accuracy", "macro_f1")
+HEADERS = {"auto": "auto", "skip": True, "none": False}
+
+
+@dataclass
+class DataArgs:
+    train: str  # TSV: text<TAB>label per line (UTF-8, plain or gzip)
+    valid: str  # TSV of the same form, for validation
+    header: Literal["auto", "skip", "none"] = "auto"  # auto: skip a first line whose label field is 'label'
+    label_separator: str = ""  # multi-label data: the labels of a line joined by this (e.g. ","); "" = one label
+    tokenizer: Literal["word", "char", "sentencepiece"] = "word"  # whitespace words, characters or subwords
+    sentencepiece: SentencePieceConfig = field(default_factory=SentencePieceConfig)  # vocab_size, model_type, ...
+    lowercase: bool = False  # lowercase texts before the tokenizer (also when predicting)
+    min_frequency: int = 1  # word and char tokenizers: rarer tokens become <unk>
+    max_length: int = 128  # texts are cut to their first max_length tokens (also when predicting)
+    max_train_examples: int = 0  # use only the first N training examples; 0 = all
+    bucket_multiple: int = 8  # pad lengths up to a multiple of this: fewer shapes, fewer compiled traces
+
+
+@dataclass
+class ValidationArgs:
+    batch_size: int = 64  # texts classified at once
+    max_examples: int = 0  # validate on the first N examples only; 0 = all
+    threshold: float = 0.5  # multi-label: a label is predicted when its probability reaches this
+
+
+def check_config(config) -> list[tuple[str, str]]:
+    """Settings that clash across sections, as (dotted key, message)."""
+    data, training, validation = config.data, config.training, config.validation
+    problems = []
+    if training.metric not in METRICS:
+        problems.append(("training.metric", f"must be one of {', '.join(METRICS)} here, got {training.metric!r}"))
+    if min(data.max_length, data.bucket_multiple, data.min_frequency) < 1 or data.max_train_examples < 0:
+        problems.append(("data", "max_length, bucket_multiple and min_frequency must be >= 1, max_train_examples >= 0"))
+    longest = -(-data.max_length // data.bucket_multiple) * data.bucket_multiple
+    if training.batch_tokens < longest:
+        problems.append(("training.batch_tokens", (
+            f"{training.batch_tokens} cannot hold one text of data.max_length={data.max_length} tokens "
+            f"(padded to {longest}); raise it or lower data.max_length")))
+    if validation.batch_size < 1 or validation.max_examples < 0 or not 0 < validation.threshold < 1:
+        problems.append(("validation", "batch_size must be >= 1, max_examples >= 0, threshold in (0, 1)"))
+    return problems
+
+
+# --- vocabularies of a run -------------------------------------------------------------------
+
+
+def vocabulary_for_run(run_dir, name: str, settings: dict, build: Callable, save: Callable, load: Callable, *,
+                       resuming: bool, log=None):
+    """Reuse ``RUN/<name>/`` if it was built with the same ``settings``, else ``save(build(), folder)`` there.
+
+    A resumed run with other settings is a ResumeError: its model needs the same vocabulary.
+    """
+    folder = Path(run_dir) / name
+    settings_path = folder / "settings.json"
+    if settings_path.is_file():
+        saved = json.loads(settings_path.read_text(encoding="utf-8"))
+        if saved == settings:
+            return load(folder)
+        if resuming:
+            changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+            raise ResumeError(
+                f"{settings_path}: the run's {name} was built with other data settings ({', '.join(changed)}); "
+                "a resumed model needs the same vocabulary: restore them, or choose another output_dir"
+            )
+    if log:
+        log(f"building the {name} vocabulary")
+    built = build()
+    temporary = Path(run_dir) / f".{name}.tmp"
+    shutil.rmtree(temporary, ignore_errors=True)
+    save(built, temporary)
+    write_text(temporary / "settings.json", json.dumps(settings, indent=1) + "\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.rename(temporary, folder)
+    return built
+
+
+def read_split(path: str, key: str, data: DataArgs):
+    try:
+        return read_labelled(path, header=HEADERS[data.header], label_separator=data.label_separator or None)
+    except MissingFileError as error:
+        raise MissingFileError(f"no such file (from {key}; relative paths start at {os.getcwd()})", error.path) from None
+
+
+def _tokenizer(data: DataArgs, texts: list[str], run_dir, resuming: bool, log):
+    settings = {"tokenizer": data.tokenizer, "train": data.train, "lowercase": data.lowercase,
+                "max_train_examples": data.max_train_examples}
+    if data.tokenizer == "sentencepiece":
+        settings["sentencepiece"] = dataclasses.asdict(data.sentencepiece)
+    else:
+        settings["min_frequency"] = data.min_frequency
+
+    def build():
+        if data.tokenizer == "sentencepiece":
+            try:
+                return SentencePieceTokenizer.train(texts, data.sentencepiece)
+            except ValueError as error:
+                raise DataError(f"cannot train the tokenizer: {error} (see data.sentencepiece.vocab_size)", data.train) from None
+        kind = WordTokenizer if data.tokenizer == "word" else CharTokenizer
+        return kind.build(texts, min_frequency=data.min_frequency)
+
+    return vocabulary_for_run(run_dir, "tokenizer", settings, build, lambda t, f: t.save(f), load_tokenizer,
+                              resuming=resuming, log=log)
+
+
+# --- batches and loss ---------------------------------------------------------------------
+
+
+class LabelledBatches:
+    """Training batches ``(tokens (B, T), lengths (B,), labels)`` in BatchSampler order.
+
+    ``labels`` is ``(B,)`` int32 class ids, or ``(B, C)`` float32 0/1 for multi-label data.
+    """
+
+    def __init__(self, encoded: list[list[int]], labels: np.ndarray, sampler: BatchSampler, multiple: int):
+        self.encoded, self.labels, self.sampler, self.multiple = encoded, labels, sampler, multiple
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        for indices in self.sampler:
+            tokens, lengths = pad_batch([self.encoded[i] for i in indices], multiple=self.multiple)
+            yield tokens, lengths, mx.array(self.labels[indices])
+
+    def state_dict(self) -> dict:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state)
+
+
+def classification_loss(logits: mx.array, labels: mx.array, smoothing: float = 0.0):
+    """``(summed loss, examples)``: softmax cross-entropy for class ids ``labels`` (B,), or for
+    0/1 targets ``labels`` (B, C) the binary cross-entropy summed over the C labels."""
+    if labels.ndim == 1:
+        return label_smoothed_cross_entropy(logits, labels, -1, smoothing)  # -1: no example is padding
+    x = logits.astype(mx.float32)
+    # log(1 + e^x) - y x, written stably: max(x, 0) - y x + log(1 + e^-|x|)
+    bce = mx.maximum(x, 0.0) - labels * x + mx.log1p(mx.exp(-mx.abs(x)))
+    return bce.sum(), mx.array(labels.shape[0])
+
+
+def make_loss(smoothing: float):
+    def loss(model, batch):
+        tokens, lengths, labels = batch
+        return classification_loss(model(tokens, lengths), labels, smoothing)
+
+    return loss
+
+
+# --- the task ---------------------------------------------------------------------------------
+
+
+def model_card(config, facts: dict, summary: dict) -> str:
+    """README.md of a model folder: data, labels, scores with their settings, the command."""
+    metrics = summary.get("metrics") or {}
+    lines = [f"# {Path(config.output_dir).name}: {facts['kind']} text classifier", "",
+             f"Trained with mlxseq {__version__} (MLX {mx.__version__}) to step {summary['step']} (epoch {summary['epoch']}).",
+             "", "## Scores", ""]
+    if metrics:
+        lines.append(f"On {config.data.valid} ({metrics.get('settings', '')}):")
+        lines += ["", "| metric | value |", "| --- | ---: |"]
+        lines += [f"| {k} | {v:.4g} |" for k, v in metrics.items() if isinstance(v, float)]
+    else:
+        lines.append("Not validated at this step.")
+    lines += ["", "## Data", "", f"- training examples: {config.data.train}: {facts['examples']}",
+              f"- labels: {', '.join(facts['labels'])}", f"- tokenizer: {facts['tokenizer']}",
+              "", "## Training", "", "```", facts["command"], "```", "",
+              f"Model: {facts['parameters']:,} parameters; arguments in config.json.",
+              "", "```bash", "mlxseq predict --model path/to/this/folder \"some text\"", "```", ""]
+    return "\n".join(lines)
+
+
+def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskParts:
+    """The model, batches, loss, validation and model-folder writer for ``config``."""
+    data = config.data
+    train, valid = read_split(data.train, "data.train", data), read_split(data.valid, "data.valid", data)
+    keep = data.max_train_examples or len(train)
+    texts = [t.lower() if data.lowercase else t for t in train.texts[:keep]]
+    tokenizer = _tokenizer(data, texts, run_dir, resuming, log)
+    names = sorted({label for labels in train.labels[:keep] for label in labels})
+    multi = bool(data.label_separator)
+    if len(names) < (1 if multi else 2):
+        raise DataError(f"the training data have {len(names)} label(s) ({', '.join(names)}); a classifier needs two", data.train)
+    settings = TextSettings(names, lowercase=data.lowercase, max_length=data.max_length)
+    args = config.model.model_args(vocab_size=tokenizer.vocab_size, num_classes=len(names), multi_label=multi, pad_id=PAD_ID)
+    model = model_module(config.model.model_type).build_model(args)
+    classifier = TextClassifier(model, tokenizer, settings)
+    encoded = [classifier.encode(t) for t in train.texts[:keep]]
+    index = {name: i for i, name in enumerate(names)}
+    if multi:
+        labels = np.zeros((keep, len(names)), dtype=np.float32)
+        for row, example in enumerate(train.labels[:keep]):
+            labels[row, [index[g] for g in example]] = 1.0
+    else:
+        labels = np.array([index[example[0]] for example in train.labels[:keep]], dtype=np.int32)
+    training, validation = config.training, config.validation
+    sampler = BatchSampler([len(e) for e in encoded], training.batch_tokens, multiple=data.bucket_multiple,
+                           max_batch_size=training.max_batch_size or None, seed=training.seed)
+    cap = validation.max_examples or len(valid)
+    valid_texts, valid_labels = valid.texts[:cap], valid.labels[:cap]
+
+    def validate(model) -> dict:
+        scorer = TextClassifier(model, tokenizer, settings)  # the loop puts the model back in train mode
+        return scorer.evaluate(valid_texts, valid_labels, validation.batch_size, validation.threshold)
+
+    kind = f"{data.tokenizer}-level {'multi-label' if multi else 'multi-class'}"
+    facts = {"kind": kind, "examples": keep, "labels": names, "command": command,
+             "tokenizer": f"{data.tokenizer}, {tokenizer.vocab_size} ids",
+             "parameters": sum(v.size for _, v in tree_flatten(model.parameters()))}
+
+    def save_model(folder, model, summary):
+        checkpoint.save_model(folder, model, config.model.model_type, args, readme=model_card(config, facts, summary))
+        tokenizer.save(folder)
+        settings.save(folder)
+
+    description = "\n".join([
+        f"train: {keep} examples, {len(names)} labels ({'multi-label' if multi else 'one per example'}); "
+        f"valid: {len(valid_texts)} examples",
+        f"tokenizer: {facts['tokenizer']}",
+        f"model: {config.model.model_type}, {facts['parameters']:,} parameters",
+        f"batches: {len(sampler)} per epoch in {len(sampler.shapes())} shapes, at most {training.batch_tokens} tokens",
+    ])
+    return TaskParts(model, LabelledBatches(encoded, labels, sampler, data.bucket_multiple),
+                     make_loss(training.label_smoothing), validate, save_model, description)

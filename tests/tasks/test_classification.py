@@ -1,0 +1,94 @@
+"""Tests of mlxseq/tasks/classification.py: toy problems learned, the masked loss, config checks."""
+
+import json
+import math
+import random
+from pathlib import Path
+
+import mlx.core as mx
+import pytest
+import yaml
+
+from mlxseq.classification import TextClassifier
+from mlxseq.config import ConfigError, load_config
+from mlxseq.tasks.classification import classification_loss
+from mlxseq.training.from_config import train_from_config
+
+WORDS = "a b c d e f g h".split()
+
+
+def write_corpus(folder: Path, multi: bool, seed=0) -> dict:
+    """Texts of 2-9 letters; label: whether 'x' occurs (multi-label: which of 'x' and 'y' occur)."""
+    rng = random.Random(seed)
+    paths = {}
+    for split, count in (("train", 1200), ("valid", 100)):
+        lines = ["sentence\tlabel"]
+        for _ in range(count):
+            words = [rng.choice(WORDS) for _ in range(rng.randint(2, 9))]
+            present = [w for w in ("x", "y") if rng.random() < 0.5]
+            for w in present if multi else present[:1]:
+                words.insert(rng.randrange(len(words) + 1), w)
+            label = ",".join(present) or "none" if multi else ("x" if "x" in words else "no")
+            lines.append(f"{' '.join(words)}\t{label}")
+        path = folder / f"{split}.tsv"
+        path.write_text("\n".join(lines) + "\n")
+        paths[split] = str(path)
+    return paths
+
+
+def write_config(folder: Path, multi=False, **sections) -> Path:
+    raw = {
+        "version": 1, "task": "classification", "output_dir": str(folder / "run"),
+        "model": {"model_type": "classifier", "embed_size": 16, "hidden_size": 16, "dropout": 0.0, "pooling": "max"},
+        "data": {**write_corpus(folder, multi), "label_separator": "," if multi else ""},
+        "training": {"lr": 0.01, "max_steps": 120, "batch_tokens": 512, "eval_every": 60, "log_every": 20,
+                     "label_smoothing": 0.0, "metric": "accuracy"},
+    }
+    for name, changes in sections.items():
+        raw[name] = {**raw.get(name, {}), **changes}
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_a_tiny_classifier_learns_whether_a_word_occurs(tmp_path):
+    result = train_from_config(write_config(tmp_path), quiet=True)
+    assert result.metrics["accuracy"] >= 97.0 and result.metrics["macro_f1"] >= 97.0
+    best = tmp_path / "run" / "best"
+    classifier = TextClassifier.load(best)
+    assert classifier.settings.labels == ["no", "x"]
+    found = classifier.predict(["a b x c d e f", "a b c d e f g h", "x"])
+    assert [p.labels for p in found] == [["x"], ["no"], ["x"]] and all(p.probability > 0.5 for p in found)
+    config = json.loads((best / "config.json").read_text())
+    assert config["model_type"] == "classifier" and config["num_classes"] == 2 and config["vocab_size"] == 4 + 10  # specials, a-h, x, y
+    assert "| accuracy |" in (best / "README.md").read_text()
+
+
+def test_a_tiny_multi_label_classifier_learns_which_words_occur(tmp_path):
+    result = train_from_config(write_config(tmp_path, multi=True, model={"pooling": "attention"}), quiet=True)
+    assert result.metrics["accuracy"] >= 90.0  # exact label sets
+    classifier = TextClassifier.load(tmp_path / "run" / "best")
+    assert sorted(classifier.predict(["a y b x c"])[0].labels) == ["x", "y"]
+
+
+def test_the_loss_on_hand_made_logits():
+    logits = mx.array([[0.0, math.log(3.0)], [math.log(4.0), 0.0]])
+    total, count = classification_loss(logits, mx.array([1, 1]))
+    assert count.item() == 2 and total.item() == pytest.approx(-math.log(3 / 4) - math.log(1 / 5), rel=1e-5)
+    smoothed, _ = classification_loss(logits[:1], mx.array([1]), smoothing=0.2)
+    log_p = [math.log(1 / 4), math.log(3 / 4)]
+    assert smoothed.item() == pytest.approx(-0.8 * log_p[1] - 0.2 * sum(log_p) / 2, rel=1e-5)
+    # Multi-label: binary cross-entropy summed over labels, one count per example.
+    total, count = classification_loss(mx.array([[0.0, 100.0, -2.0]]), mx.array([[1.0, 1.0, 0.0]]))
+    expected = math.log(2.0) + 0.0 + math.log(1 + math.exp(-2.0))
+    assert count.item() == 1 and total.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_config_errors_name_the_key(tmp_path):
+    path = write_config(tmp_path)
+    with pytest.raises(ConfigError, match="training.metric: must be one of loss, accuracy, macro_f1 here, got 'bleu'"):
+        load_config(path, ["training.metric=bleu"])
+    with pytest.raises(ConfigError, match="model.num_classes: set by the task"):
+        load_config(path, ["model.num_classes=3"])
+    with pytest.raises(ConfigError, match="model: pooling must be one of"):
+        load_config(path, ["model.pooling=sum"])
