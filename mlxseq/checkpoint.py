@@ -153,7 +153,13 @@ def load_weights(model, path) -> None:
             raise ModelFolderError(
                 f"{path}: weight {name} has shape {tuple(value.shape)}, the config expects {tuple(expected[name].shape)}"
             )
-    model.load_weights(list(weights.items()))
+    # Weights stored in half precision (as the bundled models are) compute in the model's own dtype.
+    model.load_weights([(name, _as_dtype(value, expected[name].dtype)) for name, value in weights.items()])
+
+
+def _as_dtype(value: mx.array, dtype: mx.Dtype) -> mx.array:
+    floating = mx.issubdtype(value.dtype, mx.floating) and mx.issubdtype(dtype, mx.floating)
+    return value.astype(dtype) if floating and value.dtype != dtype else value
 
 
 def load_with_tokenizer(path_or_repo, model_type: str, read_tokenizer, *, bundled: Path, job: str, revision=None):

@@ -6,6 +6,7 @@ import os
 import mlx.core as mx
 import numpy as np
 import pytest
+from mlx.utils import tree_flatten
 
 import mlxseq
 from mlxseq import checkpoint
@@ -178,3 +179,22 @@ def test_upload_publishes_only_model_folder_files(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["upload", str(tmp_path / "m"), "someone/tiny-lstm"])
     assert result.exit_code == 1 and "model.safetensors is missing" in result.output
     assert len(calls) == 2
+
+
+def test_a_half_precision_folder_loads_and_computes_in_float32(tmp_path):
+    from mlxseq.bundle import bundle_folder
+
+    model = _saved_lstm(tmp_path / "m")
+    bundle_folder(tmp_path / "m", tmp_path / "half")
+    stored = mx.load(str(tmp_path / "half" / "model.safetensors"))
+    assert {v.dtype for v in stored.values()} == {mx.float16}
+    assert sorted(os.listdir(tmp_path / "half")) == ["README.md", "config.json", "model.safetensors"]
+    full = mx.load(str(tmp_path / "m" / "model.safetensors"))
+    assert 2 * sum(v.nbytes for v in stored.values()) == sum(v.nbytes for v in full.values())
+    loaded = mlxseq.load(tmp_path / "half")
+    params = dict(tree_flatten(loaded.parameters()))
+    assert {v.dtype for v in params.values()} == {mx.float32}
+    for name, value in tree_flatten(model.parameters()):
+        assert mx.array_equal(params[name], value.astype(mx.float16).astype(mx.float32))
+    x = mx.random.normal((2, 5, 3))
+    assert loaded(x)[0].dtype == mx.float32 and mx.allclose(model(x)[0], loaded(x)[0], atol=1e-2)
