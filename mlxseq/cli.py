@@ -248,18 +248,30 @@ def train(
         None, "--resume/--no-resume", help="Continue the run in output_dir / insist on a fresh one; default: continue if there is one."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no messages."),
+    distributed: bool = typer.Option(
+        None, "--distributed/--no-distributed",
+        help="Data parallel over the processes mlx.launch started; default: when its environment is there.",
+    ),
+    startup_timeout: float = typer.Option(
+        None, "--startup-timeout", min=1,
+        help="Seconds to wait for every distributed process to join; then the one missing is named. Default: 120.",
+    ),
 ):
     """Train the model a config describes; run the same command again to resume."""
     from mlxseq.training.from_config import USER_ERRORS, train_from_config
 
     try:
-        result = train_from_config(config, set_, resume=resume, quiet=quiet)
+        result = train_from_config(
+            config, set_, resume=resume, quiet=quiet, distributed=distributed, startup_timeout=startup_timeout
+        )
     except USER_ERRORS as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1)
     except KeyboardInterrupt as error:
         typer.echo(str(error) or "interrupted", err=True)
         raise typer.Exit(130)
+    if result.rank != 0:
+        return
     best = result.best
     score = f"; best {best['metric']} {best['value']:.4g} at step {best['step']}" if best["value"] is not None else ""
     typer.echo(f"trained to step {result.step} ({result.stopped}){score}: {result.output_dir}")

@@ -10,6 +10,10 @@ The config's task (:mod:`mlxseq.tasks`) turns the config into a model, batches,
 a loss, a validation callback and a model-folder writer; the generic loop
 (:mod:`mlxseq.training`) trains. The run folder gets the resolved config as
 ``config.yaml``; resuming with changed settings is allowed and each change is logged.
+
+Under ``mlx.launch`` (or with ``distributed=True``) every process runs this same
+call: rank 0 prepares the task first (so that on a shared disk the others reuse
+its tokenizer), then the others; rank 0 alone writes the run folder and logs.
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ from mlxseq.config import ConfigError, changed_keys, config_to_dict, dump_config
 from mlxseq.data import DataError
 from mlxseq.tasks import task_module
 from mlxseq.training import ResumeError, TrainingArgs, TrainingError, TrainingResult, train
+from mlxseq.training.distributed import STARTUP_TIMEOUT, DistributedError, init_world
 from mlxseq.training.loop import resolve_resume
 from mlxseq.training.progress import stderr_log
 from mlxseq.training.run_folder import RunFolder
 
-USER_ERRORS = (ConfigError, DataError, ModelFolderError, ResumeError, TrainingError)
+USER_ERRORS = (ConfigError, DataError, ModelFolderError, ResumeError, TrainingError, DistributedError)
 CONFIG_COPY = "config.yaml"
 
 __all__ = ["train_from_config", "train", "TrainingArgs", "TrainingResult", "USER_ERRORS"]
@@ -44,6 +49,8 @@ def train_from_config(
     quiet: bool = False,
     progress: bool | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    distributed: bool | None = None,
+    startup_timeout: float | None = None,
 ) -> TrainingResult:
     """Train what the config at ``path`` describes (with ``key.sub=value`` overrides).
 
@@ -55,6 +62,10 @@ def train_from_config(
         quiet: no progress bar and no messages.
         progress: the progress bar; None shows it when stderr is a terminal.
         on_step: ``on_step(step, loss)`` after every update.
+        distributed: data-parallel over the processes ``mlx.launch`` started: True requires
+            them, False trains alone, None decides by the launcher's environment variables.
+        startup_timeout: seconds to wait for every process to join (None: ``STARTUP_TIMEOUT``
+            of :mod:`mlxseq.training.distributed`); then an error names the host that did not answer.
 
     Raises:
         one of ``USER_ERRORS`` for a bad config, bad data or an unusable checkpoint;
@@ -62,10 +73,13 @@ def train_from_config(
     """
     overrides = list(overrides)
     config = load_config(path, overrides)
-    log = None if quiet else stderr_log
-    run = RunFolder(config.output_dir)
+    world = init_world(distributed, STARTUP_TIMEOUT if startup_timeout is None else startup_timeout)
+    log = None if quiet or not world.primary else stderr_log
+    if log is not None and world.distributed:
+        log(f"data parallel over {world.size} processes ({world.backend} backend); rank 0 writes {config.output_dir}")
+    run = RunFolder(config.output_dir, primary=world.primary)
     run.recover()
-    resuming = resolve_resume(run, resume)
+    resuming = world.broadcast_json(resolve_resume(run, resume) if world.primary else None)
     previous = run.path / CONFIG_COPY
     if resuming and previous.is_file() and log is not None:
         changes = changed_keys(yaml.safe_load(previous.read_text(encoding="utf-8")) or {}, config_to_dict(config))
@@ -73,12 +87,17 @@ def train_from_config(
             log(f"resuming with a changed setting: {change}")
     command = shlex.join(["mlxseq", "train", str(path), *(f"--set={o}" for o in overrides)])
     mx.random.seed(config.training.seed)  # model initialisation; a resumed run loads its weights instead
-    parts = task_module(config.task).prepare(config, run.path, resuming=resuming, command=command, log=log)
+    task = task_module(config.task)
+    if not world.primary:
+        world.barrier()  # rank 0 prepares first: it writes the run's tokenizer, which the others may reuse
+    parts = task.prepare(config, run.path, resuming=resuming, command=command, log=log)
+    if world.primary:
+        world.barrier()
     run.write_text(CONFIG_COPY, dump_config(config))
     if log is not None:
         log(parts.description)
     return train(
         parts.model, parts.batches, parts.loss, config.training, Path(config.output_dir),
         validate=parts.validate, save_model=parts.save_model, resume=resuming,
-        progress=False if quiet else progress, log=log, on_step=on_step,
+        progress=False if quiet else progress, log=log, on_step=on_step, world=world,
     )

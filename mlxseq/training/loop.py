@@ -16,8 +16,15 @@ the metric trackers, and the learning rate is a function of the step.
 
 Ctrl-C finishes the current step, saves a resume checkpoint and raises
 :class:`TrainingInterrupted` (a KeyboardInterrupt); a second Ctrl-C interrupts at once
-(and still saves, unless it cut an update in half). Every file goes through one
-:class:`RunFolder`, so distributed training can make rank 0 the only writer.
+(and still saves, unless it cut an update in half).
+
+Data parallel (``world``, :mod:`mlxseq.training.distributed`): every rank walks the
+same global batches and trains on its shard of each; the step all-reduces, so all
+ranks hold the same parameters. Rank 0 alone writes (every file goes through one
+:class:`RunFolder`), logs, validates and reads the resume checkpoint, and broadcasts
+what the others need: the parameters and random key at the start, the checkpoint
+when resuming, the metrics after validating. Ctrl-C on any rank stops all of them
+after the same step.
 """
 
 from __future__ import annotations
@@ -34,10 +41,12 @@ from typing import Callable, Iterator, Protocol
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
+from mlx.utils import tree_flatten
 
 from mlxseq.training.args import TrainingArgs
+from mlxseq.training.distributed import World
 from mlxseq.training.progress import Log, Progress, perplexity, stderr_log
-from mlxseq.training.resume import ResumeError
+from mlxseq.training.resume import ResumeError, set_leaves
 from mlxseq.training.run_folder import RunFolder
 from mlxseq.training.schedule import Plateau, Tracker, learning_rate_schedule
 from mlxseq.training.step import LossFn, TrainStep, random_key, set_random_key
@@ -86,6 +95,7 @@ class TrainingResult:
     best: dict  # {"metric", "value", "step"} of the best validation (value None without one)
     metrics: dict = field(default_factory=dict)  # the last validation's metrics
     output_dir: Path = Path(".")
+    rank: int = 0  # this process's rank in data-parallel training (only rank 0 writes)
 
 
 def make_optimizer(args: TrainingArgs) -> optim.Optimizer:
@@ -117,6 +127,7 @@ def train(
     progress: bool | None = None,
     log: Log | None = stderr_log,
     on_step: Callable[[int, float], None] | None = None,
+    world: World | None = None,
 ) -> TrainingResult:
     """Train ``model`` until ``args`` says stop; checkpoints and metrics go to ``output_dir``.
 
@@ -134,19 +145,27 @@ def train(
         progress: the progress bar; None shows it when stderr is a terminal.
         log: receives messages; None is silent.
         on_step: ``on_step(step, loss)`` after every update (for tests and monitoring).
+        world: this process's rank among data-parallel processes
+            (:func:`mlxseq.training.distributed.init_world`); None trains alone. Every rank
+            passes the same model, batches and arguments; rank 0's ``output_dir`` is the run.
     """
+    world = world or World()
     if len(batches) == 0:
         raise TrainingError("the batch iterator has no batches: there is nothing to train on")
-    run = RunFolder(output_dir)
+    run = RunFolder(output_dir, primary=world.primary)
     run.recover()
+    if not world.primary:
+        log, progress = None, False
     optimizer = make_optimizer(args)
     optimizer.init(model.trainable_parameters())
     model.train()
-    loop = _Loop(model, batches, loss_fn, args, run, optimizer, validate, save_model, log, on_step)
-    if resolve_resume(run, resume):
+    loop = _Loop(model, batches, loss_fn, args, run, optimizer, validate, save_model, log, on_step, world)
+    loop.check_ranks_agree()
+    if world.broadcast_json(resolve_resume(run, resume) if world.primary else None):
         loop.restore()
     else:
         run.keep_metrics_until(0)  # records of an earlier attempt that never saved a checkpoint
+        loop.start_from_rank_0()
     return loop.run(progress)
 
 
@@ -212,9 +231,9 @@ def _interrupt_flag():
 class _Loop:
     """The mutable state of one ``train`` call; see the module docstring for the order of things."""
 
-    def __init__(self, model, batches, loss_fn, args, run, optimizer, validate, save_model, log, on_step):
+    def __init__(self, model, batches, loss_fn, args, run, optimizer, validate, save_model, log, on_step, world):
         self.model, self.batches, self.args, self.folder, self.optimizer = model, batches, args, run, optimizer
-        self.validate, self.save_model, self.log, self.on_step = validate, save_model, log, on_step
+        self.validate, self.save_model, self.log, self.on_step, self.world = validate, save_model, log, on_step, world
         self.total = total_steps(args, len(batches))
         self.schedule = learning_rate_schedule(args, self.total)
         self.best, self.plateau = Tracker(args.lower_is_better), Plateau(args)
@@ -225,7 +244,9 @@ class _Loop:
         self.window = _Window()
         self.consistent = True  # False while an update is half done
         self.progress: Progress | None = None
-        self.train_step = TrainStep(model, optimizer, loss_fn, args.clip_norm, args.compile, log=self.message)
+        self.train_step = TrainStep(
+            model, optimizer, loss_fn, args.clip_norm, args.compile, log=self.message, group=world.group
+        )
 
     def message(self, text: str) -> None:
         if self.progress is not None:
@@ -238,8 +259,24 @@ class _Loop:
 
     # --- resume ------------------------------------------------------------------------
 
+    def check_ranks_agree(self) -> None:
+        """Every rank must see the same parameters' shapes and the same batches (data, tokenizer, settings)."""
+        shapes = [[k, list(v.shape), str(v.dtype)] for k, v in tree_flatten(self.model.trainable_parameters())]
+        self.world.check_same("the model's parameters", shapes)
+        self.world.check_same("the training batches", [len(self.batches), self.batches.state_dict()])
+
+    def start_from_rank_0(self) -> None:
+        """Every rank starts with rank 0's parameters and random key."""
+        if self.world.distributed:
+            self.model.update(self.world.broadcast_arrays(self.model.trainable_parameters()))
+            set_random_key(self.world.broadcast_json(random_key()))
+
     def restore(self) -> None:
-        state = self.folder.load_checkpoint(self.model, self.optimizer)
+        state = self.folder.load_checkpoint(self.model, self.optimizer) if self.world.primary else None
+        if self.world.distributed:  # the others have no checkpoint (it may be on another host): rank 0 sends it
+            state = self.world.broadcast_json(state)
+            self.model.update(self.world.broadcast_arrays(self.model.trainable_parameters()))
+            set_leaves(self.optimizer.state, dict(tree_flatten(self.world.broadcast_arrays(self.optimizer.state))))
         try:
             self.batches.load_state_dict(state["batches"])
         except ValueError as error:
@@ -288,7 +325,9 @@ class _Loop:
                     "run the same command again to continue"
                 ) from None
         best = {"metric": self.args.metric, "value": self.best.best, "step": self.best.best_step}
-        return TrainingResult(self.step, self.batches.epoch, stopped, best, self.metrics, self.folder.path)
+        return TrainingResult(
+            self.step, self.batches.epoch, stopped, best, self.metrics, self.folder.path, self.world.rank
+        )
 
     def limit_reached(self) -> str | None:
         if self.args.max_steps and self.step >= self.args.max_steps:
@@ -302,7 +341,7 @@ class _Loop:
         self.lr = self.schedule(self.step + 1) * self.plateau.scale
         self.optimizer.learning_rate = self.lr
         start = time.perf_counter()
-        loss, count, norm = self.train_step(batch)
+        loss, count, norm = self.train_step(self.world.shard(batch))
         mx.eval(loss, count, norm, self.model.parameters(), self.optimizer.state)
         self.step += 1
         value = loss.item()  # a sync each step: the price of stopping at the first bad loss
@@ -331,7 +370,7 @@ class _Loop:
                 return "early_stopping"
         elif args.save_every and step % args.save_every == 0:
             self.save()
-        if interrupted():
+        if self.world.any(interrupted()):
             raise KeyboardInterrupt
         return self.limit_reached()
 
@@ -362,10 +401,11 @@ class _Loop:
         self.model.eval()
         start = time.perf_counter()
         try:
-            metrics = dict(self.validate(self.model))
+            metrics = dict(self.validate(self.model)) if self.world.primary else None
         finally:
             self.model.train()
             set_random_key(key)  # validation must not move the training's random stream
+        metrics = self.world.broadcast_json(metrics)  # rank 0 validates for all
         value = metrics.get(self.args.metric)
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             numbers = sorted(k for k, v in metrics.items() if isinstance(v, (int, float)))

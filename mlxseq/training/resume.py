@@ -125,11 +125,11 @@ def load_checkpoint(folder, model: nn.Module, optimizer: optim.Optimizer) -> dic
     for name, value in saved.items():
         if value.shape != expected[name].shape:
             raise ResumeError(f"{path}: {name} has shape {tuple(value.shape)}, expected {tuple(expected[name].shape)}")
-    _set_leaves(optimizer.state, saved)
+    set_leaves(optimizer.state, saved)
     return state
 
 
-def _set_leaves(tree, arrays: dict) -> None:
+def set_leaves(tree, arrays: dict) -> None:
     """Put each ``tree_flatten`` key's array into ``tree`` in place.
 
     In place, because a compiled step may hold this very tree; and leaf by leaf,

@@ -12,17 +12,26 @@ every step and the same key gives the same masks. Compile modes:
              while traced), the state is restored and ``update`` is used instead
 
 The objective is ``loss_sum / num_tokens`` from ``loss_fn(model, batch) -> (sum, count)``.
+
+With a distributed ``group`` (data parallel, :mod:`mlxseq.training.distributed`) each
+rank computes the gradients of its summed loss on its shard; the sums, the counts
+and the gradients are all-reduced in one message (inside the compiled step) and
+then divided by the global count, so every rank applies the single-process update
+of the whole batch. A rank whose shard is empty (``batch=None``) adds zeros.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import partial
 from typing import Callable, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
-from mlx.utils import tree_flatten, tree_unflatten
+from mlx.utils import tree_flatten, tree_map, tree_unflatten
+
+from mlxseq.training.distributed import all_sum_tree
 
 LossFn = Callable[[nn.Module, tuple], tuple]
 MODES = ("auto", "step", "update", "eager")
@@ -52,36 +61,78 @@ class TrainStep:
         clip_norm: scale gradients down to this global norm; 0 turns clipping off.
         mode: one of ``MODES`` (see the module docstring).
         log: receives a note when ``auto`` falls back to ``update``.
+        group: an ``mx.distributed.Group`` of more than one rank for data-parallel
+            training; None (or a group of one) trains in this process alone.
     """
 
     def __init__(
         self, model: nn.Module, optimizer: optim.Optimizer, loss_fn: LossFn, clip_norm: float,
-        mode: str = "auto", log: Callable[[str], None] | None = None,
+        mode: str = "auto", log: Callable[[str], None] | None = None, group=None,
     ):
         if mode not in MODES:
             raise ValueError(f"compile mode must be one of {MODES}, got {mode!r}")
         self.model, self.optimizer, self.loss_fn, self.clip_norm = model, optimizer, loss_fn, clip_norm
         self.mode, self.log = mode, log
+        self.group = group if group is not None and group.size() > 1 else None
         self._shapes: set = set()
 
         def objective(model, *batch):
             total, count = loss_fn(model, batch)
+            if self.group is not None:
+                return total, count  # divided by the global count after the all-reduce
             return total / mx.maximum(count, 1), count
 
         self._loss_and_grad = nn.value_and_grad(model, objective)
         self._compiled_step = None
         self._compiled_update = None
 
-    def __call__(self, batch: tuple):
+    def __call__(self, batch: tuple | None):
+        if self.group is None:
+            return self._call(batch)
+        with self._rank_random_key():
+            if batch is None:  # an empty shard: take part in the all-reduce with zeros
+                zeros = tree_map(mx.zeros_like, self.model.trainable_parameters())
+                return self._update(mx.array(0.0), mx.array(0), zeros)
+            return self._call(batch)
+
+    def _call(self, batch: tuple):
         if self.mode in ("auto", "step"):
             return self._whole(tuple(batch))
         (loss, count), grads = self._loss_and_grad(self.model, *batch)
         if self.mode == "eager":
-            return loss, count, self._apply(grads)
+            return self._finish(loss, count, grads)
+        return self._update(loss, count, grads)
+
+    def _update(self, loss, count, grads):
+        """:meth:`_finish` compiled (eager in ``eager`` mode)."""
+        if self.mode == "eager":
+            return self._finish(loss, count, grads)
         if self._compiled_update is None:
             state = [self.model.state, self.optimizer.state]
-            self._compiled_update = partial(mx.compile, inputs=state, outputs=state)(self._apply)
-        return loss, count, self._compiled_update(grads)
+            self._compiled_update = partial(mx.compile, inputs=state, outputs=state)(self._finish)
+        return self._compiled_update(loss, count, grads)
+
+    def _finish(self, loss, count, grads):
+        """All-reduce (distributed), clip, update; ``(loss, count, grad_norm)``."""
+        if self.group is not None:
+            loss, count, grads = all_sum_tree((loss, count, grads), self.group)
+            denominator = mx.maximum(count, 1)
+            loss, grads = loss / denominator, tree_map(lambda g: g / denominator, grads)
+        return loss, count, self._apply(grads)
+
+    @contextmanager
+    def _rank_random_key(self):
+        """Give each rank its own dropout masks, drawn from one shared key that moves on as one stream.
+
+        The shared key (the one a checkpoint saves, the same on every rank) is split into
+        its successor and a step key; each rank draws this step with its share of the step key.
+        """
+        following, step_key = mx.random.split(mx.random.state[0])
+        set_random_key(mx.random.split(step_key, self.group.size())[self.group.rank()].tolist())
+        try:
+            yield
+        finally:
+            set_random_key(following.tolist())
 
     def _apply(self, grads):
         if self.clip_norm > 0:
@@ -93,7 +144,7 @@ class TrainStep:
 
     def _step(self, *batch):
         (loss, count), grads = self._loss_and_grad(self.model, *batch)
-        return loss, count, self._apply(grads)
+        return self._finish(loss, count, grads)
 
     def _whole(self, batch: tuple):
         if self._compiled_step is None:
@@ -115,6 +166,6 @@ class TrainStep:
             if self.log:
                 self.log(f"note: the training step cannot be compiled whole ({reason}); compiling the update only")
             self.mode, self._compiled_step = "update", None
-            return self(batch)
+            return self._call(batch)
         self._shapes.add(shape)
         return result
