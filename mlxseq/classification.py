@@ -82,7 +82,13 @@ class TextClassifier:
             path_or_repo, "classifier", load_tokenizer, bundled=Path(__file__).parent / "bundled" / "classifier", job="classification",
             revision=revision,
         )
-        return cls(model, tokenizer, TextSettings.load(folder), folder)
+        settings = TextSettings.load(folder)
+        sizes = {"tokenizer ids": (tokenizer.vocab_size, model.args.vocab_size),
+                 "labels in labels.json": (len(settings.labels), model.args.num_classes)}
+        for what, (found, expected) in sizes.items():
+            if found != expected:
+                raise ModelFolderError(f"{folder}: {found} {what}, but the model's config.json expects {expected}")
+        return cls(model, tokenizer, settings, folder)
 
     def encode(self, text: str) -> list[int]:
         ids = self.tokenizer.encode(text.lower() if self.settings.lowercase else text) or [UNK_ID]

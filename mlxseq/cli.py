@@ -152,19 +152,36 @@ def translate(
 @app.command()
 def evaluate(
     model: str = typer.Option(None, help="Model folder or Hub repo id; default: the bundled model."),
-    src: str = typer.Option(..., help="Source sentences, one per line."),
-    ref: str = typer.Option(..., help="Reference translations, one per line."),
+    src: str = typer.Option(None, help="Translation: source sentences, one per line."),
+    ref: str = typer.Option(None, help="Translation: reference translations, one per line."),
+    data: str = typer.Option(None, help="Classifier: TSV text<TAB>label; tagger: CoNLL-U; forecaster: the CSV series."),
+    split: str = typer.Option("test", help="Forecaster: the rows scored (train, valid or test, as trained)."),
     beam_size: int = typer.Option(5, help="Beam size; 1 is greedy search."),
     length_penalty: float = typer.Option(0.6, help="GNMT length penalty alpha."),
     max_length_ratio: float = typer.Option(2.0, help="Output length limit as a multiple of the source length (+10)."),
-    batch_size: int = typer.Option(32, help="Sentences per batch."),
+    batch_size: int = typer.Option(32, help="Sentences (texts, windows) per batch."),
 ):
-    """Translate --src and score it against --ref: BLEU and chrF with sacrebleu's signatures."""
+    """Score a model: BLEU and chrF of translating --src against --ref (sacrebleu signatures);
+    accuracy and macro-F1, tag accuracy (entity F1 for BIO tags), or MSE and MAE on --data."""
     from mlxseq.checkpoint import ModelFolderError
     from mlxseq.data import DataError, read_parallel
     from mlxseq.metrics import score_translations
     from mlxseq.translation import Translator
 
+    if data is not None:
+        from mlxseq.prediction import evaluate as evaluate_folder
+
+        try:
+            lines = evaluate_folder(model, data, split=split, batch_size=batch_size)
+        except (ModelFolderError, DataError, ValueError) as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1)
+        for line in lines:
+            typer.echo(line)
+        return
+    if src is None or ref is None:
+        typer.echo("error: pass --src and --ref (translation) or --data (classifier, tagger, forecaster)", err=True)
+        raise typer.Exit(1)
     try:
         options = _translation_options(beam_size, length_penalty, max_length_ratio, 1, batch_size)
         corpus = read_parallel(src, ref)
@@ -180,6 +197,42 @@ def evaluate(
         f"decoding: beam_size={beam_size} length_penalty={length_penalty} (gnmt) "
         f"max_length_ratio={max_length_ratio}; {len(found)} sentences; model {translator.folder}"
     )
+
+
+@app.command()
+def predict(
+    text: list[str] = typer.Argument(None, help="Texts to label; default: --input, or standard input."),
+    model: str = typer.Option(..., help="Classifier, tagger or forecaster folder, or Hub repo id."),
+    input: str = typer.Option(None, "--input", "-i", help="Texts one per line, CoNLL-U (tagger) or a CSV series (forecaster)."),
+    output: str = typer.Option(None, "--output", "-o", help="Write here instead of standard output."),
+    format: str = typer.Option("auto", "--format", help="Tagger output: text (word/TAG) or conllu; auto: as the input."),
+    batch_size: int = typer.Option(64, help="Texts per batch."),
+    threshold: float = typer.Option(0.5, help="Multi-label classifier: predict the labels of at least this probability."),
+):
+    """Label texts (label and probability), tag words, or forecast the steps after a CSV series."""
+    import sys
+
+    from mlxseq.checkpoint import ModelFolderError
+    from mlxseq.data import DataError
+    from mlxseq.prediction import predict as predict_folder
+
+    try:
+        lines = None if text or input else [line.rstrip("\r\n") for line in sys.stdin]
+        result = predict_folder(model, text, input, output_format=format, batch_size=batch_size,
+                                threshold=threshold, lines=lines)
+    except (ModelFolderError, DataError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1)
+    if output:
+        from mlxseq.files import write_text
+
+        try:
+            write_text(output, result)
+        except OSError as error:
+            typer.echo(f"error: cannot write {output}: {error.strerror or error}", err=True)
+            raise typer.Exit(1)
+    else:
+        typer.echo(result, nl=False)
 
 
 @app.command()

@@ -91,9 +91,14 @@ class SequenceTagger:
             path_or_repo, "tagger", _read_vocabularies, bundled=Path(__file__).parent / "bundled" / "tagger",
             job="tagging", revision=revision,
         )
-        if bool(model.args.char_vocab_size) != (chars is not None):
-            raise ModelFolderError(f"{folder}: the model and {CHARS_NAME}.json disagree on spelling words")
-        return cls(model, WordEncoder(words, chars, TextSettings.load(folder)), folder)
+        settings = TextSettings.load(folder)
+        sizes = {"tokenizer.json words": (words.vocab_size, model.args.vocab_size),
+                 f"{CHARS_NAME}.json characters": (chars.vocab_size if chars else 0, model.args.char_vocab_size),
+                 "labels.json tags": (len(settings.labels), model.args.num_tags)}
+        for what, (found, expected) in sizes.items():
+            if found != expected:
+                raise ModelFolderError(f"{folder}: {found} {what}, but the model's config.json expects {expected}")
+        return cls(model, WordEncoder(words, chars, settings), folder)
 
     def _emissions(self, sentences, batch_size):
         """``(indices, emissions (B, T, K), lengths)`` per length-sorted batch."""

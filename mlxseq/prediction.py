@@ -1,0 +1,144 @@
+"""``mlxseq predict`` and ``mlxseq evaluate`` for classifier, tagger and forecaster folders.
+
+    predict(model, texts=None, input=None, output_format="auto") -> str     # what the command prints
+    evaluate(model, data, split="test") -> list[str]                        # scores with their settings
+
+The model folder's ``model_type`` decides what happens:
+
+    classifier   texts (arguments, one per line of a file or stdin) -> label<TAB>probability<TAB>text
+                 evaluate: a TSV of text<TAB>label -> accuracy, macro-F1, loss
+    tagger       whitespace-separated words per line, or a CoNLL-U file -> word/TAG pairs or CoNLL-U
+                 evaluate: a CoNLL-U file -> token accuracy (entity F1 for BIO tags), loss
+    forecaster   a CSV series -> CSV of the next H steps after its last row (date and features)
+                 evaluate: the CSV -> MSE and MAE of the split's windows on the normalised scale
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+
+from mlxseq._version import __version__
+from mlxseq.checkpoint import ModelFolderError, read_config, resolve_folder
+from mlxseq.data import format_conllu, read_conllu, read_labelled, read_lines, read_timeseries
+
+KINDS = ("classifier", "tagger", "forecaster")
+FORMATS = ("auto", "text", "conllu", "csv")
+
+
+def model_type(path_or_repo) -> str:
+    """The ``model_type`` of a model folder (or Hub repo id)."""
+    return read_config(resolve_folder(path_or_repo))["model_type"]
+
+
+def _kind(path_or_repo) -> str:
+    found = model_type(path_or_repo)
+    if found not in KINDS:
+        raise ModelFolderError(f"{path_or_repo} holds a {found!r} model; predict and evaluate here take {', '.join(KINDS)} "
+                               "(translate, generate and evaluate --src/--ref serve the others)")
+    return found
+
+
+def _signature(folder, parameters: int) -> str:
+    return f"model {folder} ({parameters:,} parameters); mlxseq {__version__}, MLX {mx.__version__}"
+
+
+def _parameters(model) -> int:
+    from mlx.utils import tree_flatten
+
+    return sum(v.size for _, v in tree_flatten(model.parameters()))
+
+
+def predict(model, texts: list[str] | None = None, input: str | None = None, *, output_format: str = "auto",
+            batch_size: int = 64, threshold: float = 0.5, lines: list[str] | None = None) -> str:
+    """Run a classifier, tagger or forecaster folder over ``texts``, the file ``input`` or ``lines``.
+
+    Args:
+        model: a model folder or Hub repo id.
+        texts: inputs given directly (texts; a tagger splits them on whitespace).
+        input: a file: texts one per line, CoNLL-U (tagger) or a CSV series (forecaster).
+        output_format: ``auto`` (CoNLL-U for CoNLL-U input, else pairs), ``text`` or ``conllu`` for a
+            tagger; a forecaster writes CSV.
+        lines: inputs read elsewhere (standard input), one per line.
+    """
+    if output_format not in FORMATS:
+        raise ValueError(f"output format must be one of {FORMATS}, got {output_format!r}")
+    kind = _kind(model)
+    if kind == "forecaster":
+        from mlxseq.forecasting import TimeSeriesForecaster
+
+        forecaster = TimeSeriesForecaster.load(model)
+        path = input or (texts[0] if texts and len(texts) == 1 else None)
+        if path is None:
+            raise ValueError("a forecaster reads a CSV file: pass it with --input (or as the one argument)")
+        series = read_timeseries(path, forecaster.settings.date_column, forecaster.settings.columns)
+        dates, values = forecaster.forecast(series)
+        rows = [",".join([forecaster.settings.date_column, *forecaster.settings.columns])]
+        rows += [",".join([d, *(f"{v:.6g}" for v in row)]) for d, row in zip(dates, values)]
+        return "\n".join(rows) + "\n"
+    conllu_in = kind == "tagger" and input is not None and not texts and _is_conllu(input)
+    if texts:
+        items = list(texts)
+    elif conllu_in:
+        items = read_conllu(input, None)
+    else:
+        items = read_lines([input]) if input else list(lines or [])
+    if kind == "classifier":
+        from mlxseq.classification import TextClassifier
+
+        found = TextClassifier.load(model).predict(items, batch_size, threshold)
+        return "".join(f"{','.join(p.labels)}\t{p.probability:.4f}\t{t}\n" for p, t in zip(found, items))
+    from mlxseq.tagging import SequenceTagger
+
+    tagger = SequenceTagger.load(model)
+    sentences = [s.words for s in items] if conllu_in else [t.split() for t in items]
+    tags = tagger.tag(sentences, batch_size)
+    if output_format == "conllu" or (output_format == "auto" and conllu_in):
+        column = tagger.encoder.settings.tag_column or "upos"
+        comments = [s.comments for s in items] if conllu_in else [[f"text = {t}"] for t in items]
+        return "".join(format_conllu(w, t, column, c) for w, t, c in zip(sentences, tags, comments) if w)
+    return "".join(" ".join(f"{w}/{t}" for w, t in zip(words, row)) + "\n" for words, row in zip(sentences, tags))
+
+
+def _is_conllu(path: str) -> bool:
+    name = str(path).lower()
+    return name.endswith(".conllu") or name.endswith(".conllu.gz") or name.endswith(".conll")
+
+
+def evaluate(model, data: str, *, split: str = "test", batch_size: int = 64, threshold: float = 0.5,
+             header: str = "auto") -> list[str]:
+    """Score a classifier, tagger or forecaster folder on ``data``; lines naming every setting used."""
+    kind = _kind(model)
+    if kind == "classifier":
+        from mlxseq.classification import TextClassifier
+        from mlxseq.tasks.classification import HEADERS
+
+        classifier = TextClassifier.load(model)
+        separator = "," if classifier.model.args.multi_label else None
+        corpus = read_labelled(data, header=HEADERS[header], label_separator=separator)
+        scores = classifier.evaluate(corpus.texts, corpus.labels, batch_size, threshold)
+        head = f"accuracy {scores['accuracy']:.2f}  macro-F1 {scores['macro_f1']:.2f}"
+        if "micro_f1" in scores:
+            head += f"  micro-F1 {scores['micro_f1']:.2f}"
+        folder, parameters = classifier.folder, _parameters(classifier.model)
+    elif kind == "tagger":
+        from mlxseq.tagging import SequenceTagger
+
+        tagger = SequenceTagger.load(model)
+        column = tagger.encoder.settings.tag_column or "upos"
+        sentences = read_conllu(data, column)
+        scores = tagger.evaluate([s.words for s in sentences], [s.tags for s in sentences], batch_size)
+        head = f"{column.upper()} accuracy {scores['accuracy']:.2f}"
+        if "entity_f1" in scores:
+            head += f"  entity F1 {scores['entity_f1']:.2f} (BIO, exact spans)"
+        folder, parameters = tagger.folder, _parameters(tagger.model)
+    else:
+        from mlxseq.forecasting import TimeSeriesForecaster
+
+        forecaster = TimeSeriesForecaster.load(model)
+        series = read_timeseries(data, forecaster.settings.date_column, forecaster.settings.columns)
+        scores = forecaster.evaluate(series, split, batch_size)
+        head = f"MSE {scores['mse']:.4f}  MAE {scores['mae']:.4f}"
+        folder, parameters = forecaster.folder, _parameters(forecaster.model)
+    if kind != "forecaster":
+        head += f"  loss {scores['loss']:.4f}"
+    return [head, f"data: {data}: {scores['settings']}", _signature(folder, parameters)]
