@@ -41,6 +41,7 @@ from mlxseq.losses import label_smoothed_cross_entropy
 from mlxseq.models import model_module
 from mlxseq.tasks import TaskParts
 from mlxseq.tasks.run_tokenizer import tokenizer_for_run
+from mlxseq.training.distributed import current_world
 
 NAME = "lm"
 MODEL_TYPES = ("lm",)
@@ -340,7 +341,8 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
             batches = StreamBatches(StreamBatcher(tokens, data.batch_size, data.seq_len))
         except ValueError as error:
             raise DataError(f"the training text is too short: {error}", data.train[0]) from None
-        model, loss = CarriedStateLM(lm, data.batch_size), make_stream_loss(training.label_smoothing)
+        rows = current_world().rows(data.batch_size)  # data parallel: the state of this rank's streams
+        model, loss = CarriedStateLM(lm, rows), make_stream_loss(training.label_smoothing)
         valid_tokens = encode_stream(tokenizer, valid_text)
         if validation_cap := config.validation.max_tokens:
             valid_tokens = valid_tokens[:validation_cap]

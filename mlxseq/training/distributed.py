@@ -99,6 +99,11 @@ class World:
 
     # --- the data -------------------------------------------------------------------------
 
+    def rows(self, batch_size: int) -> int:
+        """How many of a batch's ``batch_size`` rows this rank trains on (for state kept per row)."""
+        start, stop = shard_rows(batch_size, self.rank, self.size)
+        return stop - start
+
     def shard(self, batch: tuple) -> tuple | None:
         """This rank's rows of ``batch``; None when it gets none (a batch with fewer rows than ranks).
 
@@ -173,6 +178,17 @@ def shard_rows(rows: int, rank: int, size: int) -> tuple[int, int]:
 
 # --- start-up ----------------------------------------------------------------------------------
 
+_current = World()
+
+
+def current_world() -> World:
+    """The World that :func:`init_world` joined last (a single process before that).
+
+    For a task that keeps state per batch row (a language model's carried state): each
+    rank holds ``current_world().rows(batch_size)`` rows.
+    """
+    return _current
+
 
 def init_world(
     distributed: bool | None = None, timeout: float = STARTUP_TIMEOUT, environ: Mapping[str, str] = os.environ
@@ -186,6 +202,12 @@ def init_world(
             that did not answer (a process stuck inside MLX is killed ``HARD_STOP_GRACE``
             seconds later, with the same message).
     """
+    global _current
+    _current = _join(distributed, timeout, environ)
+    return _current
+
+
+def _join(distributed: bool | None, timeout: float, environ: Mapping[str, str]) -> World:
     backend = launched_backend(environ)
     if distributed is False or (distributed is None and backend is None):
         return World()
