@@ -11,6 +11,8 @@ Public API::
     mlxseq.translate(texts, model=...), mlxseq.Translator     # seq2seq translation
     mlxseq.generate(prompt, model=...), mlxseq.Generator      # language-model text generation
     mlxseq.train("config.yaml", overrides=["training.lr=2e-3"])  # a run folder (mlxseq.training)
+    mlxseq.TextClassifier, SequenceTagger, TimeSeriesForecaster  # classifier, tagger, forecaster folders
+    mlxseq.predict(model, texts), mlxseq.evaluate(model, data)   # what mlxseq predict / evaluate print
 """
 
 # The optimized BLAS must be in place before anything imports mlx.core.
@@ -27,6 +29,10 @@ from mlxseq.sample_utils import make_repetition_penalty, make_sampler  # noqa: E
 from mlxseq.generation import Generator, generate  # noqa: E402
 from mlxseq.training.from_config import train_from_config as train  # noqa: E402
 from mlxseq.translation import Translator, translate  # noqa: E402
+from mlxseq.classification import TextClassifier  # noqa: E402
+from mlxseq.tagging import SequenceTagger  # noqa: E402
+from mlxseq.forecasting import TimeSeriesForecaster  # noqa: E402
+from mlxseq.prediction import evaluate, predict  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -51,4 +57,9 @@ __all__ = [
     "Generator",
     "generate",
     "train",
+    "TextClassifier",
+    "SequenceTagger",
+    "TimeSeriesForecaster",
+    "predict",
+    "evaluate",
 ]
