@@ -50,7 +50,7 @@ def demo(
 def convert(
     source: str = typer.Argument(..., help="PyTorch checkpoint (.pt/.pth/.bin, zip or legacy), .safetensors or .npz."),
     out_dir: str = typer.Argument(..., help="Model folder to write."),
-    format: str = typer.Option("auto", "--format", help="auto, torch-rnn or pytorch-tutorial."),
+    format: str = typer.Option("auto", "--format", help="auto, torch-rnn, pytorch-tutorial or opennmt."),
     prefix: str = typer.Option(None, help="Key prefix of the layer, e.g. 'encoder.rnn.' (when there are several)."),
     nonlinearity: str = typer.Option("tanh", help="tanh or relu, for an nn.RNN (its weights cannot tell)."),
     allow: list[str] = typer.Option([], help="Extra pickled class paths to read as inert records (e.g. 'argparse.Namespace')."),
@@ -74,7 +74,7 @@ def convert(
     typer.echo(f"wrote {done.folder}")
 
 
-def _translation_options(beam_size, length_penalty, max_length_ratio, n_best, batch_size):
+def _translation_options(beam_size, length_penalty, max_length_ratio, n_best, batch_size, search="mlxseq", max_length=0):
     from mlxseq.translation import TranslationOptions
 
     return TranslationOptions(
@@ -83,6 +83,8 @@ def _translation_options(beam_size, length_penalty, max_length_ratio, n_best, ba
         max_length_ratio=max_length_ratio,
         n_best=n_best,
         batch_size=batch_size,
+        search=search,
+        max_length=max_length,
     )
 
 
@@ -98,6 +100,8 @@ def translate(
     n_best: int = typer.Option(1, help="Translations per input, with scores (tab-separated)."),
     batch_size: int = typer.Option(32, help="Sentences per batch."),
     attention: str = typer.Option(None, help="Save the attention heatmap of the first sentence to this PNG."),
+    search: str = typer.Option("mlxseq", help="mlxseq, or opennmt: OpenNMT-py's beam search and scoring, nothing banned."),
+    max_length: int = typer.Option(0, help="Fixed output length limit (tokens) instead of --max-length-ratio; 0: none."),
 ):
     """Translate sentences with a seq2seq model (greedy or beam search)."""
     import sys
@@ -107,7 +111,7 @@ def translate(
     from mlxseq.translation import Translator
 
     try:
-        options = _translation_options(beam_size, length_penalty, max_length_ratio, n_best, batch_size)
+        options = _translation_options(beam_size, length_penalty, max_length_ratio, n_best, batch_size, search, max_length)
         if text:
             sentences = list(text)
         elif input:

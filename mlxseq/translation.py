@@ -17,6 +17,7 @@ import numpy as np
 
 from mlxseq.checkpoint import load_with_tokenizer
 from mlxseq.decoding import beam_search, greedy_decode
+from mlxseq.opennmt_search import opennmt_beam_search
 
 BUNDLED_MODEL = Path(__file__).parent / "bundled" / "multi30k-de-en"
 
@@ -32,6 +33,10 @@ class TranslationOptions:
     batch_size: int = 32  # sentences per batch
     max_input_tokens: int = 250  # longer inputs are an error (the model never saw such lengths)
     allow_unk: bool = False  # let the model produce <unk>
+    max_length: int = 0  # a fixed limit of output tokens instead of the ratio and offset; 0: none
+    # "mlxseq" or "opennmt": OpenNMT-py's beam search and length penalty, nothing banned
+    # (for models converted from OpenNMT-py; see mlxseq.opennmt_search)
+    search: str = "mlxseq"
 
     def __post_init__(self):
         if self.beam_size < 1:
@@ -42,6 +47,10 @@ class TranslationOptions:
             raise ValueError(f"max_length_ratio must be > 0, got {self.max_length_ratio}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.search not in ("mlxseq", "opennmt"):
+            raise ValueError(f"search must be 'mlxseq' or 'opennmt', got {self.search!r}")
+        if self.max_length < 0:
+            raise ValueError(f"max_length must be >= 0, got {self.max_length}")
 
 
 @dataclass
@@ -98,9 +107,17 @@ class Translator:
             src[b, : len(ids)] = ids
         lengths = mx.array([len(s) for s in sources], dtype=mx.int32)
         state = self.model.init_state(self.model.encode(mx.array(src), lengths))
-        max_tokens = int(options.max_length_ratio * S + options.max_length_offset)
+        max_tokens = options.max_length or int(options.max_length_ratio * S + options.max_length_offset)
         banned = [args.pad_id, args.bos_id] + ([] if options.allow_unk else [self.tokenizers.target.unk_id])
-        if options.beam_size == 1:
+        if options.search == "opennmt":
+            banned = []
+        if options.search == "opennmt" and options.beam_size > 1:
+            found = opennmt_beam_search(
+                self.model, state, bos_id=args.bos_id, eos_id=args.eos_id, beam_size=options.beam_size,
+                max_tokens=max_tokens, length_penalty=options.length_penalty,
+                length_penalty_kind=options.length_penalty_kind, n_best=options.n_best,
+            )
+        elif options.beam_size == 1:
             found = [[h] for h in greedy_decode(
                 self.model, state, bos_id=args.bos_id, eos_id=args.eos_id, max_tokens=max_tokens, banned_ids=banned
             )]

@@ -6,6 +6,9 @@ Formats:
 - ``pytorch-tutorial``: the PyTorch seq2seq translation tutorial's encoder and
   attention decoder (:mod:`mlxseq.convert.tutorial`), in one file (nested or
   prefixed state dicts) or two (``decoder=``), with the word lists given by the user.
+- ``opennmt``: an OpenNMT-py RNN checkpoint of any generation, vocabulary included
+  (:mod:`mlxseq.convert.opennmt`); its pickled options and vocabulary objects are read
+  as inert records.
 
 ``auto`` recognises the format from the keys and says what it found.
 """
@@ -17,10 +20,11 @@ from typing import Any, Mapping
 import numpy as np
 
 from mlxseq.convert.reader import load_torch_checkpoint
+from mlxseq.convert.opennmt import OPENNMT_GLOBALS, convert_opennmt, is_opennmt_checkpoint
 from mlxseq.convert.tutorial import TutorialError, convert_tutorial, find_tutorial_layout
 from mlxseq.convert.torch_rnn import build_torch_rnn, find_torch_rnn_prefixes, recurrent_args, torch_rnn_config
 
-FORMATS = ("auto", "torch-rnn", "pytorch-tutorial")
+FORMATS = ("auto", "torch-rnn", "pytorch-tutorial", "opennmt")
 # Keys under which training scripts commonly nest the state dict.
 NESTED_STATE_KEYS = ("state_dict", "model_state_dict", "model", "net")
 
@@ -73,10 +77,10 @@ def detect_format(state: Mapping[str, Any], source) -> str:
             f"{source}: PyTorch seq2seq-tutorial decoder weights found, but not together with its encoder "
             "(embedding and gru); if they were saved to two files, pass the decoder's with --decoder"
         )
-    if any(k.startswith(("encoder.embeddings.make_embedding", "generator.")) for k in keys):
+    if any(k.startswith(("encoder.embeddings.make_embedding", "generator.", "model.encoder.embeddings.")) for k in keys):
         raise ConversionError(
-            f"{source}: this looks like an OpenNMT-py model; its conversion needs mlxseq's seq2seq model, "
-            "which this version does not have yet"
+            f"{source}: OpenNMT-py weights without the checkpoint around them; convert the file OpenNMT-py "
+            "saved (with its 'model', 'generator' and 'vocab' entries)"
         )
     if find_torch_rnn_prefixes(state):
         return "torch-rnn"
@@ -106,7 +110,16 @@ def convert_checkpoint(
     """
     if format not in FORMATS:
         raise ConversionError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    allow = tuple(allow) + OPENNMT_GLOBALS  # inert records either way; OpenNMT-py pickles these
     loaded = load_torch_checkpoint(source, allow=allow)
+    if format in ("auto", "opennmt") and is_opennmt_checkpoint(loaded):
+        try:
+            folder, description = convert_opennmt(loaded, out_dir, source_name=Path(source).name)
+        except ValueError as error:
+            raise ConversionError(f"{source}: {error}") from None
+        return Conversion(folder, "opennmt", description)
+    if format == "opennmt":
+        raise ConversionError(f"{source}: not an OpenNMT-py checkpoint (a dict with 'model' and 'vocab')")
     if decoder is not None:
         loaded = {"encoder": loaded, "decoder": load_torch_checkpoint(decoder, allow=allow)}
     flat = flat_arrays(loaded)

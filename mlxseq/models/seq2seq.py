@@ -4,7 +4,8 @@ Encoder: source embedding, dropout, an mlxseq RNN/GRU/LSTM (layers, bidirectiona
 direction has ``hidden_size // 2`` units when bidirectional, so the memory has
 ``hidden_size`` features either way). Bridge: the encoder's final states become the
 decoder's initial states (``dense``: tanh(W [h_fwd; h_bwd] + b); ``concat``: the
-directions side by side; ``zeros``).
+directions side by side; ``zeros``; ``opennmt``: OpenNMT-py's bridge, relu(W s + b) over
+all layers' states at once, then the directions side by side).
 
 Decoder, one step (``decoder_style``):
 
@@ -12,7 +13,8 @@ Decoder, one step (``decoder_style``):
     1. x = [emb(y_{t-1}); a_{t-1}]            input feeding (if ``input_feed``)
     2. h_t = cells(x, h_{t-1})                  stacked, dropout between layers
     3. c_t = attention(h_t, memory)             dot / general / additive scores
-    4. a_t = tanh(W_c [c_t; h_t])               the attentional hidden state
+    4. a_t = tanh(W_c [c_t; h_t])               the attentional hidden state (no tanh if
+                                                ``output_tanh`` is off, as OpenNMT-py's mlp)
     5. logits = W_out dropout(a_t)
 
 ``bahdanau`` (Bahdanau et al. 2015, as the PyTorch seq2seq tutorial):
@@ -47,7 +49,7 @@ from mlxseq import layers
 from mlxseq.layers.attention import ALIASES, KINDS, Attention
 
 RNN_TYPES = ("rnn", "gru", "lstm")
-BRIDGES = ("dense", "concat", "zeros")
+BRIDGES = ("dense", "concat", "zeros", "opennmt")
 DECODER_STYLES = ("luong", "bahdanau", "location")
 
 
@@ -66,10 +68,12 @@ class ModelArgs:
     attention_size: int = 0  # additive attention's inner size; 0 means hidden_size
     decoder_style: str = "luong"  # luong (attentional hidden state), bahdanau or location
     input_feed: bool = True  # luong: feed a_{t-1} into the next step
-    bridge: str = "dense"  # dense, concat or zeros
+    bridge: str = "dense"  # dense, concat, zeros or opennmt
     tie_embeddings: bool = False  # target embedding = output projection (needs embed_size == hidden_size)
     max_source_length: int = 0  # location: source positions the attention spans (eos included)
     source_eos: bool = False  # append eos to every source before encoding
+    src_embed_size: int = 0  # source embedding size; 0 means embed_size
+    output_tanh: bool = True  # luong: tanh on the attentional hidden state
     pad_id: int = 0
     bos_id: int = 2
     eos_id: int = 3
@@ -120,10 +124,11 @@ class Encoder(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
         dirs = 2 if args.bidirectional else 1
-        self.embedding = nn.Embedding(args.src_vocab_size, args.embed_size)
+        embed_size = args.src_embed_size or args.embed_size
+        self.embedding = nn.Embedding(args.src_vocab_size, embed_size)
         self.dropout = nn.Dropout(args.dropout)
         self.rnn = _LAYERS[args.rnn_type](
-            args.embed_size,
+            embed_size,
             args.hidden_size // dirs,
             num_layers=args.encoder_layers,
             dropout=args.dropout if args.encoder_layers > 1 else 0.0,
@@ -149,6 +154,9 @@ class Bridge(nn.Module):
         num_states = 2 if args.rnn_type == "lstm" else 1
         if self.kind == "dense":
             self.linears = [nn.Linear(args.hidden_size, args.hidden_size) for _ in range(num_states)]
+        elif self.kind == "opennmt":
+            size = args.hidden_size * args.encoder_layers
+            self.linears = [nn.Linear(size, size) for _ in range(num_states)]
 
     def __call__(self, finals, batch_size):
         if self.kind == "zeros":
@@ -156,6 +164,11 @@ class Bridge(nn.Module):
         states = []
         for k, state in enumerate(finals):
             L2, B, Hd = state.shape  # (L * dirs, B, H / dirs), index = layer * dirs + direction
+            if self.kind == "opennmt":
+                # OpenNMT-py reads the raw (L * dirs, B, H / dirs) array as rows of L * H numbers:
+                # a row is one sample's states only when L * dirs == 1, else results depend on the batch.
+                flat = state.reshape(-1, L2 * Hd)
+                state = nn.relu(self.linears[k](flat)).reshape(L2, B, Hd)
             joined = state.reshape(L2 // self.dirs, self.dirs, B, Hd).transpose(0, 2, 1, 3)
             joined = joined.reshape(L2 // self.dirs, B, self.dirs * Hd)  # (L, B, H): [fwd; bwd]
             if self.kind == "dense":
@@ -251,7 +264,7 @@ class Seq2Seq(nn.Module):
         top = x.transpose(1, 0, 2)  # (B, T, H)
         if self.args.attention != "none":
             context, _ = self.attention(top, state["keys"], state["memory"], state["mask"])
-            top = mx.tanh(self.linear_out(mx.concatenate([context, top], axis=-1)))
+            top = self._attentional(context, top)
         out = self.dropout(top)
         return out @ self.embedding.weight.T if self.args.tie_embeddings else self.output(out)
 
@@ -284,7 +297,7 @@ class Seq2Seq(nn.Module):
         if self.args.decoder_style == "luong":
             if self.args.attention != "none":
                 context, weights = self._attend(top, state)
-                top = mx.tanh(self.linear_out(mx.concatenate([context, top], axis=-1)))
+                top = self._attentional(context, top)
                 new["attention"] = weights
             if self.input_feed:
                 new["feed"] = top
@@ -293,6 +306,10 @@ class Seq2Seq(nn.Module):
         out = self.dropout(top)
         logits = out @ self.embedding.weight.T if self.args.tie_embeddings else self.output(out)
         return logits, new
+
+    def _attentional(self, context, top):
+        out = self.linear_out(mx.concatenate([context, top], axis=-1))
+        return mx.tanh(out) if self.args.output_tanh else out
 
     def _attend(self, query, state):
         context, weights = self.attention(query[:, None, :], state["keys"], state["memory"], state["mask"])
