@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 DECAYS = ("none", "inverse_sqrt", "cosine", "linear", "reduce_on_plateau")
-LOWER_IS_BETTER = ("loss", "ppl")  # metric_mode "auto": these are minimised, anything else maximised
+LOWER_IS_BETTER = ("loss", "ppl", "bits", "mse", "mae")  # metrics where smaller is better (metric_mode auto)
 
 
 @dataclass
@@ -31,7 +31,7 @@ class TrainingArgs:
     save_every: int = 0  # resume checkpoint every N updates; 0 = at each validation (and at the end)
     log_every: int = 50  # append averaged training metrics to metrics.jsonl every N updates
     metric: str = "loss"  # validation metric for best/, early stopping and reduce_on_plateau (loss, ppl, bleu, chrf)
-    metric_mode: Literal["auto", "min", "max"] = "auto"  # auto: min for loss and ppl, max for others
+    metric_mode: Literal["auto", "min", "max"] = "auto"  # auto: min for loss, ppl, bits, mse and mae, max for others
     patience: int = 0  # stop after this many validations without improvement; 0 = never stop early
     seed: int = 0  # model initialisation, batch order and dropout
     keep_best: bool = True  # write best/ (the model of the best validation metric)

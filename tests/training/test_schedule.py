@@ -60,5 +60,7 @@ def test_plateau_is_inert_for_other_decays():
 def test_metric_direction():
     assert TrainingArgs(max_steps=1, metric="loss").lower_is_better
     assert TrainingArgs(max_steps=1, metric="ppl").lower_is_better
+    assert all(TrainingArgs(max_steps=1, metric=m).lower_is_better for m in ("bits", "mse", "mae"))
+    assert not TrainingArgs(max_steps=1, metric="accuracy").lower_is_better
     assert not TrainingArgs(max_steps=1, metric="bleu").lower_is_better
     assert TrainingArgs(max_steps=1, metric="ter", metric_mode="min").lower_is_better
