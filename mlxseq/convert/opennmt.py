@@ -106,14 +106,17 @@ def _itos(entry: Any) -> list[str] | None:
 def read_vocabularies(vocab: Any) -> tuple[list[str], list[str], str]:
     """``(source tokens, target tokens, generation)`` from a checkpoint's ``vocab``."""
     if isinstance(vocab, (list, tuple)):
-        entries, generation = dict(item for item in vocab if isinstance(item, (list, tuple)) and len(item) == 2), \
-            "2017-2018 (torchtext Vocab pairs)"
+        entries = dict(item for item in vocab if isinstance(item, (list, tuple)) and len(item) == 2)
+        generation = "2017-2018 (torchtext Vocab pairs)"
     elif isinstance(vocab, Mapping):
         entries = vocab
         lists = all(isinstance(vocab.get(side), list) for side in ("src", "tgt"))
         generation = "3.x (token lists)" if lists else "1.x-2.x (torchtext fields)"
     else:
         raise OpenNMTError(f"its 'vocab' is a {type(vocab).__name__}, not a known OpenNMT-py vocabulary")
+    start = entries.get("decoder_start_token", "<s>")  # 3.x names the token decoding starts from
+    if start != "<s>":
+        raise OpenNMTError(f"its decoder starts from {start!r}; mlxseq starts from '<s>'")
     sides = []
     for side in ("src", "tgt"):
         tokens = _itos(entries.get(side))
