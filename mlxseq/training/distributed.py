@@ -135,14 +135,13 @@ class World:
         """Whether ``flag`` is true on some rank."""
         return bool(self.all_sum(mx.array(int(bool(flag)), dtype=mx.int32)).item()) if self.distributed else flag
 
-    def broadcast_json(self, value):
-        """Rank 0's ``value`` (anything JSON can carry) on every rank; the others pass anything."""
+    def broadcast_json(self, value, root: int = 0):
+        """Rank ``root``'s ``value`` (anything JSON can carry) on every rank; the others pass anything."""
         if not self.distributed:
             return value
-        data = json.dumps(value).encode("utf-8") if self.primary else b""
+        data = json.dumps(value).encode("utf-8") if self.rank == root else b""
         length = int(self.all_sum(mx.array(len(data), dtype=mx.int32)).item())
-        if not self.primary:
-            data = bytes(length)
+        data = data or bytes(length)
         buffer = self.all_sum(mx.array(list(data), dtype=mx.uint8) if length else mx.zeros((0,), mx.uint8))
         return json.loads(bytes(buffer.tolist()).decode("utf-8"))
 
@@ -153,6 +152,43 @@ class World:
         flat = [(k, self.all_sum(v if self.primary else mx.zeros_like(v))) for k, v in tree_flatten(tree)]
         mx.eval([v for _, v in flat])
         return tree_unflatten(flat)
+
+    def gather_arrays(self, arrays: dict) -> list[dict] | None:
+        """Every rank's named ``arrays`` (their shapes may differ by rank) on rank 0, by rank; None elsewhere."""
+        if not self.distributed:
+            return [arrays]
+        gathered = [arrays] + [self._receive(root, arrays if self.rank == root else None) for root in range(1, self.size)]
+        return gathered if self.primary else None
+
+    def scatter_arrays(self, saved: Mapping[int, dict] | None, arrays: dict) -> tuple[dict, list[int]]:
+        """The counterpart of :meth:`gather_arrays`: rank k (k >= 1) gets rank 0's ``saved[k]``.
+
+        ``arrays`` are this rank's own (names and shapes to expect). Returns what this rank
+        keeps (its own ``arrays`` where rank 0 has nothing that fits) and, on every rank,
+        the ranks that kept their own.
+        """
+        mine, kept = arrays, []
+        for root in range(1, self.size):
+            wanted = self.broadcast_json(_spec(arrays) if self.rank == root else None, root)
+            have = (saved or {}).get(root) if self.primary else None
+            fits = self.broadcast_json(have is not None and _spec(have) == wanted)
+            if not fits:
+                kept.append(root)
+                continue
+            received = self._receive(0, have, wanted)
+            if self.rank == root:
+                mine = received
+        return mine, kept
+
+    def _receive(self, root: int, arrays: dict | None, spec: list | None = None) -> dict:
+        """Rank ``root``'s ``arrays`` on every rank (the others add zeros)."""
+        spec = spec if spec is not None else self.broadcast_json(_spec(arrays) if self.rank == root else None, root)
+        received = {
+            key: self.all_sum(arrays[key] if self.rank == root else mx.zeros(shape, getattr(mx, dtype)))
+            for key, shape, dtype in spec
+        }
+        mx.eval(list(received.values()))
+        return received
 
     def check_same(self, what: str, value) -> None:
         """DistributedError unless ``value`` (JSON-able) is the same on every rank; names the ranks that differ."""
@@ -167,6 +203,10 @@ class World:
                 f"{what} differ between rank 0 and rank{'s' if len(differ) > 1 else ''} "
                 f"{', '.join(map(str, differ))}: every host needs the same config, data files and mlxseq version"
             )
+
+
+def _spec(arrays: dict) -> list:
+    return [[key, list(value.shape), str(value.dtype).rsplit(".", 1)[-1]] for key, value in sorted(arrays.items())]
 
 
 def shard_rows(rows: int, rank: int, size: int) -> tuple[int, int]:

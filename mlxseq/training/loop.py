@@ -41,12 +41,12 @@ from typing import Callable, Iterator, Protocol
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
-from mlx.utils import tree_flatten
+from mlx.utils import tree_flatten, tree_unflatten
 
 from mlxseq.training.args import TrainingArgs
 from mlxseq.training.distributed import World
 from mlxseq.training.progress import Log, Progress, perplexity, stderr_log
-from mlxseq.training.resume import ResumeError, set_leaves
+from mlxseq.training.resume import ResumeError, load_rank_arrays, set_leaves
 from mlxseq.training.run_folder import RunFolder
 from mlxseq.training.schedule import Plateau, Tracker, learning_rate_schedule
 from mlxseq.training.step import LossFn, TrainStep, random_key, set_random_key
@@ -277,6 +277,11 @@ class _Loop:
             state = self.world.broadcast_json(state)
             self.model.update(self.world.broadcast_arrays(self.model.trainable_parameters()))
             set_leaves(self.optimizer.state, dict(tree_flatten(self.world.broadcast_arrays(self.optimizer.state))))
+            saved = load_rank_arrays(self.folder.resume_dir, state) if self.world.primary else None
+            mine, kept = self.world.scatter_arrays(saved, self.rank_state())
+            self.model.update(tree_unflatten(list(mine.items())))
+            if kept and self.rank_state():
+                self.message(f"the checkpoint has no state for rank(s) {kept} (another number of processes): they start it afresh")
         try:
             self.batches.load_state_dict(state["batches"])
         except ValueError as error:
@@ -289,16 +294,22 @@ class _Loop:
         self.records = self.folder.keep_metrics_until(self.step)
         self.message(f"resuming from step {self.step} (epoch {state['epoch']}) in {self.folder.resume_dir}")
 
+    def rank_state(self) -> dict:
+        """The model's arrays that are not trained and may differ between ranks (a carried state)."""
+        trained = {key for key, _ in tree_flatten(self.model.trainable_parameters())}
+        return {key: value for key, value in tree_flatten(self.model.parameters()) if key not in trained}
+
     def save(self) -> None:
         if self.saved_step == self.step:
             return
+        ranks = self.world.gather_arrays(self.rank_state()) if self.world.distributed else None
         trackers = {
             "best": self.best.state_dict(), "plateau": self.plateau.state_dict(), "validated_step": self.validated_step
         }
         self.folder.save_checkpoint(self.model, self.optimizer, {
             "step": self.step, "epoch": self.batches.epoch, "batches": self.batches.state_dict(),
             "random_key": random_key(), "trackers": trackers, "elapsed": round(self.elapsed(), 3),
-        })
+        }, ranks)
         self.saved_step = self.step
 
     # --- the loop ----------------------------------------------------------------------

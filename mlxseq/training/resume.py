@@ -3,7 +3,8 @@
 Layout inside ``output_dir/resume/``::
 
     state.json                  the pointer: counters, positions, and which folder holds the arrays
-    step-00001000-3f2a9c1e/     model.safetensors, optimizer.safetensors (mlx.utils.tree_flatten keys)
+    step-00001000-3f2a9c1e/     model.safetensors, optimizer.safetensors (mlx.utils.tree_flatten keys),
+                                ranks.safetensors (data parallel: the frozen arrays of ranks 1.., "R/key")
 
 A save writes a new, uniquely named step folder, then replaces ``state.json``
 atomically, then deletes the other step folders. A crash or ``kill -9`` at any
@@ -38,6 +39,7 @@ FORMAT_VERSION = 1
 STATE_FILE = "state.json"
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
+RANKS_FILE = "ranks.safetensors"
 STATE_KEYS = {
     "format_version", "mlxseq_version", "folder", "step", "epoch", "batches", "random_key", "trackers", "elapsed",
 }
@@ -56,11 +58,15 @@ def has_checkpoint(folder) -> bool:
     return (Path(folder) / STATE_FILE).is_file()
 
 
-def save_checkpoint(folder, model: nn.Module, optimizer: optim.Optimizer, state: dict) -> Path:
+def save_checkpoint(
+    folder, model: nn.Module, optimizer: optim.Optimizer, state: dict, ranks: list[dict] | None = None
+) -> Path:
     """Write a checkpoint of ``model``, ``optimizer`` and the counters in ``state`` (JSON-able).
 
     ``state`` holds every key of ``STATE_KEYS`` except the format fields and ``folder``.
-    Returns the step folder written.
+    ``ranks`` (data parallel) holds, by rank, arrays that differ between ranks and are
+    not parameters being trained (a language model's carried state); rank 0's are in
+    the model file already. Returns the step folder written.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -68,6 +74,8 @@ def save_checkpoint(folder, model: nn.Module, optimizer: optim.Optimizer, state:
     step_folder.mkdir()
     save_arrays(step_folder / MODEL_FILE, dict(tree_flatten(model.parameters())))
     save_arrays(step_folder / OPTIMIZER_FILE, dict(tree_flatten(optimizer.state)))
+    if ranks and len(ranks) > 1:
+        save_arrays(step_folder / RANKS_FILE, {f"{r}/{k}": v for r, arrays in enumerate(ranks) if r for k, v in arrays.items()})
     pointer = {"format_version": FORMAT_VERSION, "mlxseq_version": __version__, "folder": step_folder.name, **state}
     missing = STATE_KEYS - set(pointer)
     if missing:
@@ -127,6 +135,18 @@ def load_checkpoint(folder, model: nn.Module, optimizer: optim.Optimizer) -> dic
             raise ResumeError(f"{path}: {name} has shape {tuple(value.shape)}, expected {tuple(expected[name].shape)}")
     set_leaves(optimizer.state, saved)
     return state
+
+
+def load_rank_arrays(folder, state: dict) -> dict[int, dict]:
+    """The ``ranks`` arrays of the checkpoint whose ``state.json`` is ``state``: {rank: {key: array}}, {} if none."""
+    path = Path(folder) / state["folder"] / RANKS_FILE
+    if not path.is_file():
+        return {}
+    ranks: dict[int, dict] = {}
+    for name, value in mx.load(str(path)).items():
+        rank, key = name.split("/", 1)
+        ranks.setdefault(int(rank), {})[key] = value
+    return ranks
 
 
 def set_leaves(tree, arrays: dict) -> None:

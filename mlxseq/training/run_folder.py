@@ -80,9 +80,9 @@ class RunFolder:
     def has_checkpoint(self) -> bool:
         return resume.has_checkpoint(self.resume_dir)
 
-    def save_checkpoint(self, model: nn.Module, optimizer: optim.Optimizer, state: dict) -> None:
+    def save_checkpoint(self, model: nn.Module, optimizer: optim.Optimizer, state: dict, ranks=None) -> None:
         if self.primary:
-            resume.save_checkpoint(self.resume_dir, model, optimizer, state)
+            resume.save_checkpoint(self.resume_dir, model, optimizer, state, ranks)
 
     def load_checkpoint(self, model: nn.Module, optimizer: optim.Optimizer) -> dict:
         return resume.load_checkpoint(self.resume_dir, model, optimizer)

@@ -7,6 +7,7 @@ parameters as each other and as one process trained on the same global batches.
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +28,8 @@ from mlxseq.training.distributed import (
     launched_backend,
     shard_rows,
 )
+from mlxseq.training.from_config import train_from_config
+from tests.tasks.test_language_model import write_config as write_lm_config
 from tests.training import distributed_worker as worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +45,37 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
+
+
+def consecutive_free_ports(count: int) -> int:
+    """The first of ``count`` free consecutive ports (what ``mlx.launch -p PORT -n count`` listens on)."""
+    for _ in range(100):
+        first = free_ports(1)[0]
+        sockets = [socket.socket() for _ in range(count)]
+        try:
+            for offset, s in enumerate(sockets):
+                s.bind(("127.0.0.1", first + offset))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no free port range")
+
+
+def run_bounded(command: list[str], deadline: float = DEADLINE) -> subprocess.CompletedProcess:
+    """Run ``command`` in its own process group; kill the whole group if it outlives ``deadline``."""
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        output, _ = process.communicate(timeout=deadline)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail(f"{' '.join(command)} did not finish within {deadline} s")
+    return subprocess.CompletedProcess(command, process.returncode, output)
 
 
 def launch(out: Path, scenario: str, ranks=(0, 1), size: int = 2, deadline: float = DEADLINE) -> list[tuple[int, str]]:
@@ -208,3 +242,26 @@ def test_start_up_messages_name_the_rank_and_address(tmp_path):
     )
     nccl = _no_answer("nccl", 5, None, {"MLX_RANK": "3", "NCCL_HOST_IP": "10.0.0.1", "NCCL_PORT": "12345"})
     assert nccl.startswith("distributed start-up timed out after 5 s: rank 3 heard nothing from rank 0 at 10.0.0.1:12345")
+
+
+@pytest.mark.skipif(not (shutil.which("mlx.launch") and shutil.which("mlxseq")), reason="mlx.launch or mlxseq not on PATH")
+def test_mlx_launch_trains_a_stream_language_model_and_resumes_it_exactly(tmp_path):
+    """The README's command; stopping mid-epoch, the state each rank carries for its streams must survive."""
+    config = write_lm_config(tmp_path, training={"max_steps": 6, "eval_every": 3, "log_every": 1})
+    train_from_config(config, [f"output_dir={tmp_path / 'single'}"], quiet=True)
+    for steps in (3, 6):  # 24 batches per epoch: step 3 is mid-epoch, the carried state matters
+        command = [
+            shutil.which("mlx.launch"), "-n", "2", "-p", str(consecutive_free_ports(2)), "--",
+            shutil.which("mlxseq"), "train", str(config), "--set", f"training.max_steps={steps}", "--quiet",
+        ]
+        done = run_bounded(command)
+        assert done.returncode == 0, done.stdout
+        assert done.stdout.count("trained to step") == 1, done.stdout  # rank 0 alone reports
+    single, launched = (
+        [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        for name in ("single", "run")
+    )
+    assert [(r["kind"], r["step"]) for r in launched] == [(r["kind"], r["step"]) for r in single]
+    np.testing.assert_allclose([r["loss"] for r in launched], [r["loss"] for r in single], rtol=1e-5)
+    state = json.loads((tmp_path / "run" / "resume" / "state.json").read_text())
+    assert state["step"] == 6 and (tmp_path / "run" / "resume" / state["folder"] / "ranks.safetensors").is_file()
