@@ -15,12 +15,10 @@ Validation scores the model as ``mlxseq evaluate`` does (:class:`mlxseq.classifi
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import mlx.core as mx
 import numpy as np
@@ -33,11 +31,10 @@ from mlxseq.data import (
     PAD_ID, BatchSampler, CharTokenizer, DataError, MissingFileError, SentencePieceConfig, SentencePieceTokenizer,
     WordTokenizer, load_tokenizer, pad_batch, read_labelled,
 )
-from mlxseq.files import write_text
 from mlxseq.losses import label_smoothed_cross_entropy
 from mlxseq.models import model_module
 from mlxseq.tasks import TaskParts
-from mlxseq.training.resume import ResumeError
+from mlxseq.tasks.run_tokenizer import tokenizer_for_run
 
 NAME = "classification"
 MODEL_TYPES = ("classifier",)
@@ -91,39 +88,6 @@ def check_config(config) -> list[tuple[str, str]]:
     return problems
 
 
-# --- vocabularies of a run -------------------------------------------------------------------
-
-
-def vocabulary_for_run(run_dir, name: str, settings: dict, build: Callable, save: Callable, load: Callable, *,
-                       resuming: bool, log=None):
-    """Reuse ``RUN/<name>/`` if it was built with the same ``settings``, else ``save(build(), folder)`` there.
-
-    A resumed run with other settings is a ResumeError: its model needs the same vocabulary.
-    """
-    folder = Path(run_dir) / name
-    settings_path = folder / "settings.json"
-    if settings_path.is_file():
-        saved = json.loads(settings_path.read_text(encoding="utf-8"))
-        if saved == settings:
-            return load(folder)
-        if resuming:
-            changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
-            raise ResumeError(
-                f"{settings_path}: the run's {name} was built with other data settings ({', '.join(changed)}); "
-                "a resumed model needs the same vocabulary: restore them, or choose another output_dir"
-            )
-    if log:
-        log(f"building the {name} vocabulary")
-    built = build()
-    temporary = Path(run_dir) / f".{name}.tmp"
-    shutil.rmtree(temporary, ignore_errors=True)
-    save(built, temporary)
-    write_text(temporary / "settings.json", json.dumps(settings, indent=1) + "\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.rename(temporary, folder)
-    return built
-
-
 def read_split(path: str, key: str, data: DataArgs):
     try:
         return read_labelled(path, header=HEADERS[data.header], label_separator=data.label_separator or None)
@@ -148,8 +112,8 @@ def _tokenizer(data: DataArgs, texts: list[str], run_dir, resuming: bool, log):
         kind = WordTokenizer if data.tokenizer == "word" else CharTokenizer
         return kind.build(texts, min_frequency=data.min_frequency)
 
-    return vocabulary_for_run(run_dir, "tokenizer", settings, build, lambda t, f: t.save(f), load_tokenizer,
-                              resuming=resuming, log=log)
+    return tokenizer_for_run(run_dir, settings, build, lambda t, f: t.save(f), load_tokenizer, resuming=resuming, log=log,
+                             description=f"{data.tokenizer} tokenizer on {len(texts)} texts")
 
 
 # --- batches and loss ---------------------------------------------------------------------

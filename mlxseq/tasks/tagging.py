@@ -33,7 +33,7 @@ from mlxseq.layers.activations import log_softmax
 from mlxseq.models import model_module
 from mlxseq.tagging import CHARS_NAME, SequenceTagger, WordEncoder, _read_vocabularies
 from mlxseq.tasks import TaskParts
-from mlxseq.tasks.classification import vocabulary_for_run
+from mlxseq.tasks.run_tokenizer import tokenizer_for_run
 
 NAME = "tagging"
 MODEL_TYPES = ("tagger",)
@@ -192,8 +192,8 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
         if built[1] is not None:
             built[1].save(folder, CHARS_NAME)
 
-    words, chars = vocabulary_for_run(run_dir, "tokenizer", settings, build, save, _read_vocabularies,
-                                      resuming=resuming, log=log)
+    words, chars = tokenizer_for_run(run_dir, settings, build, save, _read_vocabularies, resuming=resuming, log=log,
+                                     description=f"vocabulary on {len(kept)} sentences")
     tags = sorted({t for s in kept for t in s.tags})
     text_settings = TextSettings(tags, lowercase=data.lowercase, max_word_chars=data.max_word_chars,
                                  tag_column=data.tag_column)
