@@ -34,6 +34,7 @@ from mlxseq.data import (
 from mlxseq.losses import label_smoothed_cross_entropy
 from mlxseq.models import model_module
 from mlxseq.tasks import TaskParts
+from mlxseq.tasks.batches import SamplerBatches
 from mlxseq.tasks.run_tokenizer import tokenizer_for_run
 
 NAME = "classification"
@@ -119,32 +120,20 @@ def _tokenizer(data: DataArgs, texts: list[str], run_dir, resuming: bool, log):
 # --- batches and loss ---------------------------------------------------------------------
 
 
-class LabelledBatches:
+class LabelledBatches(SamplerBatches):
     """Training batches ``(tokens (B, T), lengths (B,), labels)`` in BatchSampler order.
 
     ``labels`` is ``(B,)`` int32 class ids, or ``(B, C)`` float32 0/1 for multi-label data.
     """
 
     def __init__(self, encoded: list[list[int]], labels: np.ndarray, sampler: BatchSampler, multiple: int):
-        self.encoded, self.labels, self.sampler, self.multiple = encoded, labels, sampler, multiple
-
-    @property
-    def epoch(self) -> int:
-        return self.sampler.epoch
-
-    def __len__(self) -> int:
-        return len(self.sampler)
+        super().__init__(sampler)
+        self.encoded, self.labels, self.multiple = encoded, labels, multiple
 
     def __iter__(self):
         for indices in self.sampler:
             tokens, lengths = pad_batch([self.encoded[i] for i in indices], multiple=self.multiple)
             yield tokens, lengths, mx.array(self.labels[indices])
-
-    def state_dict(self) -> dict:
-        return self.sampler.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.sampler.load_state_dict(state)
 
 
 def classification_loss(logits: mx.array, labels: mx.array, smoothing: float = 0.0):

@@ -30,6 +30,7 @@ from mlxseq.data import BatchSampler, DataError, MissingFileError, Normaliser, r
 from mlxseq.forecasting import SeriesSettings, TimeSeriesForecaster, window_starts, windows
 from mlxseq.models import model_module
 from mlxseq.tasks import TaskParts
+from mlxseq.tasks.batches import SamplerBatches
 
 NAME = "forecasting"
 MODEL_TYPES = ("forecaster",)
@@ -72,30 +73,18 @@ def check_config(config) -> list[tuple[str, str]]:
     return problems
 
 
-class WindowBatches:
+class WindowBatches(SamplerBatches):
     """Training batches ``(inputs (B, L, D), targets (B, H, D))`` of normalised windows, shuffled each epoch."""
 
     def __init__(self, values: np.ndarray, starts: np.ndarray, input_length: int, horizon: int, sampler: BatchSampler):
-        self.values, self.starts, self.sampler = values, starts, sampler
+        super().__init__(sampler)
+        self.values, self.starts = values, starts
         self.input_length, self.horizon = input_length, horizon
-
-    @property
-    def epoch(self) -> int:
-        return self.sampler.epoch
-
-    def __len__(self) -> int:
-        return len(self.sampler)
 
     def __iter__(self):
         for indices in self.sampler:
             inputs, targets = windows(self.values, self.starts[indices], self.input_length, self.horizon)
             yield mx.array(inputs), mx.array(targets)
-
-    def state_dict(self) -> dict:
-        return self.sampler.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.sampler.load_state_dict(state)
 
 
 def forecast_loss(predictions: mx.array, targets: mx.array, kind: str = "mse"):

@@ -40,6 +40,7 @@ from mlxseq.data import (
 from mlxseq.losses import label_smoothed_cross_entropy
 from mlxseq.models import model_module
 from mlxseq.tasks import TaskParts
+from mlxseq.tasks.batches import SamplerBatches
 from mlxseq.tasks.run_tokenizer import tokenizer_for_run
 from mlxseq.training.distributed import current_world
 
@@ -141,53 +142,29 @@ def make_lines_loss(smoothing: float = 0.0):
     return lines_loss
 
 
-class StreamBatches:
+class StreamBatches(SamplerBatches):
     """:class:`StreamBatcher` batches plus ``keep``: 0 for the first batch of an epoch (the state restarts), else 1."""
 
     def __init__(self, batcher: StreamBatcher):
+        super().__init__(batcher)
         self.batcher = batcher
-
-    @property
-    def epoch(self) -> int:
-        return self.batcher.epoch
-
-    def __len__(self) -> int:
-        return len(self.batcher)
 
     def __iter__(self):
         for inputs, targets in self.batcher:
             first = self.batcher.index == 1  # the batcher advances before it yields
             yield inputs, targets, mx.array([0.0 if first else 1.0])
 
-    def state_dict(self) -> dict:
-        return self.batcher.state_dict()
 
-    def load_state_dict(self, state: dict) -> None:
-        self.batcher.load_state_dict(state)
-
-
-class LineBatches:
+class LineBatches(SamplerBatches):
     """Padded ``(<s> line, line </s>)`` batches in :class:`BatchSampler` order."""
 
     def __init__(self, lines: list[list[int]], sampler: BatchSampler, multiple: int):
-        self.lines, self.sampler, self.multiple = lines, sampler, multiple
-
-    @property
-    def epoch(self) -> int:
-        return self.sampler.epoch
-
-    def __len__(self) -> int:
-        return len(self.sampler)
+        super().__init__(sampler)
+        self.lines, self.multiple = lines, multiple
 
     def __iter__(self):
         for indices in self.sampler:
             yield line_batch([self.lines[i] for i in indices], self.multiple)
-
-    def state_dict(self) -> dict:
-        return self.sampler.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.sampler.load_state_dict(state)
 
 
 def line_batch(lines: list[list[int]], multiple: int) -> tuple[mx.array, mx.array]:

@@ -33,6 +33,7 @@ from mlxseq.layers.activations import log_softmax
 from mlxseq.models import model_module
 from mlxseq.tagging import CHARS_NAME, SequenceTagger, WordEncoder, _read_vocabularies
 from mlxseq.tasks import TaskParts
+from mlxseq.tasks.batches import SamplerBatches
 from mlxseq.tasks.run_tokenizer import tokenizer_for_run
 
 NAME = "tagging"
@@ -118,20 +119,13 @@ def make_loss(smoothing: float):
     return loss
 
 
-class SentenceBatches:
+class SentenceBatches(SamplerBatches):
     """Training batches ``(words, lengths, chars, char_lengths, tags)`` in BatchSampler order
     (``chars`` and ``char_lengths`` are (B, 0) / (B, T) placeholders without a character encoder)."""
 
     def __init__(self, encoder: WordEncoder, words, chars, tags, sampler: BatchSampler, multiple: int):
-        self.encoder, self.words, self.chars, self.tags = encoder, words, chars, tags
-        self.sampler, self.multiple = sampler, multiple
-
-    @property
-    def epoch(self) -> int:
-        return self.sampler.epoch
-
-    def __len__(self) -> int:
-        return len(self.sampler)
+        super().__init__(sampler)
+        self.encoder, self.words, self.chars, self.tags, self.multiple = encoder, words, chars, tags, multiple
 
     def __iter__(self):
         for indices in self.sampler:
@@ -144,12 +138,6 @@ class SentenceBatches:
             if char_ids is None:  # the compiled step takes arrays only
                 char_ids, char_lengths = mx.zeros((words.shape[0], 0), dtype=mx.int32), mx.ones(words.shape, dtype=mx.int32)
             yield words, lengths, char_ids, char_lengths, mx.array(tags)
-
-    def state_dict(self) -> dict:
-        return self.sampler.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.sampler.load_state_dict(state)
 
 
 def model_card(config, facts: dict, summary: dict) -> str:

@@ -38,6 +38,7 @@ from mlxseq.data import (
 from mlxseq.losses import label_smoothed_cross_entropy
 from mlxseq.models import model_module
 from mlxseq.tasks import TaskParts
+from mlxseq.tasks.batches import SamplerBatches
 from mlxseq.tasks.run_tokenizer import TOKENIZER_FOLDER, tokenizer_for_run
 
 NAME = "translation"
@@ -142,29 +143,17 @@ def tokenizers_for_run(data: DataArgs, source: list[str], target: list[str], run
     )
 
 
-class PairBatches:
+class PairBatches(SamplerBatches):
     """Training batches ``(source, source_lengths, target_input, target_output)`` in BatchSampler order."""
 
     def __init__(self, sources: list[list[int]], targets: list[list[int]], sampler: BatchSampler, multiple: int):
-        self.sources, self.targets, self.sampler, self.multiple = sources, targets, sampler, multiple
-
-    @property
-    def epoch(self) -> int:
-        return self.sampler.epoch
-
-    def __len__(self) -> int:
-        return len(self.sampler)
+        super().__init__(sampler)
+        self.sources, self.targets, self.multiple = sources, targets, multiple
 
     def __iter__(self):
         for indices in self.sampler:
             batch = pad_pairs([self.sources[i] for i in indices], [self.targets[i] for i in indices], multiple=self.multiple)
             yield batch.source, batch.source_lengths, batch.target_input, batch.target_output
-
-    def state_dict(self) -> dict:
-        return self.sampler.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.sampler.load_state_dict(state)
 
 
 def make_loss(smoothing: float):
