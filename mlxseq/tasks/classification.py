@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import mlx.core as mx
@@ -25,7 +24,6 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from mlxseq import checkpoint
-from mlxseq._version import __version__
 from mlxseq.classification import TextClassifier, TextSettings
 from mlxseq.data import (
     PAD_ID, BatchSampler, CharTokenizer, DataError, MissingFileError, SentencePieceConfig, SentencePieceTokenizer,
@@ -35,6 +33,7 @@ from mlxseq.losses import label_smoothed_cross_entropy
 from mlxseq.models import model_module
 from mlxseq.tasks import TaskParts
 from mlxseq.tasks.batches import SamplerBatches
+from mlxseq.tasks.model_card import card_heading, scores_table, training_section
 from mlxseq.tasks.run_tokenizer import tokenizer_for_run
 
 NAME = "classification"
@@ -161,20 +160,12 @@ def make_loss(smoothing: float):
 def model_card(config, facts: dict, summary: dict) -> str:
     """README.md of a model folder: data, labels, scores with their settings, the command."""
     metrics = summary.get("metrics") or {}
-    lines = [f"# {Path(config.output_dir).name}: {facts['kind']} text classifier", "",
-             f"Trained with mlxseq {__version__} (MLX {mx.__version__}) to step {summary['step']} (epoch {summary['epoch']}).",
-             "", "## Scores", ""]
-    if metrics:
-        lines.append(f"On {config.data.valid} ({metrics.get('settings', '')}):")
-        lines += ["", "| metric | value |", "| --- | ---: |"]
-        lines += [f"| {k} | {v:.4g} |" for k, v in metrics.items() if isinstance(v, float)]
-    else:
-        lines.append("Not validated at this step.")
+    lines = card_heading(config, f"{facts['kind']} text classifier", summary)
+    lines += scores_table(f"On {config.data.valid} ({metrics.get('settings', '')}):", metrics)
     lines += ["", "## Data", "", f"- training examples: {config.data.train}: {facts['examples']}",
-              f"- labels: {', '.join(facts['labels'])}", f"- tokenizer: {facts['tokenizer']}",
-              "", "## Training", "", "```", facts["command"], "```", "",
-              f"Model: {facts['parameters']:,} parameters; arguments in config.json.",
-              "", "```bash", "mlxseq predict --model path/to/this/folder \"some text\"", "```", ""]
+              f"- labels: {', '.join(facts['labels'])}", f"- tokenizer: {facts['tokenizer']}"]
+    lines += training_section(facts["command"], facts["parameters"])
+    lines += ["```bash", "mlxseq predict --model path/to/this/folder \"some text\"", "```", ""]
     return "\n".join(lines)
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import mlx.core as mx
@@ -25,12 +24,12 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from mlxseq import checkpoint
-from mlxseq._version import __version__
 from mlxseq.data import BatchSampler, DataError, MissingFileError, Normaliser, read_timeseries
 from mlxseq.forecasting import SeriesSettings, TimeSeriesForecaster, window_starts, windows
 from mlxseq.models import model_module
 from mlxseq.tasks import TaskParts
 from mlxseq.tasks.batches import SamplerBatches
+from mlxseq.tasks.model_card import card_heading, scores_table, training_section
 
 NAME = "forecasting"
 MODEL_TYPES = ("forecaster",)
@@ -99,22 +98,12 @@ def forecast_loss(predictions: mx.array, targets: mx.array, kind: str = "mse"):
 def model_card(config, facts: dict, summary: dict) -> str:
     metrics = summary.get("metrics") or {}
     args = facts["args"]
-    lines = [f"# {Path(config.output_dir).name}: recurrent forecaster, {args.input_length} steps in, "
-             f"{args.horizon} out", "",
-             f"Trained with mlxseq {__version__} (MLX {mx.__version__}) to step {summary['step']} (epoch {summary['epoch']}).",
-             "", "## Scores", ""]
-    if metrics:
-        lines.append(f"Validation ({metrics.get('settings', '')}):")
-        lines += ["", "| metric | value |", "| --- | ---: |"]
-        lines += [f"| {k} | {v:.4g} |" for k, v in metrics.items() if isinstance(v, float)]
-    else:
-        lines.append("Not validated at this step.")
+    lines = card_heading(config, f"recurrent forecaster, {args.input_length} steps in, {args.horizon} out", summary)
+    lines += scores_table(f"Validation ({metrics.get('settings', '')}):", metrics)
     lines += ["", "## Data", "", f"- {config.data.path}: features {', '.join(facts['columns'])}",
               f"- rows: train {config.data.train_rows}, valid {config.data.valid_rows}, test {config.data.test_rows}; "
-              f"{facts['windows']} training windows", "- normaliser.json: mean and std of each feature over the training rows",
-              "", "## Training", "", "```", facts["command"], "```", "",
-              f"Model: {facts['parameters']:,} parameters; arguments in config.json.", ""]
-    return "\n".join(lines)
+              f"{facts['windows']} training windows", "- normaliser.json: mean and std of each feature over the training rows"]
+    return "\n".join(lines + training_section(facts["command"], facts["parameters"]))
 
 
 def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskParts:

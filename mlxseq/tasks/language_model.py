@@ -32,7 +32,6 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_map
 
 from mlxseq import checkpoint
-from mlxseq._version import __version__
 from mlxseq.data import (
     BOS_ID, EOS_ID, PAD_ID, BatchSampler, CharTokenizer, DataError, MissingFileError, SentencePieceConfig,
     SentencePieceTokenizer, StreamBatcher, WordTokenizer, load_tokenizer, pad_pairs, pair_lengths, padded_length, read_text,
@@ -41,6 +40,7 @@ from mlxseq.losses import label_smoothed_cross_entropy
 from mlxseq.models import model_module
 from mlxseq.tasks import TaskParts
 from mlxseq.tasks.batches import SamplerBatches
+from mlxseq.tasks.model_card import card_heading, scores_table, training_section
 from mlxseq.tasks.run_tokenizer import tokenizer_for_run
 from mlxseq.training.distributed import current_world
 
@@ -277,25 +277,14 @@ def make_validate(tokens, lines, settings: ValidationArgs, multiple: int):
 def model_card(config, facts: dict, summary: dict) -> str:
     """README.md of a model folder: data, training command and validation scores."""
     data, metrics = config.data, summary.get("metrics") or {}
-    lines = [
-        f"# {Path(config.output_dir).name}: recurrent language model", "",
-        f"Trained with mlxseq {__version__} (MLX {mx.__version__}) to step {summary['step']} "
-        f"(epoch {summary['epoch']}).", "", "## Scores", "",
-    ]
+    lines = card_heading(config, "recurrent language model", summary)
+    lines += scores_table(f"On the validation text ({facts['valid']}):", metrics)
     if metrics:
-        lines += [f"On the validation text ({facts['valid']}):", "", "| metric | value |", "| --- | ---: |"]
-        lines += [f"| {k} | {v:.4g} |" for k, v in metrics.items() if isinstance(v, float)]
         lines += ["", "loss is in nats per token, bits in bits per token."]
-    else:
-        lines.append("Not validated at this step.")
-    lines += [
-        "", "## Data", "",
-        f"- training text: {', '.join(data.train)} ({facts['train']})",
-        f"- tokenizer: {facts['tokenizer']}",
-        "", "## Training", "", "```", facts["command"], "```", "",
-        f"Model: {facts['parameters']:,} parameters; arguments in config.json. Generate with",
-        "", "```", 'mlxseq generate --model path/to/this/folder --prompt "ROMEO:"', "```", "",
-    ]
+    lines += ["", "## Data", "", f"- training text: {', '.join(data.train)} ({facts['train']})",
+              f"- tokenizer: {facts['tokenizer']}"]
+    lines += training_section(facts["command"], facts["parameters"], " Generate with")
+    lines += ["```", 'mlxseq generate --model path/to/this/folder --prompt "ROMEO:"', "```", ""]
     return "\n".join(lines)
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import mlx.core as mx
@@ -26,7 +25,6 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from mlxseq import checkpoint
-from mlxseq._version import __version__
 from mlxseq.classification import TextSettings
 from mlxseq.data import PAD_ID, UNK_ID, BatchSampler, CharTokenizer, DataError, MissingFileError, WordTokenizer, read_conllu
 from mlxseq.layers.activations import log_softmax
@@ -34,6 +32,7 @@ from mlxseq.models import model_module
 from mlxseq.tagging import CHARS_NAME, SequenceTagger, WordEncoder, _read_vocabularies
 from mlxseq.tasks import TaskParts
 from mlxseq.tasks.batches import SamplerBatches
+from mlxseq.tasks.model_card import card_heading, scores_table, training_section
 from mlxseq.tasks.run_tokenizer import tokenizer_for_run
 
 NAME = "tagging"
@@ -142,21 +141,12 @@ class SentenceBatches(SamplerBatches):
 
 def model_card(config, facts: dict, summary: dict) -> str:
     metrics = summary.get("metrics") or {}
-    lines = [f"# {Path(config.output_dir).name}: {config.data.tag_column.upper()} tagger", "",
-             f"Trained with mlxseq {__version__} (MLX {mx.__version__}) to step {summary['step']} (epoch {summary['epoch']}).",
-             "", "## Scores", ""]
-    if metrics:
-        lines.append(f"On {config.data.valid} ({metrics.get('settings', '')}):")
-        lines += ["", "| metric | value |", "| --- | ---: |"]
-        lines += [f"| {k} | {v:.4g} |" for k, v in metrics.items() if isinstance(v, float)]
-    else:
-        lines.append("Not validated at this step.")
+    lines = card_heading(config, f"{config.data.tag_column.upper()} tagger", summary)
+    lines += scores_table(f"On {config.data.valid} ({metrics.get('settings', '')}):", metrics)
     lines += ["", "## Data", "", f"- training sentences: {config.data.train}: {facts['sentences']} "
               f"({facts['words']} words; {facts['dropped']} longer than {config.data.max_length} words dropped)",
-              f"- tags: {', '.join(facts['tags'])}", f"- vocabulary: {facts['vocabulary']}",
-              "", "## Training", "", "```", facts["command"], "```", "",
-              f"Model: {facts['parameters']:,} parameters; arguments in config.json.", ""]
-    return "\n".join(lines)
+              f"- tags: {', '.join(facts['tags'])}", f"- vocabulary: {facts['vocabulary']}"]
+    return "\n".join(lines + training_section(facts["command"], facts["parameters"]))
 
 
 def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskParts:

@@ -21,7 +21,6 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import mlx.core as mx
@@ -29,7 +28,6 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from mlxseq import checkpoint
-from mlxseq._version import __version__
 from mlxseq.data import (
     BOS_ID, EOS_ID, PAD_ID, BatchSampler, CharTokenizer, DataError, MissingFileError, SentencePieceConfig,
     TokenizerPair, WordTokenizer, pad_pairs, pair_lengths, padded_length, read_parallel,
@@ -39,6 +37,7 @@ from mlxseq.losses import label_smoothed_cross_entropy
 from mlxseq.models import model_module
 from mlxseq.tasks import TaskParts
 from mlxseq.tasks.batches import SamplerBatches
+from mlxseq.tasks.model_card import card_heading, scores_table, training_section
 from mlxseq.tasks.run_tokenizer import TOKENIZER_FOLDER, tokenizer_for_run
 
 NAME = "translation"
@@ -230,18 +229,11 @@ def score_validation(model, sources: list[str], references: list[str], tokenizer
 def model_card(config, facts: dict, summary: dict) -> str:
     """README.md of a model folder: what was trained on what, how, and its scores with their settings."""
     data, metrics = config.data, summary.get("metrics") or {}
-    lines = [
-        f"# {Path(config.output_dir).name}: seq2seq translation model", "",
-        f"Trained with mlxseq {__version__} (MLX {mx.__version__}) to step {summary['step']} "
-        f"(epoch {summary['epoch']}).", "", "## Scores", "",
-    ]
+    lines = card_heading(config, "seq2seq translation model", summary)
+    lines += scores_table(
+        f"On the validation set {data.valid_src} -> {data.valid_tgt} ({metrics.get('decoding', 'loss only')}):", metrics)
     if metrics:
-        lines.append(f"On the validation set {data.valid_src} -> {data.valid_tgt} ({metrics.get('decoding', 'loss only')}):")
-        lines += ["", "| metric | value |", "| --- | ---: |"]
-        lines += [f"| {k} | {v:.4g} |" for k, v in metrics.items() if isinstance(v, float)]
         lines += [""] + [f"- {k}: `{metrics[k]}`" for k in ("bleu_signature", "chrf_signature") if k in metrics]
-    else:
-        lines.append("Not validated at this step.")
     best = summary.get("best") or {}
     if best.get("value") is not None:
         lines += ["", f"Best validation {best['metric']}: {best['value']:.4g} at step {best['step']}."]
@@ -250,10 +242,9 @@ def model_card(config, facts: dict, summary: dict) -> str:
         f"- training pairs: {data.train_src} -> {data.train_tgt}: {facts['train_pairs']} kept "
         f"({facts['dropped']} longer than {data.max_length} tokens dropped)",
         f"- tokenizer: {facts['tokenizer']}",
-        "", "## Training", "", "```", facts["command"], "```", "",
-        f"Model: {facts['parameters']:,} parameters; arguments in config.json. Load it with",
-        "", "```python", "import mlxseq", 'model = mlxseq.load("path/to/this/folder")', "```", "",
     ]
+    lines += training_section(facts["command"], facts["parameters"], " Load it with")
+    lines += ["```python", "import mlxseq", 'model = mlxseq.load("path/to/this/folder")', "```", ""]
     return "\n".join(lines)
 
 
