@@ -17,25 +17,15 @@ share threads); medians of several runs after a warm-up.
 import argparse
 import json
 import platform
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_common beside this script
+from bench_common import median_time, run_worker  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SHAPE = dict(vocab_size=69, embed_size=64, hidden_size=512, num_layers=2, rnn_type="lstm")
-
-
-def _median(fn, runs):
-    fn()  # warm-up (compiles, allocates)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _export_weights(folder: Path) -> dict:
@@ -94,7 +84,7 @@ def _mlxseq_worker(spec):
             mx.eval(rows)
             produced[:] = [np.array(mx.stack(rows, axis=1))[0].tolist()]
 
-        results[batch] = {"seconds": _median(run, spec["runs"]), "tokens": produced[0]}
+        results[batch] = {"seconds": median_time(run, spec["runs"]), "tokens": produced[0]}
     return {"results": results, "versions": f"mlx {mx.__version__}, {mlxseq.blas.describe()}"}
 
 
@@ -131,21 +121,11 @@ def _torch_worker(spec):
                     rows.append(tokens)
             produced[:] = [torch.cat(rows, dim=1)[0].tolist()]
 
-        results[batch] = {"seconds": _median(run, spec["runs"]), "tokens": produced[0]}
+        results[batch] = {"seconds": median_time(run, spec["runs"]), "tokens": produced[0]}
     return {"results": results, "versions": f"torch {torch.__version__}, {torch.get_num_threads()} threads"}
 
 
 WORKERS = {"mlxseq": _mlxseq_worker, "torch": _torch_worker}
-
-
-def _run_worker(name, spec):
-    out = subprocess.run(
-        [sys.executable, __file__, "--worker", name, "--spec", json.dumps(spec)],
-        capture_output=True, text=True, check=False,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"{name} worker failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main():
@@ -165,7 +145,8 @@ def main():
         model = _export_weights(Path(tmp))
         spec = {**model, "weights": str(Path(tmp) / "weights.npz"), "tokens": options.tokens, "runs": options.runs,
                 "batches": [int(b) for b in options.batch.split(",")], "first": 4, "eos": 3}
-        found = {name: _run_worker(name, spec) for name in WORKERS}
+        found = {name: run_worker(__file__, ["--worker", name, "--spec", json.dumps(spec)], f"{name} worker")
+                 for name in WORKERS}
 
     shape = model["shape"]
     print(f"Machine: {platform.system()} {platform.machine()}")

@@ -18,10 +18,11 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import subprocess
 import sys
-import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_common beside this script
+from bench_common import median_time, run_worker  # noqa: E402
 
 CONFIGS = {
     1: dict(kind="lstm", B=64, T=50, D=256, H=512, layers=1, bidirectional=False),
@@ -29,17 +30,6 @@ CONFIGS = {
     3: dict(kind="gru", B=64, T=50, D=256, H=512, layers=1, bidirectional=False),
 }
 RUNNERS = ("mlxseq", "torch", "mlx.nn", "mlx.nn+OpenBLAS")
-
-
-def _median_time(fn, runs, warmup=1):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 # --- workers (each in its own process) ------------------------------------------
@@ -62,7 +52,7 @@ def _torch_worker(cfg, runs):
         out.mean().backward()
 
     versions = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
-    return _median_time(infer, runs), _median_time(train, runs), versions
+    return median_time(infer, runs), median_time(train, runs), versions
 
 
 def _mlx_layer(cfg, runner):
@@ -130,8 +120,8 @@ def _mlx_worker(cfg, runs, runner):
     if runner != "mlx.nn":
         forwards.append(mx.compile(forward))
         steps.append(mx.compile(grad_step))
-    infer_s = min(_median_time(lambda f=f: mx.eval(f(x)), runs) for f in forwards)
-    train_s = min(_median_time(lambda f=f: mx.eval(f(x)), runs) for f in steps)
+    infer_s = min(median_time(lambda f=f: mx.eval(f(x)), runs) for f in forwards)
+    train_s = min(median_time(lambda f=f: mx.eval(f(x)), runs) for f in steps)
     return infer_s, train_s, f"mlx {mx.__version__}, {used}"
 
 
@@ -149,11 +139,8 @@ def _run_worker(runner, config, runs, timeout):
     env = dict(os.environ)
     if runner == "mlx.nn":
         env["MLXSEQ_BLAS"] = "reference"
-    cmd = [sys.executable, __file__, "--worker", runner, "--config", str(config), "--runs", str(runs)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    if done.returncode != 0:
-        raise RuntimeError(f"{runner} config {config} failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    arguments = ["--worker", runner, "--config", str(config), "--runs", str(runs)]
+    return run_worker(__file__, arguments, f"{runner} config {config}", env=env, timeout=timeout)
 
 
 def _describe(cfg):

@@ -26,25 +26,15 @@ Each side runs in its own process; medians after a warm-up.
 import argparse
 import json
 import platform
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_common beside this script
+from bench_common import median_time, run_worker  # noqa: E402
 
 SHAPE = dict(vocab=5000, embed=256, hidden=512, batch=128, src_len=16, tgt_len=16)
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
-
-
-def _median(fn, runs):
-    fn()  # warm-up: compiles, allocates
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _data(spec):
@@ -120,7 +110,7 @@ def _mlxseq_worker(spec):
         loss, count, norm = step(batch)
         mx.eval(loss, count, norm, model.parameters(), optimizer.state)
 
-    results["train"] = _median(train, spec["runs"])
+    results["train"] = median_time(train, spec["runs"])
 
     model.load_weights([(k, mx.array(v)) for k, v in np.load(spec["weights"]).items()])  # as torch's for decoding
     model.eval()
@@ -134,7 +124,7 @@ def _mlxseq_worker(spec):
         def translate():
             outputs[name] = [hyps[0].tokens for hyps in translator.translate(texts, options)]
 
-        results[name] = _median(translate, spec["runs"])
+        results[name] = median_time(translate, spec["runs"])
     return {"seconds": results, "greedy_tokens": outputs["greedy"],
             "versions": f"mlx {mx.__version__}, {mlxseq.blas.describe()}"}
 
@@ -271,7 +261,7 @@ def _torch_worker(spec):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
 
-    results["train"] = _median(train, spec["runs"])
+    results["train"] = median_time(train, spec["runs"])
 
     model = _torch_model(spec).eval()
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
@@ -297,21 +287,13 @@ def _torch_worker(spec):
             for _, src_b, len_b, max_tokens in batches():
                 _torch_beam(model, src_b, len_b, max_tokens, 5)
 
-    results["greedy"] = _median(greedy, spec["runs"])
-    results["beam5"] = _median(beam, spec["runs"])
+    results["greedy"] = median_time(greedy, spec["runs"])
+    results["beam5"] = median_time(beam, spec["runs"])
     return {"seconds": results, "greedy_tokens": [greedy_out[i] for i in range(len(sentences))],
             "versions": f"torch {torch.__version__}, {torch.get_num_threads()} threads"}
 
 
 WORKERS = {"mlxseq": _mlxseq_worker, "torch": _torch_worker}
-
-
-def _run_worker(name, spec):
-    out = subprocess.run([sys.executable, __file__, "--worker", name, "--spec", json.dumps(spec)],
-                         capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"{name} worker failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main():
@@ -330,7 +312,8 @@ def main():
         spec = {**SHAPE, "runs": options.runs, "sentences": options.sentences, "decode_batch": options.decode_batch,
                 "weights": str(Path(tmp) / "weights.npz")}
         _export_weights(Path(tmp), spec)
-        found = {name: _run_worker(name, spec) for name in WORKERS}
+        found = {name: run_worker(__file__, ["--worker", name, "--spec", json.dumps(spec)], f"{name} worker")
+                 for name in WORKERS}
 
     print(f"Machine: {platform.system()} {platform.machine()}")
     for name, result in found.items():
