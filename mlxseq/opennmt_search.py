@@ -25,7 +25,10 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_map
 
-from mlxseq.decoding import Hypothesis, State, StepModel, _batch_size_of, length_penalty_divisor
+from mlxseq.decoding import (
+    Hypothesis, State, StepModel, _batch_size_of, _check_beam_arguments, _check_search_arguments, _log_softmax,
+    length_penalty_divisor,
+)
 
 FINISHED_LOG_PROB = -1e10  # what a beam that ended keeps, as OpenNMT-py's update_finished
 EARLY_EOS = -1e20  # eos before min_length
@@ -56,10 +59,8 @@ def opennmt_beam_search(
     Args as :func:`mlxseq.decoding.beam_search`; returns for each source its ``n_best``
     hypotheses, best first. A hypothesis's ``log_prob`` is its score times its penalty.
     """
-    if beam_size < 1 or not 1 <= n_best <= beam_size:
-        raise ValueError(f"need beam_size >= 1 and 1 <= n_best <= beam_size, got {beam_size} and {n_best}")
-    if max_tokens < 1:
-        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+    _check_search_arguments(eos_id, max_tokens, min_length, ())
+    _check_beam_arguments(beam_size, n_best, length_penalty, length_penalty_kind)
     batch, K = _batch_size_of(state, batch_size), beam_size
     state = tree_map(lambda a: mx.repeat(a, K, axis=0), state)
     beam_log_probs = np.full((batch, K), -np.inf, dtype=np.float32)
@@ -72,7 +73,7 @@ def opennmt_beam_search(
 
     for step in range(max_tokens):
         logits, state = model.step(mx.array(tokens), state)
-        log_probs = np.array(logits.astype(mx.float32) - mx.logsumexp(logits.astype(mx.float32), axis=-1, keepdims=True))
+        log_probs = np.array(_log_softmax(logits))
         vocab = log_probs.shape[-1]
         if step < min_length:
             log_probs[:, eos_id] = EARLY_EOS
