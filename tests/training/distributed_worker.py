@@ -23,6 +23,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from mlxseq.data import BatchSampler
+from mlxseq.tasks.batches import SamplerBatches
 from mlxseq.training import TrainingArgs, TrainingInterrupted, train
 from mlxseq.training.distributed import DistributedError, init_world
 
@@ -43,7 +44,7 @@ class Classifier(nn.Module):
         return self.out(h[-1])
 
 
-class Batches:
+class Batches(SamplerBatches):
     """Batches of 7, 7 and 1 sequences (shuffled each epoch): an uneven split and an empty shard for 2 ranks."""
 
     def __init__(self):
@@ -51,24 +52,11 @@ class Batches:
         self.x = rng.normal(size=(N, T, FEATURES)).astype(np.float32)
         self.lengths = rng.integers(1, T + 1, size=N).astype(np.int32)
         self.y = (self.x[:, 0, 0] > 0).astype(np.int32) + (self.x[:, 0, 1] > 1).astype(np.int32)
-        self.sampler = BatchSampler(np.ones(N, dtype=np.int64), 56, multiple=8, seed=0)
-
-    @property
-    def epoch(self):
-        return self.sampler.epoch
-
-    def __len__(self):
-        return len(self.sampler)
+        super().__init__(BatchSampler(np.ones(N, dtype=np.int64), 56, multiple=8, seed=0))
 
     def __iter__(self):
         for idx in self.sampler:
             yield mx.array(self.x[idx]), mx.array(self.lengths[idx]), mx.array(self.y[idx])
-
-    def state_dict(self):
-        return self.sampler.state_dict()
-
-    def load_state_dict(self, state):
-        self.sampler.load_state_dict(state)
 
 
 def loss_fn(model, batch):

@@ -19,6 +19,7 @@ from mlx.utils import tree_flatten
 
 from mlxseq.checkpoint import save_weights
 from mlxseq.data import BatchSampler
+from mlxseq.tasks.batches import SamplerBatches
 from mlxseq.training import (
     ResumeError,
     TrainingArgs,
@@ -43,7 +44,7 @@ class Classifier(nn.Module):
         return self.out(self.dropout(nn.relu(self.hidden(x))))
 
 
-class Batches:
+class Batches(SamplerBatches):
     """ResumableBatches over (features, labels, weights); 7 batches per epoch (6 of 8, one of 2)."""
 
     def __init__(self, weights=None, seed=0):
@@ -51,24 +52,11 @@ class Batches:
         self.x = rng.normal(size=(N, FEATURES)).astype(np.float32)
         self.y = (self.x[:, 0] > 0).astype(np.int32) + (self.x[:, 1] > 1).astype(np.int32)
         self.w = np.ones(N, np.float32) if weights is None else weights
-        self.sampler = BatchSampler(np.ones(N, dtype=np.int64), 64, seed=seed)
-
-    @property
-    def epoch(self):
-        return self.sampler.epoch
-
-    def __len__(self):
-        return len(self.sampler)
+        super().__init__(BatchSampler(np.ones(N, dtype=np.int64), 64, seed=seed))
 
     def __iter__(self):
         for idx in self.sampler:
             yield mx.array(self.x[idx]), mx.array(self.y[idx]), mx.array(self.w[idx])
-
-    def state_dict(self):
-        return self.sampler.state_dict()
-
-    def load_state_dict(self, state):
-        self.sampler.load_state_dict(state)
 
 
 def loss_fn(model, batch):
