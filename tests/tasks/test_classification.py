@@ -7,12 +7,12 @@ from pathlib import Path
 
 import mlx.core as mx
 import pytest
-import yaml
 
 from mlxseq.classification import TextClassifier
 from mlxseq.config import ConfigError, load_config
 from mlxseq.tasks.classification import classification_loss
 from mlxseq.training.from_config import train_from_config
+from tests.support.configs import write_training_config
 
 WORDS = "a b c d e f g h".split()
 
@@ -44,11 +44,7 @@ def write_config(folder: Path, multi=False, **sections) -> Path:
         "training": {"lr": 0.01, "max_steps": 120, "batch_tokens": 512, "eval_every": 60, "log_every": 20,
                      "label_smoothing": 0.0, "metric": "accuracy"},
     }
-    for name, changes in sections.items():
-        raw[name] = {**raw.get(name, {}), **changes}
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return write_training_config(folder, raw, sections)
 
 
 def test_a_tiny_classifier_learns_whether_a_word_occurs(tmp_path):

@@ -6,12 +6,12 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 import pytest
-import yaml
 
 from mlxseq.data import read_timeseries
 from mlxseq.forecasting import SeriesSettings, TimeSeriesForecaster, window_starts
 from mlxseq.tasks.forecasting import forecast_loss
 from mlxseq.training.from_config import train_from_config
+from tests.support.configs import write_training_config
 
 ROWS = 600
 
@@ -35,9 +35,7 @@ def write_config(folder: Path, **model) -> Path:
         "data": {"path": str(folder / "series.csv"), "train_rows": 400, "valid_rows": 100, "test_rows": 100},
         "training": {"lr": 0.005, "max_steps": 200, "max_batch_size": 32, "eval_every": 100, "log_every": 50},
     }
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return write_training_config(folder, raw)
 
 
 @pytest.mark.parametrize("decoder", ["direct", "autoregressive"])

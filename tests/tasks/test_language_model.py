@@ -7,7 +7,6 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 import pytest
-import yaml
 from mlx.utils import tree_flatten
 
 import mlxseq
@@ -19,6 +18,7 @@ from mlxseq.models import language_model
 from mlxseq.tasks import language_model as lm_task
 from mlxseq.training import TrainingInterrupted
 from mlxseq.training.from_config import train_from_config
+from tests.support.configs import write_training_config
 
 REPO = Path(__file__).resolve().parents[2]
 SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
@@ -37,11 +37,7 @@ def write_config(folder: Path, text: str = VERSE * 40, **sections) -> Path:
                      "metric": "loss"},
         "validation": {"batch_size": 2, "seq_len": 32},
     }
-    for name, changes in sections.items():
-        raw[name] = {**raw.get(name, {}), **changes} if isinstance(changes, dict) else changes
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return write_training_config(folder, raw, sections)
 
 
 def parameters(folder) -> dict:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import mlx.core as mx
 import pytest
-import yaml
 
 from mlxseq.data import read_conllu
 from mlxseq.tagging import SequenceTagger
 from mlxseq.tasks.tagging import masked_cross_entropy
 from mlxseq.training.from_config import train_from_config
+from tests.support.configs import write_training_config
 
 LETTERS = "a b c d e f g h".split()
 
@@ -52,9 +52,7 @@ def write_config(folder: Path, **model) -> Path:
         "training": {"lr": 0.02, "max_steps": 150, "batch_tokens": 512, "eval_every": 75, "log_every": 25,
                      "label_smoothing": 0.0, "metric": "accuracy"},
     }
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return write_training_config(folder, raw)
 
 
 @pytest.mark.parametrize("crf", [False, True])

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import mlx.core as mx
 import pytest
-import yaml
 from mlx.utils import tree_flatten
 
 import mlxseq
@@ -15,6 +14,7 @@ from mlxseq.tasks import translation
 from mlxseq.training.from_config import train_from_config
 from mlxseq.training import ResumeError, TrainingInterrupted
 from mlxseq.translation import TranslationOptions, Translator
+from tests.support.configs import write_training_config
 
 REPO = Path(__file__).resolve().parents[2]
 MULTI30K = REPO.parent / "shared" / "data" / "multi30k" / "raw"
@@ -43,11 +43,7 @@ def write_config(folder: Path, **sections) -> Path:
         "training": {"lr": 0.01, "max_steps": 300, "batch_tokens": 512, "eval_every": 150, "log_every": 50,
                      "label_smoothing": 0.0, "metric": "exact"},
     }
-    for name, changes in sections.items():
-        raw[name] = {**raw.get(name, {}), **changes} if isinstance(changes, dict) else changes
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return write_training_config(folder, raw, sections)
 
 
 def parameters(folder) -> dict:
