@@ -14,7 +14,6 @@ import dataclasses
 import json
 import re
 from pathlib import Path
-from typing import Callable
 
 import mlx.core as mx
 from mlx.utils import tree_flatten

@@ -16,7 +16,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlx.core as mx
 import numpy as np
 
 from mlxseq.checkpoint import ModelFolderError, load_with_tokenizer

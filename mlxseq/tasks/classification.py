@@ -15,7 +15,6 @@ Validation scores the model as ``mlxseq evaluate`` does (:class:`mlxseq.classifi
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -26,11 +25,12 @@ from mlx.utils import tree_flatten
 from mlxseq import checkpoint
 from mlxseq.classification import TextClassifier, TextSettings
 from mlxseq.data import (
-    PAD_ID, BatchSampler, CharTokenizer, DataError, MissingFileError, SentencePieceConfig, SentencePieceTokenizer,
+    PAD_ID, BatchSampler, CharTokenizer, DataError, SentencePieceConfig, SentencePieceTokenizer,
     WordTokenizer, load_tokenizer, pad_batch, read_labelled,
 )
 from mlxseq.losses import label_smoothed_cross_entropy
 from mlxseq.models import model_module
+from mlxseq.tasks.config_paths import from_config_key
 from mlxseq.tasks import TaskParts
 from mlxseq.tasks.batches import SamplerBatches
 from mlxseq.tasks.model_card import card_heading, scores_table, training_section
@@ -89,10 +89,8 @@ def check_config(config) -> list[tuple[str, str]]:
 
 
 def read_split(path: str, key: str, data: DataArgs):
-    try:
+    with from_config_key(key):
         return read_labelled(path, header=HEADERS[data.header], label_separator=data.label_separator or None)
-    except MissingFileError as error:
-        raise MissingFileError(f"no such file (from {key}; relative paths start at {os.getcwd()})", error.path) from None
 
 
 def _tokenizer(data: DataArgs, texts: list[str], run_dir, resuming: bool, log):

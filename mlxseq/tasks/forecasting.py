@@ -15,7 +15,6 @@ normalised scale. Validation scores the model as ``mlxseq evaluate`` does
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,9 +23,10 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from mlxseq import checkpoint
-from mlxseq.data import BatchSampler, DataError, MissingFileError, Normaliser, read_timeseries
+from mlxseq.data import BatchSampler, DataError, Normaliser, read_timeseries
 from mlxseq.forecasting import SeriesSettings, TimeSeriesForecaster, window_starts, windows
 from mlxseq.models import model_module
+from mlxseq.tasks.config_paths import from_config_key
 from mlxseq.tasks import TaskParts
 from mlxseq.tasks.batches import SamplerBatches
 from mlxseq.tasks.model_card import card_heading, scores_table, training_section
@@ -109,10 +109,8 @@ def model_card(config, facts: dict, summary: dict) -> str:
 def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskParts:
     """The model, batches, loss, validation and model-folder writer for ``config``."""
     data, training = config.data, config.training
-    try:
+    with from_config_key("data.path"):
         series = read_timeseries(data.path, data.date_column, data.columns or None)
-    except MissingFileError as error:
-        raise MissingFileError(f"no such file (from data.path; relative paths start at {os.getcwd()})", error.path) from None
     settings = SeriesSettings(data.date_column, series.columns, data.train_rows, data.valid_rows, data.test_rows)
     end = data.train_rows + data.valid_rows
     if end > len(series):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import mlx.core as mx
@@ -33,11 +32,12 @@ from mlx.utils import tree_flatten, tree_map
 
 from mlxseq import checkpoint
 from mlxseq.data import (
-    BOS_ID, EOS_ID, PAD_ID, BatchSampler, CharTokenizer, DataError, MissingFileError, SentencePieceConfig,
+    BOS_ID, EOS_ID, PAD_ID, BatchSampler, CharTokenizer, DataError, SentencePieceConfig,
     SentencePieceTokenizer, StreamBatcher, WordTokenizer, load_tokenizer, pad_pairs, pair_lengths, padded_length, read_text,
 )
 from mlxseq.losses import label_smoothed_cross_entropy
 from mlxseq.models import model_module
+from mlxseq.tasks.config_paths import from_config_key
 from mlxseq.tasks import TaskParts
 from mlxseq.tasks.batches import SamplerBatches
 from mlxseq.tasks.model_card import card_heading, scores_table, training_section
@@ -177,10 +177,8 @@ def line_batch(lines: list[list[int]], multiple: int) -> tuple[mx.array, mx.arra
 
 
 def _read(paths: list[str], key: str) -> str:
-    try:
+    with from_config_key(key):
         return read_text(paths)
-    except MissingFileError as error:
-        raise MissingFileError(f"no such file (from {key}; relative paths start at {Path.cwd()})", error.path) from None
 
 
 def split_texts(data: DataArgs) -> tuple[str, str]:

@@ -16,7 +16,6 @@ scores the model as ``mlxseq evaluate`` does (:class:`mlxseq.tagging.SequenceTag
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,10 +25,11 @@ from mlx.utils import tree_flatten
 
 from mlxseq import checkpoint
 from mlxseq.classification import TextSettings
-from mlxseq.data import PAD_ID, UNK_ID, BatchSampler, CharTokenizer, DataError, MissingFileError, WordTokenizer, read_conllu
+from mlxseq.data import PAD_ID, UNK_ID, BatchSampler, CharTokenizer, DataError, WordTokenizer, read_conllu
 from mlxseq.layers.activations import log_softmax
 from mlxseq.models import model_module
 from mlxseq.tagging import CHARS_NAME, SequenceTagger, WordEncoder, _read_vocabularies
+from mlxseq.tasks.config_paths import from_config_key
 from mlxseq.tasks import TaskParts
 from mlxseq.tasks.batches import SamplerBatches
 from mlxseq.tasks.model_card import card_heading, scores_table, training_section
@@ -88,10 +88,8 @@ def check_config(config) -> list[tuple[str, str]]:
 
 
 def _read(path: str, key: str, tag_column: str):
-    try:
+    with from_config_key(key):
         return read_conllu(path, tag_column)
-    except MissingFileError as error:
-        raise MissingFileError(f"no such file (from {key}; relative paths start at {os.getcwd()})", error.path) from None
 
 
 def masked_cross_entropy(logits: mx.array, targets: mx.array, lengths: mx.array, smoothing: float = 0.0):

@@ -29,16 +29,17 @@ from mlx.utils import tree_flatten
 
 from mlxseq import checkpoint
 from mlxseq.data import (
-    BOS_ID, EOS_ID, PAD_ID, BatchSampler, CharTokenizer, DataError, MissingFileError, SentencePieceConfig,
+    BOS_ID, EOS_ID, PAD_ID, BatchSampler, CharTokenizer, DataError, SentencePieceConfig,
     TokenizerPair, WordTokenizer, pad_pairs, pair_lengths, padded_length, read_parallel,
     train_sentencepiece_pair,
 )
 from mlxseq.losses import label_smoothed_cross_entropy
 from mlxseq.models import model_module
+from mlxseq.tasks.config_paths import from_config_key
 from mlxseq.tasks import TaskParts
 from mlxseq.tasks.batches import SamplerBatches
 from mlxseq.tasks.model_card import card_heading, scores_table, training_section
-from mlxseq.tasks.run_tokenizer import TOKENIZER_FOLDER, tokenizer_for_run
+from mlxseq.tasks.run_tokenizer import tokenizer_for_run
 
 NAME = "translation"
 MODEL_TYPES = ("seq2seq",)
@@ -103,11 +104,8 @@ def check_config(config) -> list[tuple[str, str]]:
 
 def _read(data: DataArgs, side: str):
     src, tgt = getattr(data, f"{side}_src"), getattr(data, f"{side}_tgt")
-    try:
+    with from_config_key(lambda path: f"data.{side}_src" if path == os.fspath(src) else f"data.{side}_tgt"):
         return read_parallel(src, tgt)
-    except MissingFileError as error:
-        key = f"data.{side}_src" if error.path == os.fspath(src) else f"data.{side}_tgt"
-        raise MissingFileError(f"no such file (from {key}; relative paths start at {os.getcwd()})", error.path) from None
 
 
 def _tokenizer_settings(data: DataArgs) -> dict:

@@ -1,6 +1,5 @@
 """The seq2seq model: padding never matters, training and decoding paths agree, it learns."""
 
-import itertools
 
 import mlx.core as mx
 import mlx.nn as nn
