@@ -74,7 +74,8 @@ def convert(
     typer.echo(f"wrote {done.folder}")
 
 
-def _translation_options(beam_size, length_penalty, max_length_ratio, n_best, batch_size, search="mlxseq", max_length=0):
+def _translation_options(beam_size, length_penalty, max_length_ratio, n_best, batch_size, search="mlxseq", max_length=0,
+                         replace_unk=False):
     from mlxseq.translation import TranslationOptions
 
     return TranslationOptions(
@@ -85,6 +86,7 @@ def _translation_options(beam_size, length_penalty, max_length_ratio, n_best, ba
         batch_size=batch_size,
         search=search,
         max_length=max_length,
+        replace_unk=replace_unk,
     )
 
 
@@ -102,6 +104,8 @@ def translate(
     attention: str = typer.Option(None, help="Save the attention heatmap of the first sentence to this PNG."),
     search: str = typer.Option("mlxseq", help="mlxseq, or opennmt: OpenNMT-py's beam search and scoring, nothing banned."),
     max_length: int = typer.Option(0, help="Fixed output length limit (tokens) instead of --max-length-ratio; 0: none."),
+    replace_unk: bool = typer.Option(
+        False, help="Replace each <unk> of the output by the most attended source word (word tokenizers only)."),
 ):
     """Translate sentences with a seq2seq model (greedy or beam search)."""
     import sys
@@ -111,7 +115,8 @@ def translate(
     from mlxseq.translation import Translator
 
     try:
-        options = _translation_options(beam_size, length_penalty, max_length_ratio, n_best, batch_size, search, max_length)
+        options = _translation_options(
+            beam_size, length_penalty, max_length_ratio, n_best, batch_size, search, max_length, replace_unk)
         if text:
             sentences = list(text)
         elif input:

@@ -8,10 +8,15 @@ banning a token or forbidding an early eos only removes choices, it does not ren
 A returned hypothesis holds its tokens without bos and without the eos that ended it;
 its log-probability does include that eos's, and its length (for the length penalty)
 counts it: the length is the number of log-probabilities summed.
+
+Given ``attention`` (a function reading ``(rows, S)`` weights off the state after each
+step), greedy and beam search also return, with each hypothesis, the weights of every
+step it was scored at: the rows of the beam each token was chosen from, as OpenNMT-py's
+searches keep them. Without it nothing extra is read or copied.
 """
 
-from dataclasses import dataclass
-from typing import Any, Iterator, NamedTuple, Optional, Protocol, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, NamedTuple, Optional, Protocol, Sequence
 
 import mlx.core as mx
 import numpy as np
@@ -21,6 +26,9 @@ from mlxseq.sample_utils import LogitsProcessor, Sampler, greedy_sampler
 
 State = Any
 """A pytree of ``mx.array`` leaves, each with the batch axis first."""
+
+StateReader = Callable[[State], mx.array]
+"""Reads ``(rows, S)`` values off the state after a step, e.g. ``lambda s: s["attention"]``."""
 
 
 class StepModel(Protocol):
@@ -51,12 +59,16 @@ class Hypothesis:
             ``log_prob`` for greedy decoding and sampling.
         log_prob: sum of the model's log-probabilities of the tokens, eos included.
         finished: True if the sequence ended with eos, False if it stopped at ``max_tokens``.
+        attention: ``(len(tokens) + finished, S)`` float32, row i read off the state after
+            the step that scored token i (the eos last); only when the search was given
+            ``attention``, else None.
     """
 
     tokens: list[int]
     score: float
     log_prob: float
     finished: bool
+    attention: Optional[np.ndarray] = field(default=None, compare=False, repr=False)
 
 
 class GenerationStep(NamedTuple):
@@ -67,11 +79,13 @@ class GenerationStep(NamedTuple):
         log_probs: float32 model log-probability of each token (0 where not active).
         active: True where the token belongs to its row's sequence (the eos that ends a
             row is active; the eos repeated after it is not).
+        attention: ``(B, S)`` what ``attention`` read off the state after this step, or None.
     """
 
     tokens: mx.array
     log_probs: mx.array
     active: mx.array
+    attention: Optional[mx.array] = None
 
 
 def length_penalty_divisor(length, alpha: float, kind: str = "gnmt"):
@@ -137,6 +151,7 @@ def generate_steps(
     min_length: int = 0,
     key: Optional[mx.array] = None,
     batch_size: Optional[int] = None,
+    attention: Optional[StateReader] = None,
 ) -> Iterator[GenerationStep]:
     """Generate a batch token by token, yielding each step as it is made (for streaming).
 
@@ -157,17 +172,20 @@ def generate_steps(
         min_length: eos is forbidden until this many tokens were generated.
         key: an ``mx.random.key`` split once per step; ``None`` uses the global generator.
         batch_size: B, when it cannot be read off the state's leaves.
+        attention: reads ``(B, S)`` off the state after each step into ``GenerationStep.attention``.
     """
     # Checked here, not inside the generator, so bad arguments fail at the call.
     _check_search_arguments(eos_id, max_tokens, min_length, banned_ids)
     batch = _batch_size_of(state, batch_size)
     return _generation_loop(
-        model, state, batch, bos_id, eos_id, max_tokens, sampler, logits_processors, banned_ids, min_length, key
+        model, state, batch, bos_id, eos_id, max_tokens, sampler, logits_processors, banned_ids, min_length, key,
+        attention,
     )
 
 
 def _generation_loop(
-    model, state, batch, bos_id, eos_id, max_tokens, sampler, logits_processors, banned_ids, min_length, key
+    model, state, batch, bos_id, eos_id, max_tokens, sampler, logits_processors, banned_ids, min_length, key,
+    attention=None,
 ) -> Iterator[GenerationStep]:
     tokens = mx.full((batch,), bos_id, dtype=mx.int32)
     ended = mx.zeros((batch,), dtype=mx.bool_)
@@ -188,22 +206,28 @@ def _generation_loop(
         ended = ended | (tokens == eos_id)
         history = mx.concatenate([history, tokens[:, None]], axis=1)
         mx.eval(tokens, state, ended)
-        yield GenerationStep(tokens, mx.where(active, chosen_log_probs, 0.0), active)
+        weights = None if attention is None else attention(state)
+        yield GenerationStep(tokens, mx.where(active, chosen_log_probs, 0.0), active, weights)
         if mx.all(ended).item():
             return
 
 
 def _collect(steps: Iterator[GenerationStep], eos_id: int) -> list[Hypothesis]:
+    steps = list(steps)
     columns = [(np.array(s.tokens), np.array(s.log_probs), np.array(s.active)) for s in steps]
     tokens, log_probs, active = (np.stack(c, axis=1) for c in zip(*columns))  # (B, T) each
+    weights = None
+    if steps[0].attention is not None:
+        weights = np.stack([np.array(s.attention, dtype=np.float32) for s in steps], axis=1)  # (B, T, S)
     hypotheses = []
-    for row_tokens, row_log_probs, row_active in zip(tokens, log_probs, active):
+    for b, (row_tokens, row_log_probs, row_active) in enumerate(zip(tokens, log_probs, active)):
         kept = row_tokens[row_active]
         finished = bool(kept.size and kept[-1] == eos_id)
         # Sum in float32 in step order, as beam search does, so the scores agree bit for bit.
         log_prob = float(np.cumsum(row_log_probs[row_active], dtype=np.float32)[-1])
         words = kept[:-1] if finished else kept
-        hypotheses.append(Hypothesis([int(t) for t in words], log_prob, log_prob, finished))
+        row_weights = None if weights is None else weights[b][row_active]
+        hypotheses.append(Hypothesis([int(t) for t in words], log_prob, log_prob, finished, row_weights))
     return hypotheses
 
 
@@ -217,14 +241,16 @@ def greedy_decode(
     banned_ids: Sequence[int] = (),
     min_length: int = 0,
     batch_size: Optional[int] = None,
+    attention: Optional[StateReader] = None,
 ) -> list[Hypothesis]:
     """The most probable token at every step, for each of B rows; returns B hypotheses.
 
-    Stops as soon as every row has produced eos. Arguments as in ``generate_steps``.
+    Stops as soon as every row has produced eos. Arguments as in ``generate_steps``;
+    with ``attention``, each hypothesis carries its rows (``Hypothesis.attention``).
     """
     steps = generate_steps(
         model, state, bos_id=bos_id, eos_id=eos_id, max_tokens=max_tokens, banned_ids=banned_ids,
-        min_length=min_length, batch_size=batch_size,
+        min_length=min_length, batch_size=batch_size, attention=attention,
     )
     return _collect(steps, eos_id)
 
@@ -276,6 +302,7 @@ def beam_search(
     min_length: int = 0,
     banned_ids: Sequence[int] = (),
     batch_size: Optional[int] = None,
+    attention: Optional[StateReader] = None,
 ) -> list[list[Hypothesis]]:
     """Beam search for B sources at once, K beams each, as B*K rows of the model.
 
@@ -304,6 +331,8 @@ def beam_search(
         min_length: eos is forbidden until this many tokens were generated.
         banned_ids: token ids never produced (e.g. pad, unk).
         batch_size: B, when it cannot be read off the state's leaves.
+        attention: reads ``(B*K, S)`` off the state after each step; each hypothesis then
+            carries the rows of the beams its tokens came from (``Hypothesis.attention``).
 
     Returns:
         For each source, its best ``n_best`` hypotheses (fewer only if fewer exist), best
@@ -324,16 +353,22 @@ def beam_search(
     alive[:, 0] = 0.0
     done = np.zeros(batch, dtype=bool)
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    weights = None if attention is None else np.zeros((batch, K, 0, 0), dtype=np.float32)  # (B, K, t, S)
 
-    def finish(b, words, log_prob, ended_by_eos):
+    def finish(b, words, log_prob, ended_by_eos, rows=None):
         score = float(log_prob / lp(len(words) + ended_by_eos))
-        finished[b].append(Hypothesis([int(t) for t in words], score, float(log_prob), ended_by_eos))
+        finished[b].append(Hypothesis([int(t) for t in words], score, float(log_prob), ended_by_eos, rows))
         finished[b].sort(key=lambda h: -h.score)  # stable: equal scores keep the earlier first
         del finished[b][n_best:]
 
     for step in range(max_tokens):
         logits, state = model.step(mx.array(tokens), state)
         vocab = logits.shape[-1]
+        if weights is not None:
+            step_weights = np.array(attention(state), dtype=np.float32).reshape(batch, K, 1, -1)
+            if step == 0:
+                weights = np.zeros((batch, K, 0, step_weights.shape[-1]), dtype=np.float32)
+            weights = np.concatenate([weights, step_weights], axis=2)  # each beam's rows, this step's last
         log_probs = _log_softmax(logits) + _forbidden(vocab, banned_ids, eos_id, step, min_length)
         candidates = (mx.array(alive).reshape(-1, 1) + log_probs).reshape(batch, K * vocab)
         n_top = min(2 * K, K * vocab)
@@ -348,7 +383,8 @@ def beam_search(
         rank = np.arange(n_top)
         valid = np.isfinite(top_scores) & ~done[:, None]
         for b, j in zip(*np.nonzero(is_eos & valid & (rank < K))):
-            finish(b, history[b, origin[b, j]], top_scores[b, j], True)
+            rows = None if weights is None else weights[b, origin[b, j]]
+            finish(b, history[b, origin[b, j]], top_scores[b, j], True, rows)
 
         # The best K candidates not ending in eos (at least K of the 2K do: one eos per beam).
         keep = np.argsort(np.where(is_eos, rank + n_top, rank), axis=-1, kind="stable")[:, :K]
@@ -356,6 +392,8 @@ def beam_search(
         alive = np.where(np.take_along_axis(valid, keep, 1), np.take_along_axis(top_scores, keep, 1), -np.inf)
         alive = alive.astype(np.float32)
         history = np.concatenate([np.take_along_axis(history, origin[:, :, None], 1), token[:, :, None]], axis=2)
+        if weights is not None:
+            weights = np.take_along_axis(weights, origin[:, :, None, None], 1)
         rows = mx.array((np.arange(batch)[:, None] * K + origin).reshape(-1).astype(np.int32))
         state = tree_map(lambda a: a[rows], state)
         tokens = token.reshape(-1)
@@ -374,5 +412,5 @@ def beam_search(
 
     if not done.all():
         for b, k in zip(*np.nonzero(np.isfinite(alive) & ~done[:, None])):
-            finish(b, history[b, k], alive[b, k], False)
+            finish(b, history[b, k], alive[b, k], False, None if weights is None else weights[b, k])
     return finished

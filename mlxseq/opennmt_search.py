@@ -26,8 +26,8 @@ import numpy as np
 from mlx.utils import tree_map
 
 from mlxseq.decoding import (
-    Hypothesis, State, StepModel, _batch_size_of, _check_beam_arguments, _check_search_arguments, _log_softmax,
-    length_penalty_divisor,
+    Hypothesis, State, StateReader, StepModel, _batch_size_of, _check_beam_arguments, _check_search_arguments,
+    _log_softmax, length_penalty_divisor,
 )
 
 FINISHED_LOG_PROB = -1e10  # what a beam that ended keeps, as OpenNMT-py's update_finished
@@ -47,6 +47,7 @@ def opennmt_beam_search(
     n_best: int = 1,
     min_length: int = 0,
     batch_size: Optional[int] = None,
+    attention: Optional[StateReader] = None,
 ) -> list[list[Hypothesis]]:
     """Beam search as OpenNMT-py's ``BeamSearch`` runs it; see the module docstring.
 
@@ -58,6 +59,8 @@ def opennmt_beam_search(
 
     Args as :func:`mlxseq.decoding.beam_search`; returns for each source its ``n_best``
     hypotheses, best first. A hypothesis's ``log_prob`` is its score times its penalty.
+    With ``attention``, each carries the rows of the beams its tokens came from, as
+    OpenNMT-py's ``alive_attn`` (``Hypothesis.attention``).
     """
     _check_search_arguments(eos_id, max_tokens, min_length, ())
     _check_beam_arguments(beam_size, n_best, length_penalty, length_penalty_kind)
@@ -68,7 +71,8 @@ def opennmt_beam_search(
     sequences = np.zeros((batch, K, 0), dtype=np.int64)
     tokens = np.full(batch * K, bos_id, dtype=np.int32)
     top_ended = np.zeros(batch, dtype=bool)
-    found: list[list[tuple[float, float, list[int], bool]]] = [[] for _ in range(batch)]
+    weights = None  # (B, K, t, S) when attention is read
+    found: list[list[tuple]] = [[] for _ in range(batch)]
     results: list[Optional[list[Hypothesis]]] = [None] * batch
 
     for step in range(max_tokens):
@@ -85,6 +89,11 @@ def opennmt_beam_search(
         beam_log_probs = (top_scores * penalty).astype(np.float32)
         origin, token = top // vocab, top % vocab
         sequences = np.concatenate([np.take_along_axis(sequences, origin[:, :, None], 1), token[:, :, None]], axis=2)
+        if attention is not None:
+            step_weights = np.array(attention(state), dtype=np.float32).reshape(batch, K, 1, -1)
+            if weights is None:
+                weights = np.zeros((batch, K, 0, step_weights.shape[-1]), dtype=np.float32)
+            weights = np.take_along_axis(np.concatenate([weights, step_weights], axis=2), origin[:, :, None, None], 1)
         ended = token == eos_id
         if step + 1 == max_tokens:
             ended[:] = True
@@ -97,11 +106,13 @@ def opennmt_beam_search(
                 for j in np.nonzero(ended[b])[0]:
                     words = sequences[b, j].tolist()
                     by_eos = words[-1] == eos_id
+                    rows = None if weights is None else weights[b, j]
                     found[b].append((float(top_scores[b, j]), float(top_scores[b, j] * penalty),
-                                     words[:-1] if by_eos else words, by_eos))
+                                     words[:-1] if by_eos else words, by_eos, rows))
                 if top_ended[b] and len(found[b]) >= n_best:
                     ranked = sorted(found[b], key=lambda h: h[0], reverse=True)[:n_best]
-                    results[b] = [Hypothesis(words, score, log_prob, by_eos) for score, log_prob, words, by_eos in ranked]
+                    results[b] = [Hypothesis(words, score, log_prob, by_eos, rows)
+                                  for score, log_prob, words, by_eos, rows in ranked]
         if all(r is not None for r in results):
             break
         rows = mx.array((np.arange(batch)[:, None] * K + origin).reshape(-1).astype(np.int32))

@@ -7,6 +7,11 @@
 Inputs are sorted by length into batches (few distinct shapes, little padding) and the
 results are returned in input order. Characters the tokenizer never saw map to
 ``<unk>``; the model never produces ``<pad>``, nor ``<unk>`` unless ``allow_unk``.
+
+``replace_unk`` is OpenNMT-py's ``-replace_unk``: each ``<unk>`` of the output becomes the
+source word with the highest attention weight at the step that produced it (the first
+such word on a tie), read from the hypothesis that was chosen. It needs word-level
+tokenizers on both sides (a subword piece is not a word to copy) and an attention model.
 """
 
 from dataclasses import dataclass, field
@@ -37,6 +42,9 @@ class TranslationOptions:
     # "mlxseq" or "opennmt": OpenNMT-py's beam search and length penalty, nothing banned
     # (for models converted from OpenNMT-py; see mlxseq.opennmt_search)
     search: str = "mlxseq"
+    # let the model produce <unk> and write the most attended source word in its place
+    # (OpenNMT-py's -replace_unk); word-level tokenizers only
+    replace_unk: bool = False
 
     def __post_init__(self):
         if self.beam_size < 1:
@@ -59,6 +67,8 @@ class Translation:
     score: float  # log-probability / length penalty (the ranking score)
     log_prob: float
     tokens: list = field(default_factory=list)
+    # (steps, S) attention of each step (eos last), kept when replace_unk asked for it
+    attention: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 class Translator:
@@ -82,6 +92,8 @@ class Translator:
     def translate(self, texts: list[str], options: TranslationOptions | None = None) -> list[list[Translation]]:
         """The ``n_best`` translations of each text, best first, in input order."""
         options = options or TranslationOptions()
+        if options.replace_unk:
+            self._check_replace_unk()
         # Sources carry no <s>/</s>, as in training (mlxseq.data.pad_pairs).
         encoded = [self.tokenizers.source.encode(text) for text in texts]
         for i, ids in enumerate(encoded):
@@ -97,7 +109,36 @@ class Translator:
             chunk = order[start : start + options.batch_size]
             for i, hyps in zip(chunk, self._translate_batch([encoded[i] for i in chunk], options)):
                 results[i] = hyps
+                if options.replace_unk:
+                    for translation in hyps:
+                        translation.text = self._with_source_words(translation, texts[i].split())
         return results
+
+    def _check_replace_unk(self):
+        from mlxseq.data import WordTokenizer
+
+        source, target = self.tokenizers.source, self.tokenizers.target
+        if not (isinstance(source, WordTokenizer) and isinstance(target, WordTokenizer)):
+            raise ValueError(
+                "replace_unk copies whole source words, so it needs word tokenizers on both sides; this model has "
+                f"a {type(source).__name__} source and a {type(target).__name__} target"
+            )
+        if self.model.args.attention == "none":
+            raise ValueError("replace_unk follows the attention weights, and this model has no attention")
+
+    def _with_source_words(self, translation, source_words):
+        """The text of ``translation`` with each ``<unk>`` replaced by its most attended source word."""
+        target = self.tokenizers.target
+        words = []
+        for i, token in enumerate(translation.tokens):
+            if token in (target.pad_id, target.bos_id, target.eos_id):
+                continue  # decode drops them too
+            if token == target.unk_id:
+                # Columns past the source (padding, an appended eos) are not words.
+                words.append(source_words[int(np.argmax(translation.attention[i, : len(source_words)]))])
+            else:
+                words.append(target.tokens[token])
+        return " ".join(words)
 
     def _translate_batch(self, sources, options):
         args = self.model.args
@@ -108,18 +149,21 @@ class Translator:
         lengths = mx.array([len(s) for s in sources], dtype=mx.int32)
         state = self.model.init_state(self.model.encode(mx.array(src), lengths))
         max_tokens = options.max_length or int(options.max_length_ratio * S + options.max_length_offset)
-        banned = [args.pad_id, args.bos_id] + ([] if options.allow_unk else [self.tokenizers.target.unk_id])
+        allow_unk = options.allow_unk or options.replace_unk
+        banned = [args.pad_id, args.bos_id] + ([] if allow_unk else [self.tokenizers.target.unk_id])
         if options.search == "opennmt":
             banned = []
+        attention = _read_attention if options.replace_unk else None
         if options.search == "opennmt" and options.beam_size > 1:
             found = opennmt_beam_search(
                 self.model, state, bos_id=args.bos_id, eos_id=args.eos_id, beam_size=options.beam_size,
                 max_tokens=max_tokens, length_penalty=options.length_penalty,
-                length_penalty_kind=options.length_penalty_kind, n_best=options.n_best,
+                length_penalty_kind=options.length_penalty_kind, n_best=options.n_best, attention=attention,
             )
         elif options.beam_size == 1:
             found = [[h] for h in greedy_decode(
-                self.model, state, bos_id=args.bos_id, eos_id=args.eos_id, max_tokens=max_tokens, banned_ids=banned
+                self.model, state, bos_id=args.bos_id, eos_id=args.eos_id, max_tokens=max_tokens, banned_ids=banned,
+                attention=attention,
             )]
         else:
             found = beam_search(
@@ -133,10 +177,12 @@ class Translator:
                 length_penalty_kind=options.length_penalty_kind,
                 n_best=options.n_best,
                 banned_ids=banned,
+                attention=attention,
             )
         decode = self.tokenizers.target.decode
         return [
-            [Translation(decode(h.tokens), h.score, h.log_prob, list(h.tokens)) for h in hyps[: options.n_best]]
+            [Translation(decode(h.tokens), h.score, h.log_prob, list(h.tokens), h.attention)
+             for h in hyps[: options.n_best]]
             for hyps in found
         ]
 
@@ -151,6 +197,10 @@ class Translator:
             rows.append(state["attention"][0])
         # Columns past the source (an appended eos, fixed attention positions) are left out.
         return np.array(mx.stack(rows))[:, : len(src_ids)]
+
+
+def _read_attention(state):
+    return state["attention"]
 
 
 def translate(texts, model=None, **options) -> list[str]:

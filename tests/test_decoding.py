@@ -17,6 +17,7 @@ from mlxseq.decoding import (
     length_penalty_divisor,
     sample,
 )
+from mlxseq.opennmt_search import opennmt_beam_search
 from mlxseq.sample_utils import make_repetition_penalty, make_sampler
 
 PAD, EOS, BOS, A = 0, 1, 2, 3  # V = 4; bos may be produced too: to the search it is a token
@@ -189,6 +190,41 @@ def test_hypotheses_that_reach_max_tokens_are_returned_and_scored():
     assert_matches_brute_force(found, expected, 4)
     assert not any(h.finished for h in found)
     assert found[0].score == pytest.approx(found[0].log_prob / 3**0.7, rel=1e-6)
+
+
+def _read_back(model, source, hypothesis):
+    """The hidden counts after each step that scored one of the hypothesis's tokens (its eos last)."""
+    state, rows = model.init_state(1, source=[source]), []
+    steps = len(hypothesis.tokens) + hypothesis.finished
+    for token in ([BOS] + hypothesis.tokens)[:steps]:
+        _, state = model.step(mx.array([token]), state)
+        rows.append(np.array(state["hidden"][0]))
+    return np.stack(rows)
+
+
+@pytest.mark.parametrize("search", ["greedy", "beam", "opennmt"])
+def test_hypotheses_carry_what_was_read_at_each_of_their_steps(search):
+    # The reader stands in for attention weights: the hidden counts depend on the whole
+    # history, so rows taken from the wrong beam or the wrong step differ from the replay.
+    model = TableModel(seed=3)
+    sources = SOURCES + [[0.0, -8.0, 0.0, 0.0]]  # the last hardly ends
+    arguments = dict(bos_id=BOS, eos_id=EOS, max_tokens=5)
+    read = lambda state: state["hidden"]  # noqa: E731
+    if search == "greedy":
+        found = [[h] for h in greedy_decode(model, model.init_state(3, source=sources), **arguments, attention=read)]
+    elif search == "beam":
+        found = beam_search(model, model.init_state(3, source=sources), **arguments, beam_size=3, n_best=3,
+                            length_penalty=0.6, attention=read)
+    else:
+        found = opennmt_beam_search(model, model.init_state(3, source=sources), **arguments, beam_size=3, n_best=3,
+                                    attention=read)
+    for source, hypotheses in zip(sources, found):
+        for hypothesis in hypotheses:
+            np.testing.assert_allclose(hypothesis.attention, _read_back(model, source, hypothesis), rtol=1e-6)
+    assert {h.finished for hypotheses in found for h in hypotheses} == {True, False}
+    plain = beam_search(model, model.init_state(3, source=sources), **arguments, beam_size=3, n_best=3,
+                        length_penalty=0.6)
+    assert all(h.attention is None for hypotheses in plain for h in hypotheses)
 
 
 def test_a_batch_gives_each_source_what_it_gets_alone():

@@ -14,6 +14,7 @@ from mlxseq.losses import label_smoothed_cross_entropy
 from mlxseq.models.seq2seq import ModelArgs, Seq2Seq
 from mlxseq.translation import TranslationOptions, Translator, translate
 
+UNK_BOOST = 12.0  # makes the toy model write <unk> in some places
 SOURCE_WORDS = "eins zwei drei vier fünf sechs sieben acht".split()
 TARGET_WORDS = "ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT".split()
 runner = CliRunner()
@@ -143,3 +144,41 @@ def test_cli_evaluate_prints_scores_with_signatures(folder, tmp_path):
     assert result.exit_code == 0, result.output
     assert "BLEU 100.00  nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:" in result.output
     assert "chrF 100.00" in result.output and "beam_size=3" in result.output
+
+
+def test_replace_unk_copies_the_source_word_attended_most(folder):
+    # A copy of the toy model that likes <unk>: each <unk> it writes becomes a source word.
+    translator = Translator.load(folder)
+    bias = np.array(translator.model.output.bias)
+    bias[translator.tokenizers.target.unk_id] += UNK_BOOST
+    translator.model.output.bias = mx.array(bias)
+    sentences = ["eins zwei drei", "vier fünf sechs sieben acht", "acht Fahrrad eins", "zwei sechs"]
+    target = translator.tokenizers.target
+    replaced = 0
+    for beam_size in (1, 4):
+        plain = translator.translate(sentences, TranslationOptions(beam_size=beam_size, allow_unk=True))
+        found = translator.translate(sentences, TranslationOptions(beam_size=beam_size, replace_unk=True))
+        for text, (translation,), (unreplaced,) in zip(sentences, found, plain):
+            assert translation.tokens == unreplaced.tokens  # the same search, <unk> allowed
+            weights = translator.attention(text, translation)  # recomputed, one sentence alone
+            words = [text.split()[int(np.argmax(weights[i]))] if token == target.unk_id else target.tokens[token]
+                     for i, token in enumerate(translation.tokens)]
+            assert translation.text == " ".join(words)
+            replaced += translation.tokens.count(target.unk_id)
+    assert replaced >= 4
+
+
+def test_replace_unk_needs_words_and_attention(folder, tmp_path):
+    from mlxseq.data import CharTokenizer
+
+    args = ModelArgs(12, 12, embed_size=8, hidden_size=8, attention="none", dropout=0.0)
+    save_model(tmp_path / "plain", Seq2Seq(args), "seq2seq", args)
+    Translator.load(folder).tokenizers.save(tmp_path / "plain")
+    with pytest.raises(ValueError, match="no attention"):
+        Translator.load(tmp_path / "plain").translate(["eins"], TranslationOptions(replace_unk=True))
+    chars = CharTokenizer.build("einszwdr")
+    args = ModelArgs(chars.vocab_size, chars.vocab_size, embed_size=8, hidden_size=8, dropout=0.0)
+    save_model(tmp_path / "chars", Seq2Seq(args), "seq2seq", args)
+    TokenizerPair(chars, chars).save(tmp_path / "chars")
+    result = runner.invoke(app, ["translate", "--model", str(tmp_path / "chars"), "--replace-unk", "eins"])
+    assert result.exit_code == 1 and "word tokenizers" in result.output and "CharTokenizer" in result.output
