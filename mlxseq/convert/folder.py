@@ -77,10 +77,11 @@ def detect_format(state: Mapping[str, Any], source) -> str:
             f"{source}: PyTorch seq2seq-tutorial decoder weights found, but not together with its encoder "
             "(embedding and gru); if they were saved to two files, pass the decoder's with --decoder"
         )
-    if any(k.startswith(("encoder.embeddings.make_embedding", "generator.", "model.encoder.embeddings.")) for k in keys):
+    if any(k.startswith(("encoder.embeddings.make_embedding", "generator.", "model.encoder.embeddings.",
+                         "encoder.word_lut.")) for k in keys):
         raise ConversionError(
             f"{source}: OpenNMT-py weights without the checkpoint around them; convert the file OpenNMT-py "
-            "saved (with its 'model', 'generator' and 'vocab' entries)"
+            "saved (with its 'model', 'generator' and 'vocab' entries, or 'dicts' before torchtext)"
         )
     if find_torch_rnn_prefixes(state):
         return "torch-rnn"
@@ -119,7 +120,7 @@ def convert_checkpoint(
             raise ConversionError(f"{source}: {error}") from None
         return Conversion(folder, "opennmt", description)
     if format == "opennmt":
-        raise ConversionError(f"{source}: not an OpenNMT-py checkpoint (a dict with 'model' and 'vocab')")
+        raise ConversionError(f"{source}: not an OpenNMT-py checkpoint (a dict with 'model' and 'vocab' or 'dicts')")
     if decoder is not None:
         loaded = {"encoder": loaded, "decoder": load_torch_checkpoint(decoder, allow=allow)}
     flat = flat_arrays(loaded)

@@ -2,17 +2,26 @@
 
 A checkpoint (``onmt/models/model_saver.py``) is a dict: ``model`` (state dict without the
 generator), ``generator``, ``vocab``, ``opt`` (an ``argparse.Namespace``) and ``optim``.
-The vocabulary took three forms over the years, all read here without running code:
+The first checkpoints (``train.py`` before torchtext, 2017) hold ``dicts`` instead of
+``vocab``. The vocabulary took four forms over the years, all read here without running code:
 
+    2017        {"src": onmt.Dict.Dict, "tgt": Dict}                      Dict.idxToLabel
     2017-2018   [("src", torchtext.vocab.Vocab), ("tgt", Vocab), ...]    Vocab.itos
     1.x-2.x     {"src": TextMultiField or Field, "tgt": ...}             field.vocab.itos
     3.x         {"src": [tokens], "tgt": [tokens], ...}
+
+The first models (``onmt/Models.py`` with ``onmt.Dict``) are the same network under other
+names: ``word_lut`` embeddings, an ``nn.LSTM`` encoder (``-brnn``: H/2 per direction,
+concatenated; ``-brnn_merge`` was declared but that code always concatenated), a
+StackedLSTM decoder whose first cell takes ``[emb; a_{t-1}]`` with ``-input_feed 1`` and
+``emb`` alone with 0, and general attention without biases.
 
 Weights (the model is read off the weights; ``opt`` only refuses what mlxseq lacks)::
 
     encoder.embeddings.make_embedding.emb_luts.0.weight (Vs, Es)
     encoder.rnn.*                      nn.LSTM/GRU/RNN, bidirectional for brnn (H/2 each)
     encoder.bridge.{0,1}               Linear(L*H, L*H) per state, relu (``bridge: opennmt``)
+    encoder.word_lut.weight / decoder.word_lut.weight   the same, 2017 (onmt.Dict checkpoints)
     decoder.embeddings.make_embedding.emb_luts.0.weight (Vt, Et)
     decoder.rnn.layers.{k}.*           stacked cells, input feeding (InputFeedRNNDecoder)
     decoder.rnn.*_l{k}                 nn.LSTM/GRU without input feeding (StdRNNDecoder)
@@ -58,7 +67,12 @@ UNSUPPORTED_KEYS = {
     "embeddings.make_embedding.emb_luts.1.": "source or target features",
     "embeddings.make_embedding.pe.": "position encoding",
     "embeddings.make_embedding.mlp.": "merged feature embeddings",
+    "embeddings.emb_luts.1.": "source or target features",
+    "feature_luts.": "source or target features",
 }
+DICT_CLASS = "onmt.Dict.Dict"
+DICT_GENERATION = "2017 (onmt.Dict, before torchtext)"
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
 class OpenNMTError(ValueError):
@@ -66,13 +80,31 @@ class OpenNMTError(ValueError):
 
 
 def is_opennmt_checkpoint(obj: Any) -> bool:
-    """A dict with OpenNMT-py's ``model`` state dict (encoder embeddings) and a ``vocab``."""
-    if not isinstance(obj, Mapping) or not isinstance(obj.get("model"), Mapping) or "vocab" not in obj:
+    """A dict with OpenNMT-py's ``model`` state dict (encoder embeddings) and a ``vocab`` (or ``dicts``)."""
+    if not isinstance(obj, Mapping) or not isinstance(obj.get("model"), Mapping) or not _vocabulary_entry(obj):
         return False
     return any(str(k).startswith(("encoder.embeddings.", "encoder.word_lut")) for k in obj["model"])
 
 
 # --- vocabularies -------------------------------------------------------------------
+
+
+def _vocabulary_entry(checkpoint: Mapping[str, Any]) -> Any:
+    """``vocab``, or ``dicts`` in the checkpoints written before torchtext."""
+    return checkpoint.get("vocab", checkpoint.get("dicts"))
+
+
+def _dict_labels(record: PickledObject) -> list[str]:
+    """The labels of an ``onmt.Dict`` in id order (its ``idxToLabel`` maps id -> label)."""
+    labels = _attribute(record, "idxToLabel")
+    if not isinstance(labels, Mapping) or sorted(labels) != list(range(len(labels))):
+        raise OpenNMTError("its onmt.Dict's idxToLabel does not map the ids 0..n-1 to labels")
+    if _attribute(record, "lower"):
+        raise OpenNMTError(
+            "its dictionaries were built with -lower (OpenNMT-py lowercased every word it looked up), "
+            "which mlxseq's word tokenizer does not do"
+        )
+    return [str(labels[i]) for i in range(len(labels))]
 
 
 def _attribute(record: Any, name: str) -> Any:
@@ -93,6 +125,8 @@ def _itos(entry: Any) -> list[str] | None:
                 return found
         return None
     if isinstance(entry, PickledObject):
+        if entry.class_path == DICT_CLASS:
+            return _dict_labels(entry)
         itos = _attribute(entry, "itos")
         if isinstance(itos, list):
             return [str(t) for t in itos]
@@ -112,6 +146,8 @@ def read_vocabularies(vocab: Any) -> tuple[list[str], list[str], str]:
         entries = vocab
         lists = all(isinstance(vocab.get(side), list) for side in ("src", "tgt"))
         generation = "3.x (token lists)" if lists else "1.x-2.x (torchtext fields)"
+        if any(getattr(vocab.get(side), "class_path", None) == DICT_CLASS for side in ("src", "tgt")):
+            generation = DICT_GENERATION
     else:
         raise OpenNMTError(f"its 'vocab' is a {type(vocab).__name__}, not a known OpenNMT-py vocabulary")
     start = entries.get("decoder_start_token", "<s>")  # 3.x names the token decoding starts from
@@ -170,15 +206,22 @@ def _refuse_unsupported(model: Mapping[str, Any], opt: Any) -> None:
         raise OpenNMTError(f"its attention uses {opt.global_attention_function}, mlxseq only softmax")
 
 
-def _decoder_cells(model: Mapping[str, Any], kind: str, layers: int) -> tuple[dict[str, np.ndarray], int, bool]:
+def _decoder_cells(model: Mapping[str, Any], kind: str, embed_size: int) -> tuple[dict[str, np.ndarray], int, bool]:
     """``(cells.* weights, decoder layers, input feeding)`` of either RNN decoder."""
     cells, k = {}, 0
-    if "decoder.rnn.layers.0.weight_ih" in model:  # InputFeedRNNDecoder: StackedLSTM/GRU of cells
+    if "decoder.rnn.layers.0.weight_ih" in model:  # InputFeedRNNDecoder (2017: Decoder): stacked cells
         while f"decoder.rnn.layers.{k}.weight_ih" in model:
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                 cells[f"cells.{k}.{name}"] = model[f"decoder.rnn.layers.{k}.{name}"]
             k += 1
-        return cells, k, True
+        inputs, hidden = np.shape(cells["cells.0.weight_ih"])[1], np.shape(cells["cells.0.weight_hh"])[1]
+        if inputs not in (embed_size, embed_size + hidden):
+            raise OpenNMTError(f"its first decoder cell takes {inputs} inputs, neither the embedding ({embed_size}) "
+                               f"nor the embedding and the input feed ({embed_size + hidden})")
+        gates = np.shape(cells["cells.0.weight_ih"])[0] // hidden
+        if gates != GATES[kind]:
+            raise OpenNMTError(f"its decoder cells have {gates} gates and its {kind} encoder {GATES[kind]}")
+        return cells, k, inputs == embed_size + hidden  # -input_feed 0 (2017) feeds the embedding alone
     config, weights = torch_rnn_config(model, "decoder.rnn.")  # StdRNNDecoder: one nn.LSTM/GRU
     if config.kind != kind or config.bidirectional:
         raise OpenNMTError(f"its decoder RNN ({config}) does not match its {kind} encoder")
@@ -186,6 +229,21 @@ def _decoder_cells(model: Mapping[str, Any], kind: str, layers: int) -> tuple[di
         base, layer = name.rsplit("_l", 1)
         cells[f"cells.{layer}.{base}"] = value
     return cells, config.num_layers, False
+
+
+def _check_decoder_size(decoder_hidden: int, encoder, opt: Any) -> None:
+    """The decoder's states are the encoder's directions side by side, as mlxseq's concat bridge makes them."""
+    if decoder_hidden == encoder.hidden_size * (2 if encoder.bidirectional else 1):
+        return
+    if encoder.bidirectional and decoder_hidden == encoder.hidden_size:
+        merge = _attribute(opt, "brnn_merge")
+        raise OpenNMTError(
+            f"its bidirectional encoder's directions ({encoder.hidden_size} units each) are merged into "
+            f"{decoder_hidden} by adding them (brnn_merge {merge or 'sum'}); mlxseq's seq2seq model "
+            "concatenates them (brnn_merge concat)"
+        )
+    raise OpenNMTError(
+        f"its decoder has {decoder_hidden} units per layer, its encoder {encoder.hidden_size} per direction")
 
 
 def _attention(model: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict]:
@@ -216,7 +274,7 @@ def opennmt_model(checkpoint: Mapping[str, Any]):
 
     model, opt = checkpoint["model"], checkpoint.get("opt")
     _refuse_unsupported(model, opt)
-    src_itos, tgt_itos, generation = read_vocabularies(checkpoint["vocab"])
+    src_itos, tgt_itos, generation = read_vocabularies(_vocabulary_entry(checkpoint))
     src_tokens, src_order = vocabulary_order(src_itos, "source")
     tgt_tokens, tgt_order = vocabulary_order(tgt_itos, "target")
     src_embedding, tgt_embedding = _embedding(model, "encoder"), _embedding(model, "decoder")
@@ -229,7 +287,9 @@ def opennmt_model(checkpoint: Mapping[str, Any]):
     encoder, encoder_weights = torch_rnn_config(model, "encoder.rnn.")
     dirs = 2 if encoder.bidirectional else 1
     hidden = encoder.hidden_size * dirs
-    cells, decoder_layers, input_feed = _decoder_cells(model, encoder.kind, encoder.num_layers)
+    E, Es = tgt_embedding.shape[1], src_embedding.shape[1]
+    cells, decoder_layers, input_feed = _decoder_cells(model, encoder.kind, E)
+    _check_decoder_size(np.shape(cells["cells.0.weight_hh"])[1], encoder, opt)
     attention_weights, attention_args = _attention(model)
     weights = {
         "encoder.embedding.weight": remap_rows(src_embedding, src_order),
@@ -247,7 +307,6 @@ def opennmt_model(checkpoint: Mapping[str, Any]):
             weights[f"bridge.linears.{k}.bias"] = model[f"encoder.bridge.{k}.bias"]
     dropout = _attribute(opt, "dropout")
     dropout = dropout[0] if isinstance(dropout, list) and dropout else dropout
-    E, Es = tgt_embedding.shape[1], src_embedding.shape[1]
     args = ModelArgs(
         src_vocab_size=len(src_tokens), tgt_vocab_size=len(tgt_tokens), embed_size=E,
         src_embed_size=Es if Es != E else 0, hidden_size=hidden, encoder_layers=encoder.num_layers,
@@ -263,6 +322,15 @@ def opennmt_model(checkpoint: Mapping[str, Any]):
         f"{len(src_itos)} source and {len(tgt_itos)} target tokens"
     )
     return args, weights, src_tokens, tgt_tokens, description
+
+
+DICT_NOTE = (
+    "\nThis model comes from OpenNMT-py's first `train.py` (2017). Its `translate.py -beam_size 1 "
+    "-max_sent_length 100` is `mlxseq translate --model <folder> --search opennmt --beam-size 1 --max-length 100` "
+    "(when the output ends before the limit). Its beam search (`onmt.Beam` of that time) let hypotheses go on past "
+    "`</s>` and kept every beam's input feed in place when the beams were reordered; that search is not reproduced: "
+    "`--search opennmt` is OpenNMT-py's later beam search.\n"
+)
 
 
 def convert_opennmt(checkpoint: Mapping[str, Any], out_dir, *, source_name: str):
@@ -281,9 +349,9 @@ def convert_opennmt(checkpoint: Mapping[str, Any], out_dir, *, source_name: str)
         "To translate as `onmt_translate -beam_size 5 -max_length 100` (its defaults up to 2.x: no length "
         "penalty, nothing banned):\n\n"
         "    mlxseq translate --model <folder> --search opennmt --beam-size 5 --length-penalty 0 --max-length 100\n\n"
-        "`-length_penalty wu -alpha A` is `--length-penalty A` (gnmt); `-beam_size 1` is greedy search. "
-        "`-replace_unk` is not reproduced.\n"
-        f"{batch_note}"
+        "`-length_penalty wu -alpha A` is `--length-penalty A` (gnmt); `-beam_size 1` is greedy search; "
+        "`-replace_unk` is `--replace-unk`.\n"
+        f"{batch_note}{DICT_NOTE if DICT_GENERATION in description else ''}"
     )
     folder = save_seq2seq_folder(out_dir, args, weights, src_tokens, tgt_tokens, readme)
     return folder, description

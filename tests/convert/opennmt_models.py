@@ -161,7 +161,7 @@ class RNNDecoder(nn.Module):
             rnn_output = rnn_output[0]
             hidden = hidden if self.rnn_type == "LSTM" else (hidden,)
         out, attn = self.attn(rnn_output, memory_bank.transpose(0, 1), lengths)
-        return out, {"hidden": hidden, "input_feed": out}
+        return out, {"hidden": hidden, "input_feed": out, "attn": attn}
 
 
 class NMTModel(nn.Module):
@@ -204,16 +204,30 @@ def teacher_forced(model, generator, src_ids, tgt_in):
 
 
 @torch.no_grad()
-def greedy(model, generator, src_ids, bos, eos, max_length=100):
+def greedy(model, generator, src_ids, bos, eos, max_length=100, with_attention=False):
+    """GreedySearch's tokens (and, as its alive_attn, the attention of each step, eos included)."""
     state, memory, lengths = _start(model, src_ids)
-    token, out = torch.tensor([bos]), []
+    token, out, attention = torch.tensor([bos]), [], []
     for _ in range(max_length):
         log_probs, state = _log_probs(model, generator, token, state, memory, lengths)
+        attention.append(state["attn"][0])
         token = log_probs.topk(1, dim=-1)[1][:, 0]
         if token.item() == eos:
             break
         out.append(token.item())
-    return out
+    return (out, torch.stack(attention)) if with_attention else out
+
+
+def build_target_tokens(tokens, attention, src_raw, itos, replace_unk=True):
+    """``onmt/translate/translation.py`` ``_build_target_tokens``: the words, each <unk> replaced by
+    the source word its step attended to most (``attn[i][:len(src_raw)].max(0)``)."""
+    words = [itos[t] for t in tokens]
+    if replace_unk:
+        for i in range(len(words)):
+            if words[i] == "<unk>":
+                _, max_index = attention[i][: len(src_raw)].max(0)
+                words[i] = src_raw[max_index.item()]
+    return words
 
 
 def _tile(state, k):
@@ -223,8 +237,9 @@ def _tile(state, k):
 
 @torch.no_grad()
 def beam_search(model, generator, src_ids, bos, eos, beam_size=5, n_best=1, max_length=100, min_length=0,
-                alpha=0.0, length_penalty="none"):
-    """OpenNMT-py's BeamSearch.advance/update_finished for one source: [(score, tokens)], best first."""
+                alpha=0.0, length_penalty="none", with_attention=False):
+    """OpenNMT-py's BeamSearch.advance/update_finished for one source: [(score, tokens)], best first;
+    ``with_attention``: [(score, tokens, attention)] with its ``alive_attn`` rows (eos included)."""
     def penalty(cur_len):
         if length_penalty == "wu":
             return ((5 + cur_len) / 6.0) ** alpha
@@ -238,8 +253,10 @@ def beam_search(model, generator, src_ids, bos, eos, beam_size=5, n_best=1, max_
     topk_log_probs = torch.tensor([[0.0] + [float("-inf")] * (beam_size - 1)])
     alive_seq = torch.full([beam_size, 1], bos, dtype=torch.long)
     top_beam_finished, hypotheses = False, []
+    alive_attn = None
     for step in range(max_length):
         log_probs, state = _log_probs(model, generator, alive_seq[:, -1], state, memory, lengths)
+        step_attn = state["attn"]
         vocab_size = log_probs.size(-1)
         cur_len = alive_seq.shape[1]
         if cur_len <= min_length:
@@ -252,6 +269,9 @@ def beam_search(model, generator, src_ids, bos, eos, beam_size=5, n_best=1, max_
         select = topk_ids // vocab_size
         topk_ids = topk_ids % vocab_size
         alive_seq = torch.cat([alive_seq.index_select(0, select[0]), topk_ids.view(beam_size, 1)], -1)
+        current_attn = step_attn.index_select(0, select[0]).unsqueeze(1)
+        alive_attn = current_attn if alive_attn is None else torch.cat(
+            [alive_attn.index_select(0, select[0]), current_attn], 1)
         is_finished = topk_ids.eq(eos)
         if alive_seq.shape[1] == max_length + 1:
             is_finished.fill_(1)
@@ -259,10 +279,11 @@ def beam_search(model, generator, src_ids, bos, eos, beam_size=5, n_best=1, max_
             topk_log_probs.masked_fill_(is_finished, -1e10)
             top_beam_finished |= bool(is_finished[0, 0])
             for j in is_finished[0].nonzero().view(-1):
-                hypotheses.append((topk_scores[0, j].item(), alive_seq[j, 1:].tolist()))
+                hypotheses.append((topk_scores[0, j].item(), alive_seq[j, 1:].tolist(), alive_attn[j]))
             if top_beam_finished and len(hypotheses) >= n_best:
                 best = sorted(hypotheses, key=lambda x: x[0], reverse=True)[:n_best]
-                return [(score, tokens[:-1] if tokens[-1] == eos else tokens) for score, tokens in best]
+                found = [(score, tokens[:-1] if tokens[-1] == eos else tokens, attn) for score, tokens, attn in best]
+                return found if with_attention else [(score, tokens) for score, tokens, _ in found]
         state = {"hidden": tuple(h.index_select(1, select[0]) for h in state["hidden"]),
                  "input_feed": state["input_feed"].index_select(0, select[0])}
     raise AssertionError("unreachable: every beam ends at max_length")

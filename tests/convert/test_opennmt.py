@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 import mlxseq
 from mlxseq.cli import app
 from mlxseq.translation import TranslationOptions, Translator
+from tests.convert import opennmt_dict_models as onmt17
 from tests.convert import opennmt_models as onmt
 
 runner = CliRunner()
@@ -177,3 +178,183 @@ def test_opennmt_features_mlxseq_lacks_are_refused(tmp_path, monkeypatch):
     torch.save(checkpoint["model"], tmp_path / "bare.pt")
     result = runner.invoke(app, ["convert", str(tmp_path / "bare.pt"), str(tmp_path / "out")])
     assert result.exit_code == 1 and "'vocab'" in result.output
+
+
+# --- the first checkpoints (2017): onmt.Dict vocabularies, word_lut embeddings ---------------
+
+DICT_SPECIALS = ["<blank>", "<unk>", "<s>", "</s>"]  # onmt.Constants: PAD 0, UNK 1, BOS 2, EOS 3
+SRC_DICT = DICT_SPECIALS + WORDS
+TGT_DICT = DICT_SPECIALS + [f"t{i}" for i in range(9)]
+DICT_CASES = {  # options, then how the generator is sharpened: (scale, eos bias)
+    "brnn-2-layers-input-feed": (dict(layers=2, brnn=True, input_feed=1), (3.0, 1.0)),
+    "rnn-1-layer-no-input-feed": (dict(layers=1, brnn=False, input_feed=0), (6.0, 2.0)),
+}
+
+
+def _onmt_dict(monkeypatch, labels, lower=False):
+    Dict = _fake(monkeypatch, "onmt.Dict.Dict")
+    return _record(Dict, idxToLabel=dict(enumerate(labels)), labelToIdx={t: i for i, t in enumerate(labels)},
+                   frequencies={i: 1 for i in range(len(labels))}, special=[0, 1, 2, 3], lower=lower)
+
+
+def _dict_options(**kwargs):
+    """The options the first train.py saved."""
+    options = dict(data="demo-train.pt", save_model="demo-model", train_from="", layers=2, rnn_size=8,
+                   word_vec_size=6, input_feed=1, brnn=False, brnn_merge="concat", batch_size=64,
+                   max_generator_batches=32, epochs=13, start_epoch=1, param_init=0.1, optim="sgd", max_grad_norm=5,
+                   dropout=0.3, curriculum=False, learning_rate=1.0, learning_rate_decay=0.5, start_decay_at=8,
+                   pre_word_vecs_enc=None, pre_word_vecs_dec=None, gpus=[], log_interval=50)
+    return argparse.Namespace(**{**options, **kwargs})
+
+
+def _dict_checkpoint(monkeypatch, model, opt, lower=False):
+    """As the first train.py saved it (with torch.save's legacy layout of that time)."""
+    Optim = _fake(monkeypatch, "onmt.Optim.Optim")
+    optim = _record(Optim, params=list(model.parameters()), last_ppl=12.0, lr=1.0, max_grad_norm=5, method="sgd",
+                    lr_decay=0.5, start_decay_at=8, start_decay=False,
+                    optimizer=torch.optim.SGD(model.parameters(), lr=1.0))
+    dicts = {"src": _onmt_dict(monkeypatch, SRC_DICT, lower), "tgt": _onmt_dict(monkeypatch, TGT_DICT, lower)}
+    return {"model": {k: v for k, v in model.state_dict().items() if "generator" not in k},
+            "generator": model.generator.state_dict(), "dicts": dicts, "opt": opt, "epoch": 13, "optim": optim}
+
+
+def _first_model(name, opt, scale, eos_bias, unk_bias=-30.0):
+    torch.manual_seed(len(name))
+    model = onmt17.build(opt, len(SRC_DICT), len(TGT_DICT))
+    with torch.no_grad():  # sharper, never <blank> or <s>, mostly ending before MAX_LENGTH, as after training
+        for parameter in model.parameters():
+            parameter.mul_(2.0)
+        model.generator[0].weight.mul_(scale)
+        model.generator[0].bias[[0, 2]] = -30.0
+        model.generator[0].bias[1] = unk_bias
+        model.generator[0].bias[3] += eos_bias
+    return model
+
+
+def _convert_first(tmp_path, monkeypatch, model, opt, **kwargs):
+    path = tmp_path / "demo-model_acc_55.00_ppl_12.00_e13.pt"
+    torch.save(_dict_checkpoint(monkeypatch, model, opt, **kwargs), path, _use_new_zipfile_serialization=False)
+    return runner.invoke(app, ["convert", str(path), str(tmp_path / "out")])
+
+
+@pytest.mark.parametrize("name", list(DICT_CASES))
+def test_first_checkpoints_translate_as_their_translator(tmp_path, monkeypatch, name):
+    options, (scale, eos_bias) = DICT_CASES[name]
+    opt = _dict_options(**options)
+    model = _first_model(name, opt, scale, eos_bias)
+    result = _convert_first(tmp_path, monkeypatch, model, opt)
+    assert result.exit_code == 0, result.output
+    assert "found opennmt: OpenNMT-py 2017 (onmt.Dict" in result.output
+    translator = Translator.load(tmp_path / "out")
+    assert translator.tokenizers.target.tokens == ["<pad>"] + TGT_DICT[1:]  # the same ids
+    stoi = {t: i for i, t in enumerate(SRC_DICT)}
+    sources = [[stoi.get(w, onmt17.UNK) for w in s.split()] for s in SENTENCES]
+
+    # numbers: NMTModel.forward and the generator against the converted model's steps
+    model_mx = mlxseq.load(tmp_path / "out")
+    tgt = [2, 5, 9, 4, 3, 7, 3]
+    for text, src_ids in zip(SENTENCES, sources):
+        expected = onmt17.teacher_forced(model, src_ids, tgt).numpy()
+        ids = translator.tokenizers.source.encode(text)
+        assert ids == src_ids
+        state = model_mx.init_state(model_mx.encode(mx.array([ids]), mx.array([len(ids)])))
+        for t, token in enumerate(tgt[:-1]):
+            logits, state = model_mx.step(mx.array([token]), state)
+            np.testing.assert_allclose(np.array(logits[0] - mx.logsumexp(logits[0])), expected[t], atol=1e-5)
+
+    # tokens and text: its translate.py -beam_size 1, then OpenNMT-py's later beam search
+    greedy = translator.translate(SENTENCES, TranslationOptions(beam_size=1, search="opennmt", max_length=MAX_LENGTH))
+    ended = 0
+    for hyps, text, src_ids in zip(greedy, SENTENCES, sources):
+        words, ids = onmt17.translate(model, src_ids, text.split(), TGT_DICT, beam_size=1, max_sent_length=MAX_LENGTH)
+        if ids[-1] == onmt17.EOS:
+            assert hyps[0].tokens == ids[:-1] and hyps[0].text == " ".join(words)
+            ended += 1
+        else:  # at the limit buildTargetTokens drops the last word as if it were EOS; mlxseq keeps it
+            assert hyps[0].tokens == ids and hyps[0].text == " ".join(words + [TGT_DICT[ids[-1]]])
+    assert ended >= 3
+    options = TranslationOptions(beam_size=4, n_best=2, search="opennmt", max_length=MAX_LENGTH,
+                                 length_penalty=0.6, length_penalty_kind="gnmt")
+    for hyps, src_ids in zip(translator.translate(SENTENCES, options), sources):
+        expected = onmt.beam_search(onmt17.SearchView(model), model.generator, src_ids, bos=2, eos=3, beam_size=4,
+                                    n_best=2, max_length=MAX_LENGTH, alpha=0.6, length_penalty="wu")
+        assert [h.tokens for h in hyps] == [tokens for _, tokens in expected]
+        np.testing.assert_allclose([h.score for h in hyps], [score for score, _ in expected], rtol=1e-5)
+    assert "first `train.py`" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_first_checkpoints_mlxseq_cannot_hold_are_refused(tmp_path, monkeypatch):
+    opt = _dict_options(layers=1, brnn=True)
+    model = _first_model("lower", opt, 3.0, 1.0)
+    result = _convert_first(tmp_path, monkeypatch, model, opt, lower=True)
+    assert result.exit_code == 1 and "-lower" in result.output
+
+    # Directions added rather than concatenated: each as wide as the decoder.
+    opt = _dict_options(layers=1, brnn=True, brnn_merge="sum")
+    model = _first_model("sum", opt, 3.0, 1.0)
+    model.encoder.rnn = torch.nn.LSTM(6, 8, bidirectional=True)
+    result = _convert_first(tmp_path, monkeypatch, model, opt)
+    assert result.exit_code == 1 and "brnn_merge sum" in result.output and "concatenates" in result.output
+
+
+# --- -replace_unk ----------------------------------------------------------------------------
+
+
+def test_replace_unk_as_the_first_translator(tmp_path, monkeypatch):
+    opt = _dict_options(layers=2, brnn=True)
+    model = _first_model("brnn-2-layers-input-feed", opt, 3.0, 2.0, unk_bias=1.0)
+    assert _convert_first(tmp_path, monkeypatch, model, opt).exit_code == 0
+    translator = Translator.load(tmp_path / "out")
+    stoi = {t: i for i, t in enumerate(SRC_DICT)}
+    options = TranslationOptions(beam_size=1, search="opennmt", max_length=MAX_LENGTH, replace_unk=True)
+    replaced = 0
+    for hyps, text in zip(translator.translate(SENTENCES, options), SENTENCES):
+        src_ids = [stoi.get(w, onmt17.UNK) for w in text.split()]
+        words, ids = onmt17.translate(model, src_ids, text.split(), TGT_DICT, beam_size=1,
+                                      max_sent_length=MAX_LENGTH, replace_unk=True)
+        assert ids[-1] == onmt17.EOS
+        assert hyps[0].text == " ".join(words)
+        replaced += ids.count(onmt17.UNK)
+    assert replaced >= 2
+
+
+def test_replace_unk_as_opennmt(tmp_path, monkeypatch):
+    torch.manual_seed(3)
+    model, generator = onmt.build("LSTM", True, 1, 8, "general", True, False, len(SRC_V3), len(TGT),
+                                  generator_sequential=False)
+    with torch.no_grad():  # <unk> (id 0 there) often, never <blank> or <s>
+        generator.weight.mul_(3.0)
+        generator.bias[[1, 2]] = -30.0
+        generator.bias[0] += 2.0
+    opt = _options(rnn_type="LSTM", brnn=True, layers=1, rnn_size=8, global_attention="general", input_feed=1)
+    torch.save(_checkpoint(monkeypatch, "v3", model, generator, opt), tmp_path / "model.pt")
+    assert runner.invoke(app, ["convert", str(tmp_path / "model.pt"), str(tmp_path / "out")]).exit_code == 0
+    translator = Translator.load(tmp_path / "out")
+    stoi = {t: i for i, t in enumerate(SRC_V3)}
+    sources = [[stoi.get(w, 0) for w in s.split()] for s in SENTENCES]
+
+    greedy = TranslationOptions(beam_size=1, search="opennmt", max_length=MAX_LENGTH, replace_unk=True)
+    replaced = 0
+    for hyps, text, src_ids in zip(translator.translate(SENTENCES, greedy), SENTENCES, sources):
+        tokens, attention = onmt.greedy(model, generator, src_ids, bos=2, eos=3, max_length=MAX_LENGTH,
+                                        with_attention=True)
+        assert hyps[0].text == " ".join(onmt.build_target_tokens(tokens, attention, text.split(), TGT))
+        replaced += tokens.count(0)
+    assert replaced >= 2
+
+    beam = TranslationOptions(beam_size=4, n_best=3, search="opennmt", max_length=MAX_LENGTH, replace_unk=True,
+                              length_penalty=0.0)
+    replaced = 0
+    for hyps, text, src_ids in zip(translator.translate(SENTENCES, beam), SENTENCES, sources):
+        expected = onmt.beam_search(model, generator, src_ids, bos=2, eos=3, beam_size=4, n_best=3,
+                                    max_length=MAX_LENGTH, with_attention=True)
+        assert [h.text for h in hyps] == [" ".join(onmt.build_target_tokens(tokens, attention, text.split(), TGT))
+                                          for _, tokens, attention in expected]
+        replaced += sum(tokens.count(0) for _, tokens, _ in expected)
+    assert replaced >= 2
+
+    result = runner.invoke(app, ["translate", SENTENCES[3], "--model", str(tmp_path / "out"), "--search", "opennmt",
+                                 "--beam-size", "4", "--length-penalty", "0", "--max-length", str(MAX_LENGTH),
+                                 "--replace-unk"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == translator.translate([SENTENCES[3]], beam)[0][0].text
