@@ -22,6 +22,7 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten, tree_map
 
+from mlxseq.layers.activations import exp_nonpositive
 from mlxseq.sample_utils import LogitsProcessor, Sampler, greedy_sampler
 
 State = Any
@@ -122,9 +123,18 @@ def _check_search_arguments(eos_id, max_tokens, min_length, banned_ids):
         raise ValueError(f"banned_ids contains eos_id={eos_id}; use min_length to delay eos")
 
 
+@mx.compile
 def _log_softmax(logits: mx.array) -> mx.array:
-    logits = logits.astype(mx.float32)
-    return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+    """log_softmax over the last axis, ``-inf`` logits staying ``-inf``.
+
+    MLX's CPU ``exp`` (inside ``logsumexp``) runs one element at a time; this uses the
+    vectorised exp of :func:`mlxseq.layers.activations.exp_nonpositive` (relative error
+    < 2e-7), about twice as fast over a (64, 5000) step.
+    """
+    x = logits.astype(mx.float32)
+    shifted = x - x.max(axis=-1, keepdims=True)
+    clamped = mx.where(shifted > -87.0, shifted, -87.0)  # exp(-87) ~ 1.6e-38: nothing next to the max's 1
+    return shifted - mx.log(exp_nonpositive(clamped).sum(axis=-1, keepdims=True))
 
 
 def _forbidden(vocab: int, banned_ids: Sequence[int], eos_id: int, step: int, min_length: int) -> mx.array:
@@ -199,7 +209,10 @@ def _generation_loop(
         step_key = None
         if key is not None:
             key, step_key = mx.random.split(key)
-        chosen = sampler(_log_softmax(logits), key=step_key).astype(mx.int32)
+        if sampler is greedy_sampler:  # the argmax of the log-softmax is the argmax of the logits
+            chosen = mx.argmax(logits, axis=-1).astype(mx.int32)
+        else:
+            chosen = sampler(_log_softmax(logits), key=step_key).astype(mx.int32)
         active = ~ended
         tokens = mx.where(active, chosen, eos_id)
         chosen_log_probs = mx.take_along_axis(log_probs, tokens[:, None], axis=-1)[:, 0]
