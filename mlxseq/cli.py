@@ -75,13 +75,15 @@ def convert(
 
 
 def _translation_options(beam_size, length_penalty, max_length_ratio, n_best, batch_size, search="mlxseq", max_length=0,
-                         replace_unk=False):
+                         replace_unk=False, length_penalty_kind="gnmt", max_length_offset=10):
     from mlxseq.translation import TranslationOptions
 
     return TranslationOptions(
         beam_size=beam_size,
         length_penalty=length_penalty,
+        length_penalty_kind=length_penalty_kind,
         max_length_ratio=max_length_ratio,
+        max_length_offset=max_length_offset,
         n_best=n_best,
         batch_size=batch_size,
         search=search,
@@ -98,7 +100,10 @@ def translate(
     output: str = typer.Option(None, "--output", "-o", help="Write translations here instead of standard output."),
     beam_size: int = typer.Option(5, help="Beam size; 1 is greedy search."),
     length_penalty: float = typer.Option(0.6, help="GNMT length penalty alpha; 0 ranks by the sum of log-probabilities."),
-    max_length_ratio: float = typer.Option(2.0, help="Output length limit as a multiple of the source length (+10)."),
+    length_penalty_kind: str = typer.Option(
+        "gnmt", help="gnmt: ((5 + len) / 6) ** alpha; average: len ** alpha (OpenNMT-py's avg)."),
+    max_length_ratio: float = typer.Option(2.0, help="Output length limit as a multiple of the source length (+offset)."),
+    max_length_offset: int = typer.Option(10, help="Tokens added to the --max-length-ratio limit."),
     n_best: int = typer.Option(1, help="Translations per input, with scores (tab-separated)."),
     batch_size: int = typer.Option(32, help="Sentences per batch."),
     attention: str = typer.Option(None, help="Save the attention heatmap of the first sentence to this PNG."),
@@ -116,7 +121,8 @@ def translate(
 
     try:
         options = _translation_options(
-            beam_size, length_penalty, max_length_ratio, n_best, batch_size, search, max_length, replace_unk)
+            beam_size, length_penalty, max_length_ratio, n_best, batch_size, search, max_length, replace_unk,
+            length_penalty_kind, max_length_offset)
         if text:
             sentences = list(text)
         elif input:

@@ -154,7 +154,7 @@ class Translator:
         if options.search == "opennmt":
             banned = []
         attention = _read_attention if options.replace_unk else None
-        if options.search == "opennmt" and options.beam_size > 1:
+        if options.search == "opennmt":  # -beam_size 1 too: one beam, its score divided by the length penalty
             found = opennmt_beam_search(
                 self.model, state, bos_id=args.bos_id, eos_id=args.eos_id, beam_size=options.beam_size,
                 max_tokens=max_tokens, length_penalty=options.length_penalty,

@@ -20,7 +20,7 @@ Weights (the model is read off the weights; ``opt`` only refuses what mlxseq lac
 
     encoder.embeddings.make_embedding.emb_luts.0.weight (Vs, Es)
     encoder.rnn.*                      nn.LSTM/GRU/RNN, bidirectional for brnn (H/2 each)
-    encoder.bridge.{0,1}               Linear(L*H, L*H) per state, relu (``bridge: opennmt``)
+    encoder.bridge.{0,1}               Linear(L*H/dirs, L*H/dirs) per state, relu (``bridge: opennmt``)
     encoder.word_lut.weight / decoder.word_lut.weight   the same, 2017 (onmt.Dict checkpoints)
     decoder.embeddings.make_embedding.emb_luts.0.weight (Vt, Et)
     decoder.rnn.layers.{k}.*           stacked cells, input feeding (InputFeedRNNDecoder)
@@ -337,9 +337,10 @@ def convert_opennmt(checkpoint: Mapping[str, Any], out_dir, *, source_name: str)
     """Write an OpenNMT-py checkpoint as a model folder; ``(folder, description)``."""
     args, weights, src_tokens, tgt_tokens, description = opennmt_model(checkpoint)
     batch_note = (
-        "OpenNMT-py's bridge mixes the states of a batch's sentences when the encoder has several "
-        "layers or directions; use `--batch-size 1` here and `-batch_size 1` there to compare.\n"
-        if args.bridge == "opennmt" and args.encoder_layers * (2 if args.bidirectional else 1) > 1 else ""
+        "Before 3.0, OpenNMT-py's bridge mixed the states of a batch's sentences when the encoder has several "
+        "layers or directions; mlxseq takes each sentence alone, as 3.x does: use `-batch_size 1` there to compare.\n"
+        if args.bridge == "opennmt" and args.encoder_layers * (2 if args.bidirectional else 1) > 1
+        and "3.x" not in description else ""
     )
     readme = (
         f"# {Path(out_dir).name}\n\n"
@@ -349,8 +350,11 @@ def convert_opennmt(checkpoint: Mapping[str, Any], out_dir, *, source_name: str)
         "To translate as `onmt_translate -beam_size 5 -max_length 100` (its defaults up to 2.x: no length "
         "penalty, nothing banned):\n\n"
         "    mlxseq translate --model <folder> --search opennmt --beam-size 5 --length-penalty 0 --max-length 100\n\n"
-        "`-length_penalty wu -alpha A` is `--length-penalty A` (gnmt); `-beam_size 1` is greedy search; "
-        "`-replace_unk` is `--replace-unk`.\n"
+        "`-length_penalty wu -alpha A` is `--length-penalty A` (gnmt), `-length_penalty avg -alpha A` is "
+        "`--length-penalty A --length-penalty-kind average`; `-replace_unk` is `--replace-unk`. OpenNMT-py 3.x "
+        "translates by default with `-length_penalty avg -alpha 1.0 -max_length 250 -max_length_ratio 1.25`, "
+        "that is `--length-penalty 1.0 --length-penalty-kind average --max-length-ratio 1.25 --max-length-offset 5` "
+        "(while under 250 tokens).\n"
         f"{batch_note}{DICT_NOTE if DICT_GENERATION in description else ''}"
     )
     folder = save_seq2seq_folder(out_dir, args, weights, src_tokens, tgt_tokens, readme)

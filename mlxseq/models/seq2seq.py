@@ -5,7 +5,9 @@ direction has ``hidden_size // 2`` units when bidirectional, so the memory has
 ``hidden_size`` features either way). Bridge: the encoder's final states become the
 decoder's initial states (``dense``: tanh(W [h_fwd; h_bwd] + b); ``concat``: the
 directions side by side; ``zeros``; ``opennmt``: OpenNMT-py's bridge, relu(W s + b) over
-all layers' states at once, then the directions side by side).
+rows of ``layers`` consecutive final states of one sentence (each ``hidden_size / dirs``
+wide, in the order layer 0 fwd, layer 0 bwd, layer 1 fwd, ...), then the directions side
+by side).
 
 Decoder, one step (``decoder_style``):
 
@@ -155,7 +157,7 @@ class Bridge(nn.Module):
         if self.kind == "dense":
             self.linears = [nn.Linear(args.hidden_size, args.hidden_size) for _ in range(num_states)]
         elif self.kind == "opennmt":
-            size = args.hidden_size * args.encoder_layers
+            size = args.hidden_size // self.dirs * args.encoder_layers
             self.linears = [nn.Linear(size, size) for _ in range(num_states)]
 
     def __call__(self, finals, batch_size):
@@ -165,10 +167,10 @@ class Bridge(nn.Module):
         for k, state in enumerate(finals):
             L2, B, Hd = state.shape  # (L * dirs, B, H / dirs), index = layer * dirs + direction
             if self.kind == "opennmt":
-                # OpenNMT-py reads the raw (L * dirs, B, H / dirs) array as rows of L * H numbers:
-                # a row is one sample's states only when L * dirs == 1, else results depend on the batch.
-                flat = state.reshape(-1, L2 * Hd)
-                state = nn.relu(self.linears[k](flat)).reshape(L2, B, Hd)
+                # OpenNMT-py cuts each sentence's L * dirs states into dirs rows of L states
+                # (3.x; before 3.0 it cut the (L * dirs, B) array unpermuted, mixing a batch's sentences).
+                rows = state.transpose(1, 0, 2).reshape(B * self.dirs, -1)  # (B * dirs, L * H / dirs)
+                state = nn.relu(self.linears[k](rows)).reshape(B, L2, Hd).transpose(1, 0, 2)
             joined = state.reshape(L2 // self.dirs, self.dirs, B, Hd).transpose(0, 2, 1, 3)
             joined = joined.reshape(L2 // self.dirs, B, self.dirs * Hd)  # (L, B, H): [fwd; bwd]
             if self.kind == "dense":

@@ -38,7 +38,7 @@ class RNNEncoder(nn.Module):
         self.use_bridge = use_bridge
         if use_bridge:
             number_of_states = 2 if rnn_type == "LSTM" else 1
-            self.total_hidden_dim = hidden_size * num_layers
+            self.total_hidden_dim = hidden_size // num_directions * num_layers
             self.bridge = nn.ModuleList([nn.Linear(self.total_hidden_dim, self.total_hidden_dim, bias=True)
                                          for _ in range(number_of_states)])
 
@@ -51,10 +51,11 @@ class RNNEncoder(nn.Module):
         return encoder_final, memory_bank
 
     def _bridge(self, hidden):
-        def bottle_hidden(linear, states):
+        def bottle_hidden(linear, states):  # 3.x: each sentence's states alone (batch first)
+            states = states.permute(1, 0, 2).contiguous()
             size = states.size()
             result = linear(states.view(-1, self.total_hidden_dim))
-            return F.relu(result).view(size)
+            return F.relu(result).view(size).permute(1, 0, 2).contiguous()
 
         if isinstance(hidden, tuple):  # LSTM
             return tuple(bottle_hidden(layer, hidden[ix]) for ix, layer in enumerate(self.bridge))
