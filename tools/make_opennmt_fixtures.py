@@ -22,6 +22,7 @@ modules of transforms that are not used (spacy, rapidfuzz, ...).
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import types
@@ -173,7 +174,7 @@ def translate(checkpoint: Path, run: dict) -> list[list[dict]]:
     from onmt.utils.misc import set_random_seed
     from onmt.utils.parse import ArgumentParser
 
-    args = ["-model", str(checkpoint), "-src", "unused", "-gpu", "-1"]
+    args = ["-model", str(checkpoint), "-src", "unused", "-output", os.devnull, "-gpu", "-1"]
     for key, value in run.items():
         args += [f"-{key}", str(value)]
     opt = _get_parser().parse_args(args)
