@@ -9,12 +9,15 @@ from typer.testing import CliRunner
 import mlxseq
 from mlxseq.cli import app
 from mlxseq.metrics import score_translations
+from mlxseq.generation import BUNDLED_MODEL as GENERATION_MODEL
 from mlxseq.translation import BUNDLED_MODEL as TRANSLATION_MODEL
 from mlxseq.translation import TranslationOptions, Translator
 
 REPO = Path(__file__).resolve().parents[1]
 MULTI30K = REPO.parent / "shared" / "data" / "multi30k" / "raw"
 LIMIT_BYTES = 20 * 1000 * 1000
+COMMON_WORDS = {"the", "and", "i", "to", "of", "a", "my", "you", "that", "in", "is", "not", "me", "it", "with", "be",
+                "your", "his", "for", "this", "thou", "thee", "thy", "what", "so", "but", "have", "will", "he", "as"}
 
 
 @pytest.fixture(autouse=True)
@@ -44,3 +47,45 @@ def test_the_bundled_model_translates_test_sentences_sensibly():
     found = Translator.load().translate(sources, TranslationOptions(beam_size=5))
     scores = score_translations([hyps[0].text for hyps in found], references)
     assert scores.bleu > 28 and scores.chrf > 47, (scores.bleu, scores.chrf)  # all 1,000: 34.2 and 52.3
+
+
+SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
+
+
+def test_the_bundled_language_model_is_complete_and_under_20_mb():
+    files = {p.name for p in GENERATION_MODEL.iterdir()}
+    assert {"config.json", "model.safetensors", "README.md", "tokenizer.json"} <= files, files
+    assert sum(p.stat().st_size for p in GENERATION_MODEL.iterdir()) <= LIMIT_BYTES
+
+
+def test_mlxseq_generate_with_no_model_writes_shakespeare_offline():
+    result = CliRunner().invoke(app, ["generate", "--prompt", "ROMEO:", "--max-tokens", "200", "--seed", "1",
+                                      "--temp", "0.8"])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert text.startswith("ROMEO:") or "ROMEO:" in text[:20], text
+    words = text.split()
+    assert len(words) > 20 and sum(w.strip(".,:;!?'").lower() in COMMON_WORDS for w in words) >= 5, text
+
+
+def test_the_bundled_language_model_keeps_its_validation_loss_on_a_slice():
+    import math
+
+    import mlx.core as mx
+
+    from mlxseq.generation import Generator
+    from mlxseq.losses import label_smoothed_cross_entropy
+
+    text = SHAKESPEARE.read_text()
+    valid = text[int(0.9 * len(text)):][:5001]  # the start of the conventional validation split
+    generator = Generator.load()
+    ids = mx.array([generator.tokenizer.encode(valid)])
+    state, total, count = None, 0.0, 0
+    for start in range(0, ids.shape[1] - 1, 250):  # chunks, the state carried (one graph of thousands of steps is too deep)
+        chunk = ids[:, start : start + 251]
+        logits, state = generator.model(chunk[:, :-1], state)
+        loss, n = label_smoothed_cross_entropy(logits, chunk[:, 1:], -1)
+        mx.eval(loss, n, state)
+        total, count = total + loss.item(), count + n.item()
+    nats = total / count
+    assert nats < 1.6 and math.isfinite(nats), nats  # the whole split, read as 16 streams: see the model card
