@@ -8,8 +8,10 @@ where it stands; :class:`SamplerBatches` passes those through, so a task writes 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 
-class SamplerBatches:
+
+class SamplerBatches(ABC):
     """Batches in the order of ``sampler``: epoch, length and resume state are the sampler's.
 
     Subclasses define ``__iter__``, reading ``self.sampler``.
@@ -25,8 +27,9 @@ class SamplerBatches:
     def __len__(self) -> int:
         return len(self.sampler)
 
+    @abstractmethod
     def __iter__(self):
-        raise NotImplementedError
+        """Yield the rest of the current epoch's batches, each a tuple of arrays for the task's loss."""
 
     def state_dict(self) -> dict:
         return self.sampler.state_dict()
