@@ -33,6 +33,7 @@ from mlxseq.classification import TextClassifier  # noqa: E402
 from mlxseq.tagging import SequenceTagger  # noqa: E402
 from mlxseq.forecasting import TimeSeriesForecaster  # noqa: E402
 from mlxseq.prediction import evaluate, predict  # noqa: E402
+from mlxseq.averaging import average_folders  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -44,6 +45,7 @@ __all__ = [
     "GRUCell",
     "LSTMCell",
     "load",
+    "average_folders",
     "StepModel",
     "Hypothesis",
     "greedy_decode",

@@ -268,6 +268,23 @@ def upload(
 
 
 @app.command()
+def average(
+    folders: list[str] = typer.Argument(..., help="Model folders of one model, e.g. runs/x/checkpoints/step-*."),
+    output: str = typer.Option(..., "--output", "-o", help="Model folder to write with the averaged weights."),
+):
+    """Average the weights of several checkpoints of one model into a new model folder."""
+    from mlxseq.averaging import average_folders
+    from mlxseq.checkpoint import ModelFolderError
+
+    try:
+        out = average_folders(folders, output)
+    except ModelFolderError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"averaged {len(folders)} model folders into {out}")
+
+
+@app.command()
 def generate(
     model: str = typer.Option(None, help="Language-model folder or Hub repo id; default: the bundled model."),
     prompt: str = typer.Option("", help="Text to continue; empty starts from the start token."),

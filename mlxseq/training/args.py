@@ -36,6 +36,7 @@ class TrainingArgs:
     seed: int = 0  # model initialisation, batch order and dropout
     keep_best: bool = True  # write best/ (the model of the best validation metric)
     keep_last: bool = True  # write last/ (the latest model) at each validation and at the end
+    keep_checkpoints: int = 0  # also keep the model folders of the last N saves in checkpoints/ (for mlxseq average)
     # mx.compile: auto (the whole step if the model can be traced, else the update only),
     # step, update, or eager (nothing compiled; for debugging).
     compile: Literal["auto", "step", "update", "eager"] = "auto"
@@ -57,6 +58,7 @@ class TrainingArgs:
             (self.clip_norm >= 0, f"clip_norm must be >= 0 (0 turns clipping off), got {self.clip_norm}"),
             (self.max_steps >= 0 and self.max_epochs >= 0, "max_steps and max_epochs must be >= 0"),
             (self.max_steps > 0 or self.max_epochs > 0, "set max_steps or max_epochs (or both): training needs an end"),
+            (self.keep_checkpoints >= 0, f"keep_checkpoints must be >= 0, got {self.keep_checkpoints}"),
             (self.batch_tokens >= 1, f"batch_tokens must be positive, got {self.batch_tokens}"),
             (self.max_batch_size >= 0, f"max_batch_size must be >= 0, got {self.max_batch_size}"),
             (0 <= self.label_smoothing < 1, f"label_smoothing must lie in [0, 1), got {self.label_smoothing}"),

@@ -292,6 +292,7 @@ class _Loop:
         self.validated_step = state["trackers"]["validated_step"]
         self.step, self.elapsed0, self.saved_step = int(state["step"]), float(state["elapsed"]), int(state["step"])
         self.records = self.folder.keep_metrics_until(self.step)
+        self.folder.drop_checkpoints_after(self.step)
         self.message(f"resuming from step {self.step} (epoch {state['epoch']}) in {self.folder.resume_dir}")
 
     def rank_state(self) -> dict:
@@ -311,6 +312,11 @@ class _Loop:
             "random_key": random_key(), "trackers": trackers, "elapsed": round(self.elapsed(), 3),
         }, ranks)
         self.saved_step = self.step
+        if self.args.keep_checkpoints and self.save_model is not None:
+            summary = self.model_summary()
+            self.folder.write_checkpoint(
+                self.step, lambda folder: self.save_model(folder, self.model, summary), self.args.keep_checkpoints
+            )
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -439,11 +445,15 @@ class _Loop:
     def write_model(self, name: str) -> None:
         if self.save_model is None or (name == "last" and self.last_written == self.step):
             return
-        best = {"metric": self.args.metric, "value": self.best.best, "step": self.best.best_step}
-        summary = {"step": self.step, "epoch": self.batches.epoch, "metrics": self.metrics, "best": best}
+        summary = self.model_summary()
         self.folder.write_model(name, lambda folder: self.save_model(folder, self.model, summary))
         if name == "last":
             self.last_written = self.step
+
+    def model_summary(self) -> dict:
+        """What a written model folder's card reports: where training stood and the scores."""
+        best = {"metric": self.args.metric, "value": self.best.best, "step": self.best.best_step}
+        return {"step": self.step, "epoch": self.batches.epoch, "metrics": self.metrics, "best": best}
 
     def finish(self, stopped: str) -> None:
         self.log_window()

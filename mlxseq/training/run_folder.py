@@ -3,6 +3,7 @@
 Layout of ``output_dir``::
 
     last/ best/        model folders (loadable by mlxseq.load), replaced whole
+    checkpoints/       step-XXXXXXXX/ model folders of the last saves (training.keep_checkpoints)
     resume/            the resume checkpoint (mlxseq.training.resume)
     metrics.jsonl      one JSON object per logged window or validation
     curves.png         training and validation curves, redrawn at each validation
@@ -34,6 +35,7 @@ from mlxseq.training.curves import plot_curves
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
 MODEL_FOLDERS = ("last", "best")
+CHECKPOINTS_DIR = "checkpoints"
 
 
 class RunFolder:
@@ -71,6 +73,32 @@ class RunFolder:
         os.rename(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
         return final
+
+    def write_checkpoint(self, step: int, write: Callable[[Path], None], keep: int) -> Path:
+        """Let ``write(folder)`` fill ``checkpoints/step-XXXXXXXX/``; keep the ``keep`` latest of them."""
+        parent = self.path / CHECKPOINTS_DIR
+        final, tmp = parent / f"step-{step:08d}", parent / f".step-{step:08d}.tmp"
+        if not self.primary:
+            return final
+        parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        write(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.rename(tmp, final)
+        for old in self.checkpoints()[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def checkpoints(self) -> list[Path]:
+        """The kept checkpoint model folders, oldest first."""
+        return sorted((self.path / CHECKPOINTS_DIR).glob("step-" + "[0-9]" * 8))
+
+    def drop_checkpoints_after(self, step: int) -> None:
+        """A resumed run redoes the steps after ``step``: their kept checkpoints are of another past."""
+        if self.primary:
+            for folder in self.checkpoints():
+                if int(folder.name[len("step-"):]) > step:
+                    shutil.rmtree(folder, ignore_errors=True)
 
     def _names(self, name: str) -> tuple[Path, Path, Path]:
         return self.path / name, self.path / f".{name}.old", self.path / f".{name}.tmp"

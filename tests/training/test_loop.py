@@ -276,3 +276,44 @@ def test_validation_does_not_move_the_training_random_stream(straight, tmp_path)
     train(model, Batches(), loss_fn, TrainingArgs(**ARGS), tmp_path, validate=quiet_validate,
           save_model=save_model, progress=False, log=None)
     assert_identical(flat(model), reference)
+
+
+def test_keep_checkpoints_keeps_the_model_folders_of_the_last_saves(tmp_path):
+    saved = {}
+
+    def remember(step, loss):
+        if step in (15, 16, 18, 20):
+            saved[step] = {k: mx.array(v) for k, v in flat(model_holder["model"]).items()}
+
+    model_holder = {}
+    mx.random.seed(0)
+    model_holder["model"] = model = Classifier()
+    train(
+        model, Batches(), loss_fn, TrainingArgs(**{**ARGS, "keep_checkpoints": 3}), tmp_path,
+        validate=validate, save_model=save_model, progress=False, log=None, on_step=remember,
+    )
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert kept == ["step-00000016", "step-00000018", "step-00000020"]  # saves at 3, 4, 6, 8, 9, ... 18, 20
+    for name in kept:
+        step = int(name[len("step-"):])
+        weights = mx.load(str(tmp_path / "checkpoints" / name / "model.safetensors"))
+        assert_identical(weights, saved[step])
+        assert json.loads((tmp_path / "checkpoints" / name / "summary.json").read_text())["step"] == step
+
+
+def test_a_resumed_run_drops_kept_checkpoints_of_steps_it_redoes(tmp_path):
+    with pytest.raises(RuntimeError, match="callback failed"):
+        run(tmp_path, on_step=raise_at(11, RuntimeError("callback failed")), keep_checkpoints=5)
+    assert read_state(tmp_path / "resume")["step"] == 9
+    stale = tmp_path / "checkpoints" / "step-00000010"
+    stale.mkdir()  # as if a crash had come between the checkpoint and the resume state
+    run(tmp_path, keep_checkpoints=5, max_steps=10)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["step-00000003", "step-00000004", "step-00000006", "step-00000008", "step-00000009",
+                     "step-00000010"][-5:]
+    assert (tmp_path / "checkpoints" / "step-00000010" / "model.safetensors").is_file()
+
+
+def test_keep_checkpoints_must_not_be_negative():
+    with pytest.raises(ValueError, match="keep_checkpoints must be >= 0, got -1"):
+        TrainingArgs(**{**ARGS, "keep_checkpoints": -1})
