@@ -1,6 +1,8 @@
 """``model_type: classifier``: many-to-one text classification (multi-class or multi-label).
 
     1. e = dropout(embedding(tokens))                  (B, T, E)  words, subwords or characters
+                                                                  (training: each token becomes
+                                                                  <unk> with prob. word_dropout)
     2. h = rnn(e, lengths)                             (B, T, dirs * H)  zeros past each length
     3. p = pooling(h, lengths)                         (B, dirs * H)  final states, mean, max or
                                                                       attention over valid steps only
@@ -35,7 +37,9 @@ class ModelArgs:
     dropout: float = 0.3  # on embeddings, between layers and before the head, in training only
     pooling: str = "max"  # final (final states), mean, max or attention, over valid steps only
     attention_size: int = 0  # attention pooling's inner size; 0 means the pooled size
+    word_dropout: float = 0.0  # training: a token id becomes <unk> with this probability
     pad_id: int = 0
+    unk_id: int = 1
 
     def __post_init__(self):
         checks = [
@@ -46,6 +50,7 @@ class ModelArgs:
             (self.num_classes >= (1 if self.multi_label else 2),
              f"num_classes must be >= 2 (>= 1 for multi_label), got {self.num_classes}"),
             (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
+            (0 <= self.word_dropout < 1, f"word_dropout must be in [0, 1), got {self.word_dropout}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -79,6 +84,9 @@ class Classifier(nn.Module):
             raise ValueError(
                 f"expected tokens (B, T) and lengths (B,), got shapes {tuple(tokens.shape)} and {tuple(lengths.shape)}"
             )
+        if self.training and self.args.word_dropout > 0:
+            drop = mx.random.bernoulli(self.args.word_dropout, tokens.shape) & (tokens != self.args.pad_id)
+            tokens = mx.where(drop, self.args.unk_id, tokens)
         outputs, _ = self.rnn(self.dropout(self.embedding(tokens)), lengths=lengths)  # (B, T, dirs * H)
         return self.head(self.dropout(self.pooling(outputs, lengths)))
 

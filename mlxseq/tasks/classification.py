@@ -25,7 +25,7 @@ from mlx.utils import tree_flatten
 from mlxseq import checkpoint
 from mlxseq.classification import TextClassifier, TextSettings
 from mlxseq.data import (
-    PAD_ID, BatchSampler, CharTokenizer, DataError, SentencePieceConfig, SentencePieceTokenizer,
+    PAD_ID, UNK_ID, BatchSampler, CharTokenizer, DataError, SentencePieceConfig, SentencePieceTokenizer,
     WordTokenizer, load_tokenizer, pad_batch, read_labelled,
 )
 from mlxseq.losses import label_smoothed_cross_entropy
@@ -43,6 +43,7 @@ FILLED_MODEL_FIELDS = {
     "num_classes": "set by the task: the labels found in data.train",
     "multi_label": "set by the task: true when data.label_separator is set",
     "pad_id": f"set by the task: the tokenizer's <pad> id ({PAD_ID})",
+    "unk_id": f"set by the task: the tokenizer's <unk> id ({UNK_ID})",
 }
 METRICS = ("loss", "accuracy", "macro_f1")
 HEADERS = {"auto": "auto", "skip": True, "none": False}
@@ -179,7 +180,8 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
     if len(names) < (1 if multi else 2):
         raise DataError(f"the training data have {len(names)} label(s) ({', '.join(names)}); a classifier needs two", data.train)
     settings = TextSettings(names, lowercase=data.lowercase, max_length=data.max_length)
-    args = config.model.model_args(vocab_size=tokenizer.vocab_size, num_classes=len(names), multi_label=multi, pad_id=PAD_ID)
+    args = config.model.model_args(vocab_size=tokenizer.vocab_size, num_classes=len(names), multi_label=multi, pad_id=PAD_ID,
+                                   unk_id=UNK_ID)
     model = model_module(config.model.model_type).build_model(args)
     classifier = TextClassifier(model, tokenizer, settings)
     encoded = [classifier.encode(t) for t in train.texts[:keep]]

@@ -53,3 +53,20 @@ def test_bad_arguments_and_shapes_are_named():
         ModelArgs(vocab_size=5, num_classes=1)
     with pytest.raises(ValueError, match=r"expected tokens \(B, T\) and lengths \(B,\), got shapes \(3,\) and \(1,\)"):
         small()(mx.array([1, 2, 3]), mx.array([3]))
+
+
+def test_word_dropout_turns_tokens_into_unk_in_training_only():
+    model = small(word_dropout=0.99, dropout=0.0)
+    tokens, lengths = mx.array([[5, 6, 7, 8, 0, 0]]), mx.array([4])
+    evaluated = np.array(model(tokens, lengths))
+    model.train()
+    trained = np.array(model(tokens, lengths))
+    unknown = np.array(model(mx.array([[1, 1, 1, 1, 0, 0]]), lengths))  # every valid token <unk>
+    model.eval()
+    assert np.allclose(evaluated, np.array(model(tokens, lengths)))
+    assert not np.allclose(evaluated, trained) and np.allclose(trained, unknown, atol=1e-5)
+
+
+def test_word_dropout_must_be_a_probability():
+    with pytest.raises(ValueError, match=r"word_dropout must be in \[0, 1\), got 1.0"):
+        small(word_dropout=1.0)
