@@ -247,11 +247,13 @@ class Seq2Seq(nn.Module):
         embedded = self.embedding(tgt_in)  # (B, T, E)
         if self.args.decoder_style == "luong" and not self.input_feed:
             return self._parallel_decoder(embedded, state)
-        logits = []
+        tops = []
         for t in range(tgt_in.shape[1]):
-            out, state = self._step(embedded[:, t], state)
-            logits.append(out)
-        return mx.stack(logits, axis=1)
+            top, state = self._decoder_step(embedded[:, t], state)
+            tops.append(top)
+        # One output projection for all steps: one large matmul (and one weight gradient)
+        # instead of one per step.
+        return self._project(self.dropout(mx.stack(tops, axis=1)))  # (B, T, V)
 
     def _parallel_decoder(self, embedded, state):
         """Without input feeding nothing flows from one step's attention into the next
@@ -267,12 +269,20 @@ class Seq2Seq(nn.Module):
         if self.args.attention != "none":
             context, _ = self.attention(top, state["keys"], state["memory"], state["mask"])
             top = self._attentional(context, top)
-        out = self.dropout(top)
+        return self._project(self.dropout(top))
+
+    def _project(self, out):
+        """Output scores (..., V) of attentional states ``out`` (..., H)."""
         return out @ self.embedding.weight.T if self.args.tie_embeddings else self.output(out)
 
     # --- one step -----------------------------------------------------------------
 
     def _step(self, embedded, state):
+        top, new = self._decoder_step(embedded, state)
+        return self._project(self.dropout(top)), new
+
+    def _decoder_step(self, embedded, state):
+        """One step before the output projection: the top state (B, H) and the new state."""
         x = self.dropout(embedded)  # (B, E)
         new = dict(state)
         if self.args.decoder_style == "bahdanau":
@@ -305,9 +315,7 @@ class Seq2Seq(nn.Module):
                 new["feed"] = top
         else:
             new["attention"] = weights
-        out = self.dropout(top)
-        logits = out @ self.embedding.weight.T if self.args.tie_embeddings else self.output(out)
-        return logits, new
+        return top, new
 
     def _attentional(self, context, top):
         out = self.linear_out(mx.concatenate([context, top], axis=-1))

@@ -40,8 +40,8 @@ def write_config(folder: Path, **sections) -> Path:
         "version": 1, "task": "translation", "output_dir": str(folder / "run"),
         "model": {"model_type": "seq2seq", "embed_size": 32, "hidden_size": 64, "rnn_type": "gru", "dropout": 0.0},
         "data": {**write_reversal_corpus(folder), "tokenizer": "word", "max_length": 16},
-        "training": {"lr": 0.01, "max_steps": 300, "batch_tokens": 512, "eval_every": 150, "log_every": 50,
-                     "label_smoothing": 0.0, "metric": "exact"},
+        "training": {"lr": 0.01, "warmup_steps": 30, "decay": "cosine", "min_lr": 0.001, "max_steps": 300,
+                     "batch_tokens": 512, "eval_every": 150, "log_every": 50, "label_smoothing": 0.0, "metric": "exact"},
     }
     return write_training_config(folder, raw, sections)
 
