@@ -46,7 +46,7 @@ def test_the_bundled_model_translates_test_sentences_sensibly():
         references = [line.strip() for _, line in zip(range(100), f)]
     found = Translator.load().translate(sources, TranslationOptions(beam_size=5))
     scores = score_translations([hyps[0].text for hyps in found], references)
-    assert scores.bleu > 28 and scores.chrf > 47, (scores.bleu, scores.chrf)  # all 1,000: 34.2 and 52.3
+    assert scores.bleu > 30 and scores.chrf > 49, (scores.bleu, scores.chrf)  # these 100: 32.0, 51.2; all 1,000: 35.4, 53.5
 
 
 SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
