@@ -9,7 +9,7 @@ For folders 1..N of the same model (``config.json`` equal apart from the mlxseq 
 (as OpenNMT-py's ``average_models.py`` and fairseq's ``average_checkpoints.py`` do). The
 last checkpoints of a run lie close together near the end of the learning-rate schedule,
 and their mean usually scores a little higher than any one of them. Training keeps such
-checkpoints with ``training.keep_checkpoints: N`` (``checkpoints/step-XXXXXXXX/``).
+checkpoints with ``training.keep_checkpoints: N`` (``checkpoints/step-<8-digit step>/``).
 
 The output folder gets the first folder's other files (tokenizer, model card with a note
 of what was averaged), the averaged ``model.safetensors`` in the first folder's dtype, and

@@ -3,7 +3,7 @@
 Layout of ``output_dir``::
 
     last/ best/        model folders (loadable by mlxseq.load), replaced whole
-    checkpoints/       step-XXXXXXXX/ model folders of the last saves (training.keep_checkpoints)
+    checkpoints/       step-<8-digit step>/ model folders of the last saves (training.keep_checkpoints)
     resume/            the resume checkpoint (mlxseq.training.resume)
     metrics.jsonl      one JSON object per logged window or validation
     curves.png         training and validation curves, redrawn at each validation
@@ -75,7 +75,7 @@ class RunFolder:
         return final
 
     def write_checkpoint(self, step: int, write: Callable[[Path], None], keep: int) -> Path:
-        """Let ``write(folder)`` fill ``checkpoints/step-XXXXXXXX/``; keep the ``keep`` latest of them."""
+        """Let ``write(folder)`` fill ``checkpoints/step-<8-digit step>/``; keep the ``keep`` latest of them."""
         parent = self.path / CHECKPOINTS_DIR
         final, tmp = parent / f"step-{step:08d}", parent / f".step-{step:08d}.tmp"
         if not self.primary:
