@@ -58,6 +58,8 @@ class RunFolder:
                 os.rename(old, final)
             for leftover in (old, tmp):
                 shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in (self.path / CHECKPOINTS_DIR).glob(".step-*.tmp"):  # a checkpoint cut short
+            shutil.rmtree(leftover, ignore_errors=True)
 
     def write_model(self, name: str, write: Callable[[Path], None]) -> Path:
         """Let ``write(folder)`` fill a fresh folder, then swap it in as ``name``."""

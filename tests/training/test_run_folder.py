@@ -66,3 +66,13 @@ def test_a_secondary_process_writes_nothing(tmp_path):
     run.write_text("config.yaml", "x")
     assert not run.write_curves([{"kind": "train", "step": 1, "loss": 1.0}])
     assert not (tmp_path / "out").exists()
+
+
+def test_recover_removes_a_checkpoint_folder_cut_short_and_keeps_the_complete_ones(tmp_path):
+    run = RunFolder(tmp_path)
+    run.write_checkpoint(3, lambda folder: folder.mkdir(), keep=2)
+    cut = tmp_path / "checkpoints" / ".step-00000006.tmp"
+    cut.mkdir()
+    run.recover()
+    assert not cut.exists()
+    assert [p.name for p in run.checkpoints()] == ["step-00000003"]
