@@ -10,6 +10,17 @@
 
 Multi-class training uses softmax cross-entropy; multi-label (``multi_label``) one
 sigmoid per class. Shapes: B batch, T tokens, E embedding, H hidden, C classes.
+
+Adversarial training (``adversarial = eps > 0``, Miyato et al. 2017, "Adversarial Training
+Methods for Semi-Supervised Text Classification"): each example's loss is also taken at the
+embeddings moved by eps along the gradient of that loss, normalised per example::
+
+    g = d loss(e) / d e                               (B, T, E)  with the weights held fixed
+    r = eps * g / ||g||_2                             norm over each example's (T, E)
+    loss_train = loss(e) + loss(e + r)                r is a constant: no gradient through it
+
+:meth:`Classifier.embed` and :meth:`Classifier.classify` split ``__call__`` at ``e`` for it
+(see :func:`mlxseq.tasks.classification.make_loss`).
 """
 
 from dataclasses import dataclass
@@ -38,6 +49,7 @@ class ModelArgs:
     pooling: str = "max"  # final (final states), mean, max or attention, over valid steps only
     attention_size: int = 0  # attention pooling's inner size; 0 means the pooled size
     word_dropout: float = 0.0  # training: a token id becomes <unk> with this probability
+    adversarial: float = 0.0  # training: also fit embeddings perturbed by this L2 norm (see above); 0 = off
     pad_id: int = 0
     unk_id: int = 1
 
@@ -51,6 +63,7 @@ class ModelArgs:
              f"num_classes must be >= 2 (>= 1 for multi_label), got {self.num_classes}"),
             (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
             (0 <= self.word_dropout < 1, f"word_dropout must be in [0, 1), got {self.word_dropout}"),
+            (self.adversarial >= 0, f"adversarial must be >= 0, got {self.adversarial}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -80,6 +93,10 @@ class Classifier(nn.Module):
 
     def __call__(self, tokens: mx.array, lengths: mx.array) -> mx.array:
         """``tokens`` (B, T) int, ``lengths`` (B,) -> logits (B, C)."""
+        return self.classify(self.embed(tokens, lengths), lengths)
+
+    def embed(self, tokens: mx.array, lengths: mx.array) -> mx.array:
+        """Step 1 without its dropout: embeddings (B, T, E); in training, word dropout first."""
         if tokens.ndim != 2 or tuple(lengths.shape) != (tokens.shape[0],):
             raise ValueError(
                 f"expected tokens (B, T) and lengths (B,), got shapes {tuple(tokens.shape)} and {tuple(lengths.shape)}"
@@ -87,7 +104,11 @@ class Classifier(nn.Module):
         if self.training and self.args.word_dropout > 0:
             drop = mx.random.bernoulli(self.args.word_dropout, tokens.shape) & (tokens != self.args.pad_id)
             tokens = mx.where(drop, self.args.unk_id, tokens)
-        outputs, _ = self.rnn(self.dropout(self.embedding(tokens)), lengths=lengths)  # (B, T, dirs * H)
+        return self.embedding(tokens)
+
+    def classify(self, embeddings: mx.array, lengths: mx.array) -> mx.array:
+        """Steps 1 (dropout) to 4: ``embeddings`` (B, T, E) -> logits (B, C)."""
+        outputs, _ = self.rnn(self.dropout(embeddings), lengths=lengths)  # (B, T, dirs * H)
         return self.head(self.dropout(self.pooling(outputs, lengths)))
 
     def probabilities(self, tokens: mx.array, lengths: mx.array) -> mx.array:

@@ -145,10 +145,31 @@ def classification_loss(logits: mx.array, labels: mx.array, smoothing: float = 0
     return bce.sum(), mx.array(labels.shape[0])
 
 
+def adversarial_direction(model, embeddings: mx.array, lengths: mx.array, labels: mx.array, smoothing: float) -> mx.array:
+    """``eps * g / ||g||`` (B, T, E): ``g`` the gradient of each example's loss at ``embeddings``,
+    the norm over each example's (T, E); a constant for the outer gradient (Miyato et al. 2017)."""
+
+    def summed_loss(e):
+        return classification_loss(model.classify(e, lengths), labels, smoothing)[0]
+
+    g = mx.stop_gradient(mx.grad(summed_loss)(mx.stop_gradient(embeddings))).astype(mx.float32)
+    norm = mx.sqrt(mx.sum(g * g, axis=(1, 2), keepdims=True))  # (B, 1, 1); zero only where the loss is flat
+    return (model.args.adversarial * g / mx.maximum(norm, 1e-12)).astype(embeddings.dtype)
+
+
 def make_loss(smoothing: float):
+    """``loss(model, batch) -> (summed loss, examples)``; with ``model.args.adversarial > 0`` the
+    summed loss adds the loss at the adversarially perturbed embeddings (same examples count)."""
+
     def loss(model, batch):
         tokens, lengths, labels = batch
-        return classification_loss(model(tokens, lengths), labels, smoothing)
+        if not getattr(model.args, "adversarial", 0.0):
+            return classification_loss(model(tokens, lengths), labels, smoothing)
+        embeddings = model.embed(tokens, lengths)
+        clean, count = classification_loss(model.classify(embeddings, lengths), labels, smoothing)
+        r = adversarial_direction(model, embeddings, lengths, labels, smoothing)
+        perturbed, _ = classification_loss(model.classify(embeddings + r, lengths), labels, smoothing)
+        return clean + perturbed, count
 
     return loss
 

@@ -1,4 +1,4 @@
-"""Tests of mlxseq/tasks/classification.py: toy problems learned, the masked loss, config checks."""
+"""Tests of mlxseq/tasks/classification.py: toy problems learned, the masked and adversarial losses, config checks."""
 
 import json
 import math
@@ -6,11 +6,13 @@ import random
 from pathlib import Path
 
 import mlx.core as mx
+import numpy as np
 import pytest
 
 from mlxseq.classification import TextClassifier
 from mlxseq.config import ConfigError, load_config
-from mlxseq.tasks.classification import classification_loss
+from mlxseq.models.classifier import ModelArgs, build_model
+from mlxseq.tasks.classification import adversarial_direction, classification_loss, make_loss
 from mlxseq.training.from_config import train_from_config
 from tests.support.configs import write_training_config
 
@@ -80,6 +82,45 @@ def test_the_loss_on_hand_made_logits():
     assert count.item() == 1 and total.item() == pytest.approx(expected, rel=1e-5)
 
 
+def adversarial_model(eps):
+    mx.random.seed(0)
+    model = build_model(ModelArgs(vocab_size=20, num_classes=3, embed_size=8, hidden_size=6, dropout=0.0, adversarial=eps))
+    model.train()
+    return model
+
+
+def test_the_adversarial_step_has_norm_eps_per_example_along_its_own_gradient():
+    model = adversarial_model(0.5)
+    tokens, lengths, labels = mx.array([[3, 4, 5, 6], [7, 8, 0, 0]]), mx.array([4, 2]), mx.array([0, 2])
+    e = model.embed(tokens, lengths)
+    r = np.array(adversarial_direction(model, e, lengths, labels, 0.0))
+    assert np.allclose(np.linalg.norm(r.reshape(2, -1), axis=1), 0.5, rtol=1e-5)
+    assert np.all(r[1, 2:] == 0)  # padding is never moved
+    for b in range(2):  # each example alone: the gradient of its own loss, scaled to eps
+        n = int(lengths[b])
+        alone = mx.grad(lambda x: classification_loss(model.classify(x, lengths[b:b + 1]), labels[b:b + 1])[0])(e[b:b + 1, :n])
+        alone = np.array(alone)[0]
+        assert np.allclose(r[b, :n], 0.5 * alone / np.linalg.norm(alone), atol=1e-6)
+
+
+def test_the_adversarial_loss_adds_the_loss_at_the_moved_embeddings_and_is_larger():
+    model = adversarial_model(0.3)
+    batch = (mx.array([[3, 4, 5, 6], [7, 8, 9, 0]]), mx.array([4, 3]), mx.array([1, 2]))
+    total, count = make_loss(0.0)(model, batch)
+    e = model.embed(batch[0], batch[1])
+    clean = classification_loss(model.classify(e, batch[1]), batch[2])[0]
+    moved = classification_loss(model.classify(e + adversarial_direction(model, e, batch[1], batch[2], 0.0), batch[1]), batch[2])[0]
+    assert count.item() == 2 and total.item() == pytest.approx(clean.item() + moved.item(), rel=1e-5)
+    assert moved.item() > clean.item()  # uphill: the step follows the loss gradient
+    plain = adversarial_model(0.0)
+    assert make_loss(0.0)(plain, batch)[0].item() == pytest.approx(clean.item(), rel=1e-5)  # same init, no second term
+
+
+def test_a_tiny_classifier_learns_with_adversarial_training(tmp_path):
+    result = train_from_config(write_config(tmp_path, model={"adversarial": 1.0, "dropout": 0.1}), quiet=True)
+    assert result.metrics["accuracy"] >= 97.0
+
+
 def test_config_errors_name_the_key(tmp_path):
     path = write_config(tmp_path)
     with pytest.raises(ConfigError, match="training.metric: must be one of loss, accuracy, macro_f1 here, got 'bleu'"):
@@ -88,3 +129,5 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(path, ["model.num_classes=3"])
     with pytest.raises(ConfigError, match="model: pooling must be one of"):
         load_config(path, ["model.pooling=sum"])
+    with pytest.raises(ConfigError, match="model: adversarial must be >= 0, got -1.0"):
+        load_config(path, ["model.adversarial=-1.0"])
