@@ -12,6 +12,7 @@ Public API::
     mlxseq.generate(prompt, model=...), mlxseq.Generator      # language-model text generation
     mlxseq.train("config.yaml", overrides=["training.lr=2e-3"])  # a run folder (mlxseq.training)
     mlxseq.TextClassifier, SequenceTagger, TimeSeriesForecaster  # classifier, tagger, forecaster folders
+    mlxseq.ClassifierEnsemble.load([folder, ...])             # classifiers averaged
     mlxseq.predict(model, texts), mlxseq.evaluate(model, data)   # what mlxseq predict / evaluate print
 """
 
@@ -29,7 +30,7 @@ from mlxseq.sample_utils import make_repetition_penalty, make_sampler  # noqa: E
 from mlxseq.generation import Generator, generate  # noqa: E402
 from mlxseq.training.from_config import train_from_config as train  # noqa: E402
 from mlxseq.translation import Translator, translate  # noqa: E402
-from mlxseq.classification import TextClassifier  # noqa: E402
+from mlxseq.classification import ClassifierEnsemble, TextClassifier  # noqa: E402
 from mlxseq.tagging import SequenceTagger  # noqa: E402
 from mlxseq.forecasting import TimeSeriesForecaster  # noqa: E402
 from mlxseq.prediction import evaluate, predict  # noqa: E402
@@ -60,6 +61,7 @@ __all__ = [
     "generate",
     "train",
     "TextClassifier",
+    "ClassifierEnsemble",
     "SequenceTagger",
     "TimeSeriesForecaster",
     "predict",

@@ -3,11 +3,15 @@
     classifier = TextClassifier.load("path/or/owner-repo")   # model, tokenizer, labels
     classifier.predict(["a gorgeous , witty film ."])        # -> [Prediction(labels=["1"], probability=0.97)]
     classifier.evaluate(texts, gold_labels)                  # -> {"accuracy", "macro_f1", "loss", ...}
+    ensemble = ClassifierEnsemble.load(["runs/a/best", "runs/b/best"])   # the same, averaging models
 
 A folder holds the model, its tokenizer and ``labels.json`` (the label names in class
 order and how texts were prepared: lowercasing, the token limit). Texts are sorted by
 length into batches and results come back in input order; texts longer than the limit
 are cut to their first ``max_length`` tokens, as in training.
+
+An ensemble's class probabilities are the mean of its members' (each reads the text with
+its own tokenizer and settings); members must have the same labels in the same order.
 """
 
 from __future__ import annotations
@@ -89,6 +93,16 @@ class TextClassifier:
                 raise ModelFolderError(f"{folder}: {found} {what}, but the model's config.json expects {expected}")
         return cls(model, tokenizer, settings, folder)
 
+    @property
+    def multi_label(self) -> bool:
+        return bool(self.model.args.multi_label)
+
+    @property
+    def parameters(self) -> int:
+        from mlx.utils import tree_flatten
+
+        return sum(v.size for _, v in tree_flatten(self.model.parameters()))
+
     def encode(self, text: str) -> list[int]:
         ids = self.tokenizer.encode(text.lower() if self.settings.lowercase else text) or [UNK_ID]
         return ids[: self.settings.max_length] if self.settings.max_length else ids
@@ -108,7 +122,7 @@ class TextClassifier:
         found = []
         for p in self.probabilities(texts, batch_size):
             best = int(p.argmax())
-            if self.model.args.multi_label:
+            if self.multi_label:
                 chosen = [names[c] for c in np.flatnonzero(p >= threshold)]
             else:
                 chosen = [names[best]]
@@ -123,7 +137,7 @@ class TextClassifier:
         if unknown:
             raise ValueError(f"label {unknown[0]!r} is not one of the model's labels {names}")
         p = np.clip(self.probabilities(texts, batch_size), 1e-12, 1.0)
-        if self.model.args.multi_label:
+        if self.multi_label:
             target = np.zeros_like(p)
             for row, labels in enumerate(gold):
                 target[row, [index[g] for g in labels]] = 1.0
@@ -138,3 +152,46 @@ class TextClassifier:
             scores = {"accuracy": accuracy(predicted, gold_ids), "macro_f1": macro_f1(predicted, gold_ids, range(len(names)))}
             how = "argmax"
         return {"loss": float(loss), **scores, "settings": f"{len(texts)} examples, {how}"}
+
+
+class ClassifierEnsemble(TextClassifier):
+    """Several classifier folders with the same labels used as one: the mean of their probabilities.
+
+    ``predict`` and ``evaluate`` work as for one :class:`TextClassifier`; ``folder`` is the first
+    member's, ``folders`` all of them.
+    """
+
+    def __init__(self, members: list[TextClassifier]):
+        if not members:
+            raise ValueError("an ensemble needs at least one classifier")
+        first = members[0]
+        for member in members[1:]:
+            if member.settings.labels != first.settings.labels or member.multi_label != first.multi_label:
+                raise ModelFolderError(
+                    f"{member.folder} cannot join an ensemble with {first.folder}: its labels are {member.settings.labels}"
+                    f"{' (multi-label)' if member.multi_label else ''}, those of {first.folder} are {first.settings.labels}"
+                    f"{' (multi-label)' if first.multi_label else ''}"
+                )
+        self.members, self.settings, self.folder = members, first.settings, first.folder
+        self.folders = [m.folder for m in members]
+
+    @classmethod
+    def load(cls, paths_or_repos, revision: str | None = None) -> "ClassifierEnsemble":
+        return cls([TextClassifier.load(p, revision) for p in paths_or_repos])
+
+    @property
+    def multi_label(self) -> bool:
+        return self.members[0].multi_label
+
+    @property
+    def parameters(self) -> int:
+        return sum(m.parameters for m in self.members)
+
+    def probabilities(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """The mean of the members' class probabilities ``(N, C)``, in input order."""
+        return np.mean([m.probabilities(texts, batch_size) for m in self.members], axis=0)
+
+    def evaluate(self, texts: list[str], gold: list[list[str]], batch_size: int = 64, threshold: float = 0.5) -> dict:
+        scores = super().evaluate(texts, gold, batch_size, threshold)
+        scores["settings"] += f", mean probabilities of {len(self.members)} models"
+        return scores

@@ -166,7 +166,9 @@ def translate(
 
 @app.command()
 def evaluate(
-    model: str = typer.Option(None, help="Model folder or Hub repo id; default: the bundled model."),
+    model: list[str] = typer.Option(
+        None, help="Model folder or Hub repo id; default: the bundled model. Classifiers: repeat it to score an "
+                   "ensemble (mean of the probabilities)."),
     src: str = typer.Option(None, help="Translation: source sentences, one per line."),
     ref: str = typer.Option(None, help="Translation: reference translations, one per line."),
     data: str = typer.Option(None, help="Classifier: TSV text<TAB>label; tagger: CoNLL-U; forecaster: the CSV series."),
@@ -187,7 +189,7 @@ def evaluate(
         from mlxseq.prediction import evaluate as evaluate_folder
 
         try:
-            lines = evaluate_folder(model, data, split=split, batch_size=batch_size)
+            lines = evaluate_folder(model or [None], data, split=split, batch_size=batch_size)
         except (ModelFolderError, DataError, ValueError) as error:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(1)
@@ -197,10 +199,13 @@ def evaluate(
     if src is None or ref is None:
         typer.echo("error: pass --src and --ref (translation) or --data (classifier, tagger, forecaster)", err=True)
         raise typer.Exit(1)
+    if model and len(model) > 1:
+        typer.echo("error: translation takes one --model (ensembles are for classifiers)", err=True)
+        raise typer.Exit(1)
     try:
         options = _translation_options(beam_size, length_penalty, max_length_ratio, 1, batch_size)
         corpus = read_parallel(src, ref)
-        translator = Translator.load(model)
+        translator = Translator.load(model[0] if model else None)
         found = translator.translate(list(corpus.source), options)
         scores = score_translations([h[0].text for h in found], list(corpus.target))
     except (ModelFolderError, DataError, ValueError) as error:
@@ -217,7 +222,8 @@ def evaluate(
 @app.command()
 def predict(
     text: list[str] = typer.Argument(None, help="Texts to label; default: --input, or standard input."),
-    model: str = typer.Option(..., help="Classifier, tagger or forecaster folder, or Hub repo id."),
+    model: list[str] = typer.Option(
+        ..., help="Classifier, tagger or forecaster folder, or Hub repo id; repeat it for an ensemble of classifiers."),
     input: str = typer.Option(None, "--input", "-i", help="Texts one per line, CoNLL-U (tagger) or a CSV series (forecaster)."),
     output: str = typer.Option(None, "--output", "-o", help="Write here instead of standard output."),
     format: str = typer.Option("auto", "--format", help="Tagger output: text (word/TAG) or conllu; auto: as the input."),

@@ -3,6 +3,9 @@
     predict(model, texts=None, input=None, output_format="auto") -> str     # what the command prints
     evaluate(model, data, split="test") -> list[str]                        # scores with their settings
 
+``model`` is a folder (or Hub repo id), or a list of classifier folders used as an ensemble
+(the mean of their probabilities, :class:`mlxseq.classification.ClassifierEnsemble`).
+
 The model folder's ``model_type`` decides what happens:
 
     classifier   texts (arguments, one per line of a file or stdin) -> label<TAB>probability<TAB>text
@@ -38,6 +41,24 @@ def _kind(path_or_repo) -> str:
     return found
 
 
+def _models(model) -> tuple[list, str]:
+    """``model`` as a list of folders and their one kind; several folders must all be classifiers."""
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    if not models:
+        raise ValueError("no model folder given")
+    kinds = [_kind(m) for m in models]
+    for m, kind in zip(models, kinds):
+        if len(models) > 1 and kind != "classifier":
+            raise ValueError(f"several models form an ensemble, which only classifiers can: {m} holds a {kind}")
+    return models, kinds[0]
+
+
+def _classifier(models: list):
+    from mlxseq.classification import ClassifierEnsemble, TextClassifier
+
+    return TextClassifier.load(models[0]) if len(models) == 1 else ClassifierEnsemble.load(models)
+
+
 def _signature(folder, parameters: int) -> str:
     return f"model {folder} ({parameters:,} parameters); mlxseq {__version__}, MLX {mx.__version__}"
 
@@ -62,7 +83,8 @@ def predict(model, texts: list[str] | None = None, input: str | None = None, *, 
     """
     if output_format not in FORMATS:
         raise ValueError(f"output format must be one of {FORMATS}, got {output_format!r}")
-    kind = _kind(model)
+    models, kind = _models(model)
+    model = models[0]
     if kind == "forecaster":
         from mlxseq.forecasting import TimeSeriesForecaster
 
@@ -83,9 +105,7 @@ def predict(model, texts: list[str] | None = None, input: str | None = None, *, 
     else:
         items = read_lines([input]) if input else list(lines or [])
     if kind == "classifier":
-        from mlxseq.classification import TextClassifier
-
-        found = TextClassifier.load(model).predict(items, batch_size, threshold)
+        found = _classifier(models).predict(items, batch_size, threshold)
         return "".join(f"{','.join(p.labels)}\t{p.probability:.4f}\t{t}\n" for p, t in zip(found, items))
     from mlxseq.tagging import SequenceTagger
 
@@ -106,20 +126,23 @@ def _is_conllu(path: str) -> bool:
 
 def evaluate(model, data: str, *, split: str = "test", batch_size: int = 64, threshold: float = 0.5,
              header: str = "auto") -> list[str]:
-    """Score a classifier, tagger or forecaster folder on ``data``; lines naming every setting used."""
-    kind = _kind(model)
+    """Score a classifier, tagger or forecaster folder (or a classifier ensemble) on ``data``;
+    lines naming every setting used."""
+    models, kind = _models(model)
+    model = models[0]
     if kind == "classifier":
-        from mlxseq.classification import TextClassifier
         from mlxseq.tasks.classification import HEADERS
 
-        classifier = TextClassifier.load(model)
-        separator = "," if classifier.model.args.multi_label else None
+        classifier = _classifier(models)
+        separator = "," if classifier.multi_label else None
         corpus = read_labelled(data, header=HEADERS[header], label_separator=separator)
         scores = classifier.evaluate(corpus.texts, corpus.labels, batch_size, threshold)
         head = f"accuracy {scores['accuracy']:.2f}  macro-F1 {scores['macro_f1']:.2f}"
         if "micro_f1" in scores:
             head += f"  micro-F1 {scores['micro_f1']:.2f}"
-        folder, parameters = classifier.folder, _parameters(classifier.model)
+        folders = getattr(classifier, "folders", None)
+        folder = f"ensemble of {len(folders)}: {', '.join(str(f) for f in folders)}" if folders else classifier.folder
+        parameters = classifier.parameters
     elif kind == "tagger":
         from mlxseq.tagging import SequenceTagger
 

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlxseq.checkpoint import save_model
-from mlxseq.classification import TextClassifier, TextSettings
+from mlxseq.classification import ClassifierEnsemble, TextClassifier, TextSettings
 from mlxseq.cli import app
 from mlxseq.data import CharTokenizer, Normaliser, WordTokenizer, read_conllu
 from mlxseq.forecasting import SeriesSettings, TimeSeriesForecaster
@@ -116,6 +116,46 @@ def test_predict_and_evaluate_a_forecaster(forecaster_folder, tmp_path):
     scores = loaded.evaluate(series, "test")
     assert result.output.startswith(f"MSE {scores['mse']:.4f}  MAE {scores['mae']:.4f}")
     assert "test rows 30-39 of series.csv, 8 windows, input 8, horizon 3, 2 features" in result.output
+
+
+def second_classifier(tmp_path, labels=("neg", "pos")):
+    """Another classifier of the same labels, with its own vocabulary and weights."""
+    mx.random.seed(1)
+    args = classifier.ModelArgs(vocab_size=7, num_classes=2, embed_size=6, hidden_size=3, rnn_type="gru")
+    folder = tmp_path / "cls2"
+    save_model(folder, classifier.build_model(args), "classifier", args)
+    WordTokenizer.build("good bad film").save(folder)
+    TextSettings(list(labels), lowercase=True, max_length=10).save(folder)
+    return folder
+
+
+def test_an_ensemble_averages_its_members_probabilities(classifier_folder, tmp_path):
+    other = second_classifier(tmp_path)
+    texts = ["Good film", "bad plot", "ok ok good", "film"]
+    members = [TextClassifier.load(f).probabilities(texts) for f in (classifier_folder, other)]
+    ensemble = ClassifierEnsemble.load([classifier_folder, other])
+    assert np.allclose(ensemble.probabilities(texts), (members[0] + members[1]) / 2)
+    assert not np.allclose(members[0], members[1])  # the mean differs from each member
+    result = runner.invoke(app, ["predict", "--model", str(classifier_folder), "--model", str(other), *texts])
+    assert result.exit_code == 0, result.output
+    mean = (members[0] + members[1]) / 2
+    assert [float(line.split("\t")[1]) for line in result.output.splitlines()] == pytest.approx(mean.max(axis=1), abs=1e-4)
+    (tmp_path / "dev.tsv").write_text("".join(f"{t}\tpos\n" for t in texts))
+    result = runner.invoke(app, ["evaluate", "--model", str(classifier_folder), "--model", str(other),
+                                 "--data", str(tmp_path / "dev.tsv")])
+    assert result.exit_code == 0, result.output
+    assert f"accuracy {100 * np.mean(mean.argmax(axis=1) == 1):.2f}" in result.output
+    assert "mean probabilities of 2 models" in result.output and "ensemble of 2: " in result.output
+
+
+def test_an_ensemble_needs_classifiers_with_the_same_labels(classifier_folder, tagger_folder, tmp_path):
+    other = second_classifier(tmp_path, labels=("pos", "neg"))
+    result = runner.invoke(app, ["predict", "--model", str(classifier_folder), "--model", str(other), "x"])
+    assert result.exit_code == 1 and "cannot join an ensemble with" in result.output and "['pos', 'neg']" in result.output
+    result = runner.invoke(app, ["predict", "--model", str(classifier_folder), "--model", str(tagger_folder), "x"])
+    assert result.exit_code == 1 and "only classifiers can" in result.output and "holds a tagger" in result.output
+    result = runner.invoke(app, ["evaluate", "--model", str(classifier_folder), "--model", str(other), "--src", "a", "--ref", "b"])
+    assert result.exit_code == 1 and "translation takes one --model" in result.output
 
 
 def test_a_folder_whose_vocabulary_does_not_fit_the_model_is_refused(tagger_folder):
