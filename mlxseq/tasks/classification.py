@@ -20,7 +20,7 @@ from typing import Literal
 
 import mlx.core as mx
 import numpy as np
-from mlx.utils import tree_flatten
+from mlx.utils import tree_flatten, tree_map
 
 from mlxseq import checkpoint
 from mlxseq.classification import TextClassifier, TextSettings
@@ -145,32 +145,51 @@ def classification_loss(logits: mx.array, labels: mx.array, smoothing: float = 0
     return bce.sum(), mx.array(labels.shape[0])
 
 
-def adversarial_direction(model, embeddings: mx.array, lengths: mx.array, labels: mx.array, smoothing: float) -> mx.array:
-    """``eps * g / ||g||`` (B, T, E): ``g`` the gradient of each example's loss at ``embeddings``,
-    the norm over each example's (T, E); a constant for the outer gradient (Miyato et al. 2017)."""
-
-    def summed_loss(e):
-        return classification_loss(model.classify(e, lengths), labels, smoothing)[0]
-
-    g = mx.stop_gradient(mx.grad(summed_loss)(mx.stop_gradient(embeddings))).astype(mx.float32)
-    norm = mx.sqrt(mx.sum(g * g, axis=(1, 2), keepdims=True))  # (B, 1, 1); zero only where the loss is flat
-    return (model.args.adversarial * g / mx.maximum(norm, 1e-12)).astype(embeddings.dtype)
+def adversarial_step(gradient: mx.array, epsilon: float) -> mx.array:
+    """``r = eps * g / ||g||_2`` (B, T, E) for the embedding gradient ``g``, the norm over each
+    example's (T, E) (Miyato et al. 2017); zero where an example's loss is flat."""
+    g = gradient.astype(mx.float32)
+    norm = mx.sqrt(mx.sum(g * g, axis=(1, 2), keepdims=True))  # (B, 1, 1)
+    return (epsilon * g / mx.maximum(norm, 1e-12)).astype(gradient.dtype)
 
 
-def make_loss(smoothing: float):
-    """``loss(model, batch) -> (summed loss, examples)``; with ``model.args.adversarial > 0`` the
-    summed loss adds the loss at the adversarially perturbed embeddings (same examples count)."""
+def make_loss(smoothing: float, adversarial: float = 0.0):
+    """``loss(model, batch) -> (summed loss, examples)``.
+
+    With ``adversarial = eps > 0`` the function also carries ``value_and_grad(model, batch)``,
+    which :class:`mlxseq.training.step.TrainStep` uses instead of differentiating ``loss``: the
+    loss at the embeddings plus the loss at the embeddings moved by ``adversarial_step`` of their
+    gradient, and the parameter gradients of that sum. Two passes, no gradient of a gradient:
+    the first gives the parameter gradients of the clean loss and the embedding gradient, the
+    second those of the perturbed loss (``r`` a constant).
+    """
 
     def loss(model, batch):
         tokens, lengths, labels = batch
-        if not getattr(model.args, "adversarial", 0.0):
-            return classification_loss(model(tokens, lengths), labels, smoothing)
-        embeddings = model.embed(tokens, lengths)
-        clean, count = classification_loss(model.classify(embeddings, lengths), labels, smoothing)
-        r = adversarial_direction(model, embeddings, lengths, labels, smoothing)
-        perturbed, _ = classification_loss(model.classify(embeddings + r, lengths), labels, smoothing)
-        return clean + perturbed, count
+        return classification_loss(model(tokens, lengths), labels, smoothing)
 
+    if adversarial <= 0:
+        return loss
+
+    def summed(params, delta, model, tokens, lengths, labels):
+        model.update(params)
+        embeddings = model.embed(tokens, lengths)  # (B, T, E)
+        return classification_loss(model.classify(embeddings + delta, lengths), labels, smoothing)
+
+    clean_and_embedding_grads = mx.value_and_grad(summed, argnums=(0, 1))
+    perturbed_grads = mx.value_and_grad(summed)
+
+    def value_and_grad(model, batch):
+        tokens, lengths, labels = batch
+        params = model.trainable_parameters()
+        zero = mx.zeros((*tokens.shape, model.args.embed_size), dtype=model.embedding.weight.dtype)
+        (clean, count), (grads, embedding_grad) = clean_and_embedding_grads(params, zero, model, tokens, lengths, labels)
+        r = mx.stop_gradient(adversarial_step(embedding_grad, adversarial))
+        (perturbed, _), more = perturbed_grads(params, r, model, tokens, lengths, labels)
+        model.update(params)
+        return (clean + perturbed, count), tree_map(lambda a, b: a + b, grads, more)
+
+    loss.value_and_grad = value_and_grad
     return loss
 
 
@@ -241,4 +260,4 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
         f"batches: {len(sampler)} per epoch in {len(sampler.shapes())} shapes, at most {training.batch_tokens} tokens",
     ])
     return TaskParts(model, LabelledBatches(encoded, labels, sampler, data.bucket_multiple),
-                     make_loss(training.label_smoothing), validate, save_model, description)
+                     make_loss(training.label_smoothing, args.adversarial), validate, save_model, description)

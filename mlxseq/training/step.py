@@ -57,7 +57,9 @@ class TrainStep:
 
     Args:
         model, optimizer: updated in place (the optimizer must be initialised).
-        loss_fn: ``loss_fn(model, batch) -> (summed loss, number of tokens)``.
+        loss_fn: ``loss_fn(model, batch) -> (summed loss, number of tokens)``. A loss function with a
+            ``value_and_grad(model, batch) -> ((summed loss, count), gradients of the sum)`` attribute
+            is not differentiated here: that attribute gives its gradients (adversarial training).
         clip_norm: scale gradients down to this global norm; 0 turns clipping off.
         mode: one of ``MODES`` (see the module docstring).
         log: receives a note when ``auto`` falls back to ``update``.
@@ -82,7 +84,16 @@ class TrainStep:
                 return total, count  # divided by the global count after the all-reduce
             return total / mx.maximum(count, 1), count
 
-        self._loss_and_grad = nn.value_and_grad(model, objective)
+        custom = getattr(loss_fn, "value_and_grad", None)  # ((summed loss, count), gradients of the sum)
+
+        def custom_objective(model, *batch):
+            (total, count), grads = custom(model, batch)
+            if self.group is not None:
+                return (total, count), grads
+            denominator = mx.maximum(count, 1)
+            return (total / denominator, count), tree_map(lambda g: g / denominator, grads)
+
+        self._loss_and_grad = nn.value_and_grad(model, objective) if custom is None else custom_objective
         self._compiled_step = None
         self._compiled_update = None
 

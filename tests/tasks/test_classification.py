@@ -6,13 +6,16 @@ import random
 from pathlib import Path
 
 import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
 import numpy as np
 import pytest
+from mlx.utils import tree_flatten
 
 from mlxseq.classification import TextClassifier
 from mlxseq.config import ConfigError, load_config
 from mlxseq.models.classifier import ModelArgs, build_model
-from mlxseq.tasks.classification import adversarial_direction, classification_loss, make_loss
+from mlxseq.tasks.classification import adversarial_step, classification_loss, make_loss
 from mlxseq.training.from_config import train_from_config
 from tests.support.configs import write_training_config
 
@@ -93,7 +96,8 @@ def test_the_adversarial_step_has_norm_eps_per_example_along_its_own_gradient():
     model = adversarial_model(0.5)
     tokens, lengths, labels = mx.array([[3, 4, 5, 6], [7, 8, 0, 0]]), mx.array([4, 2]), mx.array([0, 2])
     e = model.embed(tokens, lengths)
-    r = np.array(adversarial_direction(model, e, lengths, labels, 0.0))
+    batch_grad = mx.grad(lambda x: classification_loss(model.classify(x, lengths), labels)[0])(e)
+    r = np.array(adversarial_step(batch_grad, 0.5))
     assert np.allclose(np.linalg.norm(r.reshape(2, -1), axis=1), 0.5, rtol=1e-5)
     assert np.all(r[1, 2:] == 0)  # padding is never moved
     for b in range(2):  # each example alone: the gradient of its own loss, scaled to eps
@@ -103,17 +107,47 @@ def test_the_adversarial_step_has_norm_eps_per_example_along_its_own_gradient():
         assert np.allclose(r[b, :n], 0.5 * alone / np.linalg.norm(alone), atol=1e-6)
 
 
-def test_the_adversarial_loss_adds_the_loss_at_the_moved_embeddings_and_is_larger():
+def test_adversarial_gradients_are_those_of_the_clean_plus_the_perturbed_loss():
     model = adversarial_model(0.3)
     batch = (mx.array([[3, 4, 5, 6], [7, 8, 9, 0]]), mx.array([4, 3]), mx.array([1, 2]))
-    total, count = make_loss(0.0)(model, batch)
-    e = model.embed(batch[0], batch[1])
-    clean = classification_loss(model.classify(e, batch[1]), batch[2])[0]
-    moved = classification_loss(model.classify(e + adversarial_direction(model, e, batch[1], batch[2], 0.0), batch[1]), batch[2])[0]
-    assert count.item() == 2 and total.item() == pytest.approx(clean.item() + moved.item(), rel=1e-5)
-    assert moved.item() > clean.item()  # uphill: the step follows the loss gradient
-    plain = adversarial_model(0.0)
-    assert make_loss(0.0)(plain, batch)[0].item() == pytest.approx(clean.item(), rel=1e-5)  # same init, no second term
+    loss_fn = make_loss(0.0, adversarial=0.3)
+    (total, count), grads = loss_fn.value_and_grad(model, batch)
+    # Independently: r from the embedding gradient, then d/dW of loss(e(W)) + loss(e(W) + r) with r fixed.
+    e = model.embed(*batch[:2])
+    r = adversarial_step(mx.grad(lambda x: classification_loss(model.classify(x, batch[1]), batch[2])[0])(e), 0.3)
+
+    def both(model):
+        e = model.embed(*batch[:2])
+        return (classification_loss(model.classify(e, batch[1]), batch[2])[0]
+                + classification_loss(model.classify(e + r, batch[1]), batch[2])[0])
+
+    expected_total, expected = nn.value_and_grad(model, both)(model)
+    assert count.item() == 2 and total.item() == pytest.approx(expected_total.item(), rel=1e-5)
+    for (name, got), (_, want) in zip(tree_flatten(grads), tree_flatten(expected)):
+        assert np.allclose(np.array(got), np.array(want), atol=1e-6), name
+    clean = classification_loss(model(*batch[:2]), batch[2])[0].item()
+    assert total.item() > 2 * clean  # the perturbed term is the larger one: r goes uphill
+    assert loss_fn(model, batch)[0].item() == pytest.approx(clean, rel=1e-6)  # the plain call: the clean loss
+    assert not hasattr(make_loss(0.0), "value_and_grad")
+
+
+def test_a_compiled_training_step_takes_the_adversarial_gradients():
+    from mlxseq.training.step import TrainStep
+
+    batch = (mx.array([[3, 4, 5, 6], [7, 8, 9, 0]]), mx.array([4, 3]), mx.array([1, 2]))
+    updated = {}
+    for mode in ("eager", "step"):
+        model = adversarial_model(0.3)
+        optimizer = optim.SGD(learning_rate=0.1)
+        step = TrainStep(model, optimizer, make_loss(0.0, adversarial=0.3), 0.0, mode=mode)
+        loss, count, _ = step(batch)
+        mx.eval(loss, model.parameters())
+        assert step.mode == mode  # compiled whole: no fallback
+        updated[mode] = (loss.item(), tree_flatten(model.parameters()))
+    (loss, eager), (compiled_loss, compiled) = updated["eager"], updated["step"]
+    assert compiled_loss == pytest.approx(loss, rel=1e-5)
+    for (name, a), (_, b) in zip(eager, compiled):
+        assert np.allclose(np.array(a), np.array(b), atol=1e-6), name
 
 
 def test_a_tiny_classifier_learns_with_adversarial_training(tmp_path):
