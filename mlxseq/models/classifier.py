@@ -101,10 +101,14 @@ class Classifier(nn.Module):
             raise ValueError(
                 f"expected tokens (B, T) and lengths (B,), got shapes {tuple(tokens.shape)} and {tuple(lengths.shape)}"
             )
-        if self.training and self.args.word_dropout > 0:
-            drop = mx.random.bernoulli(self.args.word_dropout, tokens.shape) & (tokens != self.args.pad_id)
-            tokens = mx.where(drop, self.args.unk_id, tokens)
-        return self.embedding(tokens)
+        return self.embedding(self.drop_words(tokens))
+
+    def drop_words(self, tokens: mx.array) -> mx.array:
+        """In training, each non-pad id of ``tokens`` (B, T) becomes <unk> with probability word_dropout."""
+        if not self.training or self.args.word_dropout <= 0:
+            return tokens
+        drop = mx.random.bernoulli(self.args.word_dropout, tokens.shape) & (tokens != self.args.pad_id)
+        return mx.where(drop, self.args.unk_id, tokens)
 
     def classify(self, embeddings: mx.array, lengths: mx.array) -> mx.array:
         """Steps 1 (dropout) to 4: ``embeddings`` (B, T, E) -> logits (B, C)."""

@@ -173,7 +173,7 @@ def make_loss(smoothing: float, adversarial: float = 0.0):
 
     def summed(params, delta, model, tokens, lengths, labels):
         model.update(params)
-        embeddings = model.embed(tokens, lengths)  # (B, T, E)
+        embeddings = model.embedding(tokens)  # (B, T, E)
         return classification_loss(model.classify(embeddings + delta, lengths), labels, smoothing)
 
     clean_and_embedding_grads = mx.value_and_grad(summed, argnums=(0, 1))
@@ -181,6 +181,7 @@ def make_loss(smoothing: float, adversarial: float = 0.0):
 
     def value_and_grad(model, batch):
         tokens, lengths, labels = batch
+        tokens = model.drop_words(tokens)  # once: both passes read the same words
         params = model.trainable_parameters()
         zero = mx.zeros((*tokens.shape, model.args.embed_size), dtype=model.embedding.weight.dtype)
         (clean, count), (grads, embedding_grad) = clean_and_embedding_grads(params, zero, model, tokens, lengths, labels)

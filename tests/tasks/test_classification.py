@@ -131,6 +131,24 @@ def test_adversarial_gradients_are_those_of_the_clean_plus_the_perturbed_loss():
     assert not hasattr(make_loss(0.0), "value_and_grad")
 
 
+def test_both_adversarial_passes_read_the_same_dropped_words():
+    model = adversarial_model(0.3)
+    model.args.word_dropout = 0.5
+    tokens, lengths, labels = mx.array([[3, 4, 5, 6, 7, 8], [9, 10, 11, 12, 13, 14]]), mx.array([6, 6]), mx.array([1, 2])
+    mx.random.seed(7)
+    dropped = model.drop_words(tokens)
+    assert 0 < int((dropped == 1).sum()) < 12  # some words, not all, became <unk>
+    model.args.word_dropout = 0.0  # the expected value: both passes over the words dropped above
+    e = model.embed(dropped, lengths)
+    r = adversarial_step(mx.grad(lambda x: classification_loss(model.classify(x, lengths), labels)[0])(e), 0.3)
+    expected = (classification_loss(model.classify(e, lengths), labels)[0]
+                + classification_loss(model.classify(e + r, lengths), labels)[0])
+    model.args.word_dropout = 0.5
+    mx.random.seed(7)
+    (total, _), _ = make_loss(0.0, adversarial=0.3).value_and_grad(model, (tokens, lengths, labels))
+    assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
 def test_a_compiled_training_step_takes_the_adversarial_gradients():
     from mlxseq.training.step import TrainStep
 
