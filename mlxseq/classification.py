@@ -6,7 +6,8 @@
     ensemble = ClassifierEnsemble.load(["runs/a/best", "runs/b/best"])   # the same, averaging models
 
 A folder holds the model, its tokenizer and ``labels.json`` (the label names in class
-order and how texts were prepared: lowercasing, the token limit). Texts are sorted by
+order and how texts were prepared: lowercasing, the token limit), and ``chars.json`` when
+the model also spells each word with a character encoder. Texts are sorted by
 length into batches and results come back in input order; texts longer than the limit
 are cut to their first ``max_length`` tokens, as in training.
 
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mlxseq.checkpoint import ModelFolderError, load_with_tokenizer
-from mlxseq.data import UNK_ID, load_tokenizer, pad_batch
+from mlxseq.data import CHARS_NAME, UNK_ID, CharTokenizer, load_tokenizer, pad_batch, pad_spellings, spell
 from mlxseq.files import write_text
 from mlxseq.scores import accuracy, macro_f1, multi_label_scores
 
@@ -38,7 +39,7 @@ class TextSettings:
     labels: list[str]  # label names; index = class id (tags for a tagger)
     lowercase: bool = False  # lowercase texts (words, for a tagger) before the tokenizer
     max_length: int = 0  # classifier: texts are cut to this many tokens; 0 = no limit
-    max_word_chars: int = 0  # tagger: characters spelled per word (first and last ones of longer words)
+    max_word_chars: int = 0  # characters spelled per word (first and last ones of longer words); 0: no spelling
     tag_column: str = ""  # tagger: the CoNLL-U column it predicts (upos or xpos)
 
     def save(self, folder) -> None:
@@ -72,26 +73,36 @@ def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-class TextClassifier:
-    """A ``classifier`` model with its tokenizer and labels."""
+def read_tokenizers(folder) -> tuple:
+    """``(tokenizer, chars or None)`` of a classifier folder: ``chars.json`` when its model spells words."""
+    chars = CharTokenizer.load(folder, CHARS_NAME) if (Path(folder) / f"{CHARS_NAME}.json").is_file() else None
+    return load_tokenizer(folder), chars
 
-    def __init__(self, model, tokenizer, settings: TextSettings, folder: Path | None = None):
-        self.model, self.tokenizer, self.settings, self.folder = model, tokenizer, settings, folder
+
+class TextClassifier:
+    """A ``classifier`` model with its tokenizer, its character vocabulary if it spells words, and its labels."""
+
+    def __init__(self, model, tokenizer, settings: TextSettings, folder: Path | None = None, chars=None):
+        self.model, self.tokenizer, self.settings, self.folder, self.chars = model, tokenizer, settings, folder, chars
+        self.char_index = {c: i for i, c in enumerate(chars.tokens)} if chars else {}
         self.model.eval()
 
     @classmethod
     def load(cls, path_or_repo, revision: str | None = None) -> "TextClassifier":
-        model, tokenizer, folder = load_with_tokenizer(
-            path_or_repo, "classifier", load_tokenizer, bundled=Path(__file__).parent / "bundled" / "classifier", job="classification",
-            revision=revision,
+        model, (tokenizer, chars), folder = load_with_tokenizer(
+            path_or_repo, "classifier", read_tokenizers, bundled=Path(__file__).parent / "bundled" / "classifier",
+            job="classification", revision=revision,
         )
         settings = TextSettings.load(folder)
         sizes = {"tokenizer ids": (tokenizer.vocab_size, model.args.vocab_size),
+                 f"{CHARS_NAME}.json characters": (chars.vocab_size if chars else 0, model.args.char_vocab_size),
                  "labels in labels.json": (len(settings.labels), model.args.num_classes)}
         for what, (found, expected) in sizes.items():
             if found != expected:
                 raise ModelFolderError(f"{folder}: {found} {what}, but the model's config.json expects {expected}")
-        return cls(model, tokenizer, settings, folder)
+        if chars and settings.max_word_chars < 1:
+            raise ModelFolderError(f"{folder}: the model spells words but {LABELS_FILE} has no max_word_chars")
+        return cls(model, tokenizer, settings, folder, chars)
 
     @property
     def multi_label(self) -> bool:
@@ -103,17 +114,36 @@ class TextClassifier:
 
         return sum(v.size for _, v in tree_flatten(self.model.parameters()))
 
+    def _prepared(self, text: str) -> str:
+        return text.lower() if self.settings.lowercase else text
+
     def encode(self, text: str) -> list[int]:
-        ids = self.tokenizer.encode(text.lower() if self.settings.lowercase else text) or [UNK_ID]
+        """Token ids of ``text`` (at least one: ``<unk>`` for an empty text), cut to max_length."""
+        ids = self.tokenizer.encode(self._prepared(text)) or [UNK_ID]
         return ids[: self.settings.max_length] if self.settings.max_length else ids
+
+    def spell(self, text: str) -> list[list[int]]:
+        """Character ids of each word of ``text`` (one per id of :meth:`encode`); models that spell words."""
+        words = self._prepared(text).split() or [""]  # the word tokenizer's words; "" spells as <unk>
+        words = words[: self.settings.max_length] if self.settings.max_length else words
+        return [spell(w, self.char_index, self.settings.max_word_chars) for w in words]
+
+    def batch(self, encoded: list[list[int]], spelled: list[list[list[int]]] | None, multiple: int = 8) -> tuple:
+        """The model's inputs for a batch: ``(tokens (B, T), lengths (B,))``, with ``(chars (B, T, C),
+        char_lengths (B, T))`` after them when the model spells words."""
+        tokens, lengths = pad_batch(encoded, multiple=multiple)
+        if not self.chars:
+            return tokens, lengths
+        return (tokens, lengths, *pad_spellings(spelled, tokens.shape[1], self.settings.max_word_chars))
 
     def probabilities(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Class probabilities ``(N, C)`` in input order."""
         encoded = [self.encode(t) for t in texts]
+        spelled = [self.spell(t) for t in texts] if self.chars else None
         result = np.zeros((len(texts), len(self.settings.labels)), dtype=np.float64)
         for indices in length_batches([len(e) for e in encoded], batch_size):
-            tokens, lengths = pad_batch([encoded[i] for i in indices])
-            result[indices] = np.array(self.model.probabilities(tokens, lengths))
+            inputs = self.batch([encoded[i] for i in indices], [spelled[i] for i in indices] if spelled else None)
+            result[indices] = np.array(self.model.probabilities(*inputs))
         return result
 
     def predict(self, texts: list[str], batch_size: int = 64, threshold: float = 0.5) -> list[Prediction]:

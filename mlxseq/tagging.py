@@ -19,18 +19,9 @@ import numpy as np
 
 from mlxseq.checkpoint import ModelFolderError, load_with_tokenizer
 from mlxseq.classification import TextSettings, length_batches
-from mlxseq.data import PAD_ID, UNK_ID, CharTokenizer, WordTokenizer, padded_length
+from mlxseq.data import CHARS_NAME, PAD_ID, UNK_ID, CharTokenizer, WordTokenizer, pad_spellings, padded_length, spell
 from mlxseq.layers.activations import log_softmax
 from mlxseq.scores import accuracy, entity_f1, is_bio
-
-CHARS_NAME = "chars"
-
-
-def spell(word: str, index: dict[str, int], max_chars: int) -> list[int]:
-    """Character ids of ``word``: all of them, or the first and last ones of a longer word."""
-    if len(word) > max_chars:
-        word = word[: (max_chars + 1) // 2] + word[len(word) - max_chars // 2 :]
-    return [index.get(c, UNK_ID) for c in word] or [UNK_ID]
 
 
 class WordEncoder:
@@ -57,14 +48,8 @@ class WordEncoder:
             word_array[b, : len(ids)] = ids
         if chars is None:
             return mx.array(word_array), mx.array(lengths), None, None
-        C = self.settings.max_word_chars  # one width for every batch: fewer compiled shapes
-        char_array = np.full((B, T, C), PAD_ID, dtype=np.int32)
-        char_lengths = np.ones((B, T), dtype=np.int32)  # padded words: one <pad>, never read
-        for b, sentence in enumerate(chars):
-            for t, ids in enumerate(sentence):
-                char_array[b, t, : len(ids)] = ids
-                char_lengths[b, t] = len(ids)
-        return mx.array(word_array), mx.array(lengths), mx.array(char_array), mx.array(char_lengths)
+        char_array, char_lengths = pad_spellings(chars, T, self.settings.max_word_chars)
+        return mx.array(word_array), mx.array(lengths), char_array, char_lengths
 
     def encode(self, sentences: list[Sequence[str]], multiple: int = 8):
         chars = [self.char_ids(s) for s in sentences] if self.chars else None

@@ -3,19 +3,24 @@
     1. e = dropout(embedding(tokens))                  (B, T, E)  words, subwords or characters
                                                                   (training: each token becomes
                                                                   <unk> with prob. word_dropout)
+       with a character encoder (char_vocab_size > 0), each word is also spelled:
+       e = dropout([embedding(tokens); char_rnn(chars)])  (B, T, E + 2 Hc)  see models/encoders.py
     2. h = rnn(e, lengths)                             (B, T, dirs * H)  zeros past each length
     3. p = pooling(h, lengths)                         (B, dirs * H)  final states, mean, max or
                                                                       attention over valid steps only
     4. logits = W dropout(p) + b                       (B, C)
 
 Multi-class training uses softmax cross-entropy; multi-label (``multi_label``) one
-sigmoid per class. Shapes: B batch, T tokens, E embedding, H hidden, C classes.
+sigmoid per class. Shapes: B batch, T tokens, E embedding, H hidden, C classes. Spelling gives a word
+the training data never had (an ``<unk>`` to the embedding) the features of its
+characters: "warmly" reads like "warm" and "-ly".
 
 Adversarial training (``adversarial = eps > 0``, Miyato et al. 2017, "Adversarial Training
 Methods for Semi-Supervised Text Classification"): each example's loss is also taken at the
 embeddings moved by eps along the gradient of that loss, normalised per example::
 
     g = d loss(e) / d e                               (B, T, E)  with the weights held fixed
+                                                                (E + 2 Hc with a character encoder)
     r = eps * g / ||g||_2                             norm over each example's (T, E)
     loss_train = loss(e) + loss(e + r)                r is a constant: no gradient through it
 
@@ -28,11 +33,8 @@ from dataclasses import dataclass
 import mlx.core as mx
 import mlx.nn as nn
 
-from mlxseq import layers
 from mlxseq.layers.pooling import POOLINGS, Pooling
-
-RNN_TYPES = ("rnn", "gru", "lstm")
-RNN_LAYERS = {"rnn": layers.RNN, "gru": layers.GRU, "lstm": layers.LSTM}
+from mlxseq.models.encoders import RNN_TYPES, char_encoder, recurrent_layer, spelled_words
 
 
 @dataclass
@@ -50,6 +52,9 @@ class ModelArgs:
     attention_size: int = 0  # attention pooling's inner size; 0 means the pooled size
     word_dropout: float = 0.0  # training: a token id becomes <unk> with this probability
     adversarial: float = 0.0  # training: also fit embeddings perturbed by this L2 norm (see above); 0 = off
+    char_vocab_size: int = 0  # characters of the character encoder (word tokens only); 0: no character encoder
+    char_embed_size: int = 32
+    char_hidden_size: int = 64  # per direction of the character encoder
     pad_id: int = 0
     unk_id: int = 1
 
@@ -64,17 +69,12 @@ class ModelArgs:
             (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
             (0 <= self.word_dropout < 1, f"word_dropout must be in [0, 1), got {self.word_dropout}"),
             (self.adversarial >= 0, f"adversarial must be >= 0, got {self.adversarial}"),
+            (self.char_vocab_size >= 0 and min(self.char_embed_size, self.char_hidden_size) >= 1,
+             "char_vocab_size must be >= 0, char_embed_size and char_hidden_size >= 1"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
-
-
-def recurrent_layer(rnn_type: str, input_size: int, hidden_size: int, num_layers: int, dropout: float,
-                    bidirectional: bool):
-    """An mlxseq RNN/GRU/LSTM; dropout between layers only where there are several."""
-    return RNN_LAYERS[rnn_type](input_size, hidden_size, num_layers=num_layers,
-                                dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
 
 
 class Classifier(nn.Module):
@@ -85,23 +85,43 @@ class Classifier(nn.Module):
         self.args = args
         dirs = 2 if args.bidirectional else 1
         self.embedding = nn.Embedding(args.vocab_size, args.embed_size)
+        self.input_size = args.embed_size  # E, or E + 2 Hc with a character encoder
+        if args.char_vocab_size:
+            self.char_embedding, self.char_rnn = char_encoder(args.rnn_type, args.char_vocab_size, args.char_embed_size,
+                                                              args.char_hidden_size)
+            self.input_size += 2 * args.char_hidden_size
         self.dropout = nn.Dropout(args.dropout)
-        self.rnn = recurrent_layer(args.rnn_type, args.embed_size, args.hidden_size, args.num_layers, args.dropout,
+        self.rnn = recurrent_layer(args.rnn_type, self.input_size, args.hidden_size, args.num_layers, args.dropout,
                                    args.bidirectional)
         self.pooling = Pooling(args.pooling, dirs * args.hidden_size, dirs, args.attention_size or None)
         self.head = nn.Linear(dirs * args.hidden_size, args.num_classes)
 
-    def __call__(self, tokens: mx.array, lengths: mx.array) -> mx.array:
-        """``tokens`` (B, T) int, ``lengths`` (B,) -> logits (B, C)."""
-        return self.classify(self.embed(tokens, lengths), lengths)
+    def __call__(self, tokens: mx.array, lengths: mx.array, chars: mx.array | None = None,
+                 char_lengths: mx.array | None = None) -> mx.array:
+        """``tokens`` (B, T) int, ``lengths`` (B,) -> logits (B, C).
 
-    def embed(self, tokens: mx.array, lengths: mx.array) -> mx.array:
-        """Step 1 without its dropout: embeddings (B, T, E); in training, word dropout first."""
+        A model with a character encoder also reads each token's spelling: ``chars`` (B, T, C)
+        character ids and ``char_lengths`` (B, T) (see :func:`mlxseq.data.pad_spellings`).
+        """
+        return self.classify(self.embed(tokens, lengths, chars, char_lengths), lengths)
+
+    def embed(self, tokens: mx.array, lengths: mx.array, chars: mx.array | None = None,
+              char_lengths: mx.array | None = None) -> mx.array:
+        """Step 1 without its dropout: embeddings (B, T, E) (or E + 2 Hc); in training, word dropout first."""
         if tokens.ndim != 2 or tuple(lengths.shape) != (tokens.shape[0],):
             raise ValueError(
                 f"expected tokens (B, T) and lengths (B,), got shapes {tuple(tokens.shape)} and {tuple(lengths.shape)}"
             )
-        return self.embedding(self.drop_words(tokens))
+        return self.inputs(self.drop_words(tokens), chars, char_lengths)
+
+    def inputs(self, tokens: mx.array, chars: mx.array | None = None, char_lengths: mx.array | None = None) -> mx.array:
+        """The encoder's inputs before dropout: ``embedding(tokens)``, with each token's spelling when the
+        model has a character encoder: (B, T, input_size)."""
+        e = self.embedding(tokens)  # (B, T, E)
+        if not self.args.char_vocab_size:
+            return e
+        spelled = spelled_words(self.char_embedding, self.char_rnn, chars, char_lengths, tokens.shape)  # (B, T, 2 Hc)
+        return mx.concatenate([e, spelled.astype(e.dtype)], axis=-1)
 
     def drop_words(self, tokens: mx.array) -> mx.array:
         """In training, each non-pad id of ``tokens`` (B, T) becomes <unk> with probability word_dropout."""
@@ -111,13 +131,14 @@ class Classifier(nn.Module):
         return mx.where(drop, self.args.unk_id, tokens)
 
     def classify(self, embeddings: mx.array, lengths: mx.array) -> mx.array:
-        """Steps 1 (dropout) to 4: ``embeddings`` (B, T, E) -> logits (B, C)."""
+        """Steps 1 (dropout) to 4: ``embeddings`` (B, T, input_size) -> logits (B, C)."""
         outputs, _ = self.rnn(self.dropout(embeddings), lengths=lengths)  # (B, T, dirs * H)
         return self.head(self.dropout(self.pooling(outputs, lengths)))
 
-    def probabilities(self, tokens: mx.array, lengths: mx.array) -> mx.array:
+    def probabilities(self, tokens: mx.array, lengths: mx.array, chars: mx.array | None = None,
+                      char_lengths: mx.array | None = None) -> mx.array:
         """Class probabilities (B, C): softmax, or one sigmoid per class for multi-label."""
-        logits = self(tokens, lengths).astype(mx.float32)
+        logits = self(tokens, lengths, chars, char_lengths).astype(mx.float32)
         return mx.sigmoid(logits) if self.args.multi_label else mx.softmax(logits, axis=-1, precise=True)
 
 

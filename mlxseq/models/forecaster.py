@@ -23,7 +23,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from mlxseq import layers
-from mlxseq.models.classifier import RNN_TYPES, recurrent_layer
+from mlxseq.models.encoders import RNN_TYPES, recurrent_layer
 
 DECODERS = ("direct", "autoregressive")
 CELLS = {"rnn": layers.RNNCell, "gru": layers.GRUCell, "lstm": layers.LSTMCell}

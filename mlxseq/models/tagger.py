@@ -22,8 +22,7 @@ import mlx.nn as nn
 import numpy as np
 
 from mlxseq.layers.crf import CRF
-from mlxseq.layers.pooling import final_pool
-from mlxseq.models.classifier import RNN_TYPES, recurrent_layer
+from mlxseq.models.encoders import RNN_TYPES, char_encoder, recurrent_layer, spelled_words
 
 
 @dataclass
@@ -67,8 +66,8 @@ class Tagger(nn.Module):
         self.embedding = nn.Embedding(args.vocab_size, args.embed_size)
         features = args.embed_size
         if args.char_vocab_size:
-            self.char_embedding = nn.Embedding(args.char_vocab_size, args.char_embed_size)
-            self.char_rnn = recurrent_layer(args.rnn_type, args.char_embed_size, args.char_hidden_size, 1, 0.0, True)
+            self.char_embedding, self.char_rnn = char_encoder(args.rnn_type, args.char_vocab_size, args.char_embed_size,
+                                                              args.char_hidden_size)
             features += 2 * args.char_hidden_size
         self.dropout = nn.Dropout(args.dropout)
         self.rnn = recurrent_layer(args.rnn_type, features, args.hidden_size, args.num_layers, args.dropout,
@@ -88,15 +87,7 @@ class Tagger(nn.Module):
             words = mx.where(drop, self.args.unk_id, words)
         x = self.embedding(words)  # (B, T, E)
         if self.args.char_vocab_size:
-            if chars is None or chars.ndim != 3 or chars.shape[:2] != (B, T) or char_lengths is None \
-                    or tuple(char_lengths.shape) != (B, T):
-                got = None if chars is None else tuple(chars.shape)
-                raise ValueError(f"this tagger spells words: expected chars (B, T, C) with B, T = {B}, {T} "
-                                 f"and char_lengths (B, T), got chars {got}")
-            C = chars.shape[2]
-            flat_lengths = char_lengths.reshape(B * T)
-            spelled, _ = self.char_rnn(self.char_embedding(chars.reshape(B * T, C)), lengths=flat_lengths)
-            x = mx.concatenate([x, final_pool(spelled, flat_lengths, 2).reshape(B, T, -1)], axis=-1)
+            x = mx.concatenate([x, spelled_words(self.char_embedding, self.char_rnn, chars, char_lengths, (B, T))], axis=-1)
         outputs, _ = self.rnn(self.dropout(x), lengths=lengths)  # (B, T, dirs * H)
         return self.head(self.dropout(outputs))
 

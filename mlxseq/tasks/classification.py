@@ -2,7 +2,8 @@
 
 :func:`prepare` (1) reads the training and validation files, (2) trains the tokenizer
 (word, char or sentencepiece) into ``RUN/tokenizer/`` or reuses the one there, (3) encodes
-the texts, cutting them to ``data.max_length`` tokens, (4) builds the model with the
+the texts, cutting them to ``data.max_length`` tokens (with ``data.char_encoder``, a character
+vocabulary is kept beside the word tokenizer and every word is also spelled), (4) builds the model with the
 vocabulary size and the label set of the training data, (5) batches by length with
 :class:`mlxseq.data.BatchSampler`. The loss is the cross-entropy of each example
 (softmax, with label smoothing) or, for multi-label data, the summed binary cross-entropy
@@ -23,10 +24,10 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_map
 
 from mlxseq import checkpoint
-from mlxseq.classification import TextClassifier, TextSettings
+from mlxseq.classification import TextClassifier, TextSettings, read_tokenizers
 from mlxseq.data import (
-    PAD_ID, UNK_ID, BatchSampler, CharTokenizer, DataError, SentencePieceConfig, SentencePieceTokenizer,
-    WordTokenizer, load_tokenizer, pad_batch, read_labelled,
+    CHARS_NAME, PAD_ID, UNK_ID, BatchSampler, CharTokenizer, DataError, SentencePieceConfig, SentencePieceTokenizer,
+    WordTokenizer, read_labelled,
 )
 from mlxseq.losses import label_smoothed_cross_entropy
 from mlxseq.models import model_module
@@ -44,6 +45,7 @@ FILLED_MODEL_FIELDS = {
     "multi_label": "set by the task: true when data.label_separator is set",
     "pad_id": f"set by the task: the tokenizer's <pad> id ({PAD_ID})",
     "unk_id": f"set by the task: the tokenizer's <unk> id ({UNK_ID})",
+    "char_vocab_size": "set by the task from the training characters when data.char_encoder is true",
 }
 METRICS = ("loss", "accuracy", "macro_f1")
 HEADERS = {"auto": "auto", "skip": True, "none": False}
@@ -59,6 +61,8 @@ class DataArgs:
     sentencepiece: SentencePieceConfig = field(default_factory=SentencePieceConfig)  # vocab_size, model_type, ...
     lowercase: bool = False  # lowercase texts before the tokenizer (also when predicting)
     min_frequency: int = 1  # word and char tokenizers: rarer tokens become <unk>
+    char_encoder: bool = False  # word tokenizer: also spell each word with a character-level recurrent encoder
+    max_word_chars: int = 16  # characters spelled per word: the first and last ones of longer words
     max_length: int = 128  # texts are cut to their first max_length tokens (also when predicting)
     max_train_examples: int = 0  # use only the first N training examples; 0 = all
     bucket_multiple: int = 8  # pad lengths up to a multiple of this: fewer shapes, fewer compiled traces
@@ -77,8 +81,12 @@ def check_config(config) -> list[tuple[str, str]]:
     problems = []
     if training.metric not in METRICS:
         problems.append(("training.metric", f"must be one of {', '.join(METRICS)} here, got {training.metric!r}"))
-    if min(data.max_length, data.bucket_multiple, data.min_frequency) < 1 or data.max_train_examples < 0:
-        problems.append(("data", "max_length, bucket_multiple and min_frequency must be >= 1, max_train_examples >= 0"))
+    if min(data.max_length, data.bucket_multiple, data.min_frequency, data.max_word_chars) < 1 \
+            or data.max_train_examples < 0:
+        problems.append(("data", "max_length, bucket_multiple, min_frequency and max_word_chars must be >= 1, "
+                                 "max_train_examples >= 0"))
+    if data.char_encoder and data.tokenizer != "word":
+        problems.append(("data.char_encoder", f"spells words: it needs data.tokenizer: word, got {data.tokenizer!r}"))
     longest = -(-data.max_length // data.bucket_multiple) * data.bucket_multiple
     if training.batch_tokens < longest:
         problems.append(("training.batch_tokens", (
@@ -94,44 +102,58 @@ def read_split(path: str, key: str, data: DataArgs):
         return read_labelled(path, header=HEADERS[data.header], label_separator=data.label_separator or None)
 
 
-def _tokenizer(data: DataArgs, texts: list[str], run_dir, resuming: bool, log):
+def _tokenizers(data: DataArgs, texts: list[str], run_dir, resuming: bool, log):
+    """``(tokenizer, chars or None)`` of the run: trained on ``texts`` or reused from ``RUN/tokenizer/``."""
     settings = {"tokenizer": data.tokenizer, "train": data.train, "lowercase": data.lowercase,
                 "max_train_examples": data.max_train_examples}
     if data.tokenizer == "sentencepiece":
         settings["sentencepiece"] = dataclasses.asdict(data.sentencepiece)
     else:
         settings["min_frequency"] = data.min_frequency
+    if data.char_encoder:
+        settings["char_encoder"] = True
 
     def build():
+        chars = CharTokenizer.build(texts) if data.char_encoder else None
         if data.tokenizer == "sentencepiece":
             try:
-                return SentencePieceTokenizer.train(texts, data.sentencepiece)
+                return SentencePieceTokenizer.train(texts, data.sentencepiece), chars
             except ValueError as error:
                 raise DataError(f"cannot train the tokenizer: {error} (see data.sentencepiece.vocab_size)", data.train) from None
         kind = WordTokenizer if data.tokenizer == "word" else CharTokenizer
-        return kind.build(texts, min_frequency=data.min_frequency)
+        return kind.build(texts, min_frequency=data.min_frequency), chars
 
-    return tokenizer_for_run(run_dir, settings, build, lambda t, f: t.save(f), load_tokenizer, resuming=resuming, log=log,
-                             description=f"{data.tokenizer} tokenizer on {len(texts)} texts")
+    def save(built, folder):
+        built[0].save(folder)
+        if built[1] is not None:
+            built[1].save(folder, CHARS_NAME)
+
+    spelled = " and a character vocabulary" if data.char_encoder else ""
+    return tokenizer_for_run(run_dir, settings, build, save, read_tokenizers, resuming=resuming, log=log,
+                             description=f"{data.tokenizer} tokenizer{spelled} on {len(texts)} texts")
 
 
 # --- batches and loss ---------------------------------------------------------------------
 
 
 class LabelledBatches(SamplerBatches):
-    """Training batches ``(tokens (B, T), lengths (B,), labels)`` in BatchSampler order.
+    """Training batches ``(tokens (B, T), lengths (B,), labels)`` in BatchSampler order, or
+    ``(tokens, lengths, chars (B, T, C), char_lengths (B, T), labels)`` for a model that spells words.
 
     ``labels`` is ``(B,)`` int32 class ids, or ``(B, C)`` float32 0/1 for multi-label data.
     """
 
-    def __init__(self, encoded: list[list[int]], labels: np.ndarray, sampler: BatchSampler, multiple: int):
+    def __init__(self, classifier: TextClassifier, encoded: list[list[int]], spelled: list | None, labels: np.ndarray,
+                 sampler: BatchSampler, multiple: int):
         super().__init__(sampler)
-        self.encoded, self.labels, self.multiple = encoded, labels, multiple
+        self.classifier, self.encoded, self.spelled, self.labels = classifier, encoded, spelled, labels
+        self.multiple = multiple
 
     def __iter__(self):
         for indices in self.sampler:
-            tokens, lengths = pad_batch([self.encoded[i] for i in indices], multiple=self.multiple)
-            yield tokens, lengths, mx.array(self.labels[indices])
+            spelled = [self.spelled[i] for i in indices] if self.spelled is not None else None
+            inputs = self.classifier.batch([self.encoded[i] for i in indices], spelled, self.multiple)
+            yield *inputs, mx.array(self.labels[indices])
 
 
 def classification_loss(logits: mx.array, labels: mx.array, smoothing: float = 0.0):
@@ -165,28 +187,29 @@ def make_loss(smoothing: float, adversarial: float = 0.0):
     """
 
     def loss(model, batch):
-        tokens, lengths, labels = batch
-        return classification_loss(model(tokens, lengths), labels, smoothing)
+        *inputs, labels = batch  # tokens, lengths (, chars, char_lengths)
+        return classification_loss(model(*inputs), labels, smoothing)
 
     if adversarial <= 0:
         return loss
 
-    def summed(params, delta, model, tokens, lengths, labels):
+    def summed(params, delta, model, tokens, lengths, spellings, labels):
         model.update(params)
-        embeddings = model.embedding(tokens)  # (B, T, E)
+        embeddings = model.inputs(tokens, *spellings)  # (B, T, input_size)
         return classification_loss(model.classify(embeddings + delta, lengths), labels, smoothing)
 
     clean_and_embedding_grads = mx.value_and_grad(summed, argnums=(0, 1))
     perturbed_grads = mx.value_and_grad(summed)
 
     def value_and_grad(model, batch):
-        tokens, lengths, labels = batch
+        tokens, lengths, *spellings, labels = batch
         tokens = model.drop_words(tokens)  # once: both passes read the same words
         params = model.trainable_parameters()
-        zero = mx.zeros((*tokens.shape, model.args.embed_size), dtype=model.embedding.weight.dtype)
-        (clean, count), (grads, embedding_grad) = clean_and_embedding_grads(params, zero, model, tokens, lengths, labels)
+        zero = mx.zeros((*tokens.shape, model.input_size), dtype=model.embedding.weight.dtype)
+        (clean, count), (grads, embedding_grad) = clean_and_embedding_grads(params, zero, model, tokens, lengths,
+                                                                           spellings, labels)
         r = mx.stop_gradient(adversarial_step(embedding_grad, adversarial))
-        (perturbed, _), more = perturbed_grads(params, r, model, tokens, lengths, labels)
+        (perturbed, _), more = perturbed_grads(params, r, model, tokens, lengths, spellings, labels)
         model.update(params)
         return (clean + perturbed, count), tree_map(lambda a, b: a + b, grads, more)
 
@@ -215,17 +238,19 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
     train, valid = read_split(data.train, "data.train", data), read_split(data.valid, "data.valid", data)
     keep = data.max_train_examples or len(train)
     texts = [t.lower() if data.lowercase else t for t in train.texts[:keep]]
-    tokenizer = _tokenizer(data, texts, run_dir, resuming, log)
+    tokenizer, chars = _tokenizers(data, texts, run_dir, resuming, log)
     names = sorted({label for labels in train.labels[:keep] for label in labels})
     multi = bool(data.label_separator)
     if len(names) < (1 if multi else 2):
         raise DataError(f"the training data have {len(names)} label(s) ({', '.join(names)}); a classifier needs two", data.train)
-    settings = TextSettings(names, lowercase=data.lowercase, max_length=data.max_length)
+    settings = TextSettings(names, lowercase=data.lowercase, max_length=data.max_length,
+                            max_word_chars=data.max_word_chars if chars else 0)
     args = config.model.model_args(vocab_size=tokenizer.vocab_size, num_classes=len(names), multi_label=multi, pad_id=PAD_ID,
-                                   unk_id=UNK_ID)
+                                   unk_id=UNK_ID, char_vocab_size=chars.vocab_size if chars else 0)
     model = model_module(config.model.model_type).build_model(args)
-    classifier = TextClassifier(model, tokenizer, settings)
+    classifier = TextClassifier(model, tokenizer, settings, chars=chars)
     encoded = [classifier.encode(t) for t in train.texts[:keep]]
+    spelled = [classifier.spell(t) for t in train.texts[:keep]] if chars else None
     index = {name: i for i, name in enumerate(names)}
     if multi:
         labels = np.zeros((keep, len(names)), dtype=np.float32)
@@ -240,17 +265,19 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
     valid_texts, valid_labels = valid.texts[:cap], valid.labels[:cap]
 
     def validate(model) -> dict:
-        scorer = TextClassifier(model, tokenizer, settings)  # the loop puts the model back in train mode
+        scorer = TextClassifier(model, tokenizer, settings, chars=chars)  # the loop puts the model back in train mode
         return scorer.evaluate(valid_texts, valid_labels, validation.batch_size, validation.threshold)
 
     kind = f"{data.tokenizer}-level {'multi-label' if multi else 'multi-class'}"
     facts = {"kind": kind, "examples": keep, "labels": names, "command": command,
-             "tokenizer": f"{data.tokenizer}, {tokenizer.vocab_size} ids",
+             "tokenizer": f"{data.tokenizer}, {tokenizer.vocab_size} ids" + (f", {chars.vocab_size} characters" if chars else ""),
              "parameters": sum(v.size for _, v in tree_flatten(model.parameters()))}
 
     def save_model(folder, model, summary):
         checkpoint.save_model(folder, model, config.model.model_type, args, readme=model_card(config, facts, summary))
         tokenizer.save(folder)
+        if chars:
+            chars.save(folder, CHARS_NAME)
         settings.save(folder)
 
     description = "\n".join([
@@ -260,5 +287,5 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
         f"model: {config.model.model_type}, {facts['parameters']:,} parameters",
         f"batches: {len(sampler)} per epoch in {len(sampler.shapes())} shapes, at most {training.batch_tokens} tokens",
     ])
-    return TaskParts(model, LabelledBatches(encoded, labels, sampler, data.bucket_multiple),
+    return TaskParts(model, LabelledBatches(classifier, encoded, spelled, labels, sampler, data.bucket_multiple),
                      make_loss(training.label_smoothing, args.adversarial), validate, save_model, description)

@@ -70,3 +70,49 @@ def test_word_dropout_turns_tokens_into_unk_in_training_only():
 def test_word_dropout_must_be_a_probability():
     with pytest.raises(ValueError, match=r"word_dropout must be in \[0, 1\), got 1.0"):
         small(word_dropout=1.0)
+
+
+def spelling(**changes):
+    return small(char_vocab_size=12, char_embed_size=4, char_hidden_size=3, **changes)
+
+
+def spelled(words: list[list[int]], steps: int, width: int = 5):
+    """chars (B, T, C) and char_lengths (B, T); padded words hold non-pad junk of length 2."""
+    chars = np.full((len(words), steps, width), 11, dtype=np.int32)
+    lengths = np.full((len(words), steps), 2, dtype=np.int32)
+    for b, sentence in enumerate(words):
+        for t, ids in enumerate(sentence):
+            chars[b, t, : len(ids)] = ids
+            lengths[b, t] = len(ids)
+    return mx.array(chars), mx.array(lengths)
+
+
+@pytest.mark.parametrize("pooling", ["final", "max", "attention"])
+def test_a_spelled_sentence_alone_and_in_a_padded_batch_gives_the_same_logits(pooling):
+    model = spelling(pooling=pooling)
+    words, tokens = [[4, 5], [6, 7, 8], [9]], [5, 1, 7]
+    alone = model(mx.array([tokens]), mx.array([3]), *spelled([words], 3))
+    other = [[4], [5], [6], [7], [8], [9]]
+    batch = mx.array([[3, 4, 5, 6, 7, 8], tokens + [2, 3, 4]])
+    batched = model(batch, mx.array([6, 3]), *spelled([other, words], 6))[1:]
+    assert np.allclose(np.array(alone), np.array(batched), atol=1e-5)
+
+
+def test_spelling_tells_unknown_words_apart():
+    tokens, lengths = mx.array([[1, 1]]), mx.array([2])  # two <unk> words
+    first = np.array(spelling()(tokens, lengths, *spelled([[[4, 5, 6], [7]]], 2)))
+    second = np.array(spelling()(tokens, lengths, *spelled([[[4, 5, 9], [7]]], 2)))
+    assert not np.allclose(first, second)  # only one character differs
+    assert spelling().input_size == 8 + 2 * 3 and small().input_size == 8
+
+
+def test_a_spelling_model_needs_the_spellings_and_round_trips(tmp_path):
+    model = spelling()
+    with pytest.raises(ValueError, match=r"this model spells words: expected chars \(B, T, C\) and char_lengths \(B, T\) "
+                                         r"with B, T = 1, 2, got chars None"):
+        model(mx.array([[4, 5]]), mx.array([2]))
+    save_model(tmp_path, model, "classifier", model.args)
+    loaded = mlxseq.load(tmp_path)
+    inputs = (mx.array([[4, 5]]), mx.array([2]), *spelled([[[4, 5], [6]]], 2))
+    assert loaded.args.char_vocab_size == 12
+    assert np.array_equal(np.array(loaded(*inputs)), np.array(model(*inputs)))

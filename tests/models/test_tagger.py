@@ -63,5 +63,5 @@ def test_the_model_folder_round_trips(tmp_path):
 
 
 def test_missing_characters_are_named():
-    with pytest.raises(ValueError, match=r"this tagger spells words: expected chars \(B, T, C\)"):
+    with pytest.raises(ValueError, match=r"this model spells words: expected chars \(B, T, C\)"):
         small().emissions(mx.array([[1, 2]]), mx.array([2]))

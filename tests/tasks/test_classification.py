@@ -85,9 +85,10 @@ def test_the_loss_on_hand_made_logits():
     assert count.item() == 1 and total.item() == pytest.approx(expected, rel=1e-5)
 
 
-def adversarial_model(eps):
+def adversarial_model(eps, **changes):
     mx.random.seed(0)
-    model = build_model(ModelArgs(vocab_size=20, num_classes=3, embed_size=8, hidden_size=6, dropout=0.0, adversarial=eps))
+    model = build_model(ModelArgs(vocab_size=20, num_classes=3, embed_size=8, hidden_size=6, dropout=0.0, adversarial=eps,
+                                  **changes))
     model.train()
     return model
 
@@ -149,13 +150,20 @@ def test_both_adversarial_passes_read_the_same_dropped_words():
     assert total.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_a_compiled_training_step_takes_the_adversarial_gradients():
+SPELLINGS = (mx.array([[[4, 5, 0], [6, 0, 0], [7, 8, 9], [5, 0, 0]], [[9, 9, 0], [4, 0, 0], [6, 7, 0], [0, 0, 0]]]),
+             mx.array([[2, 1, 3, 1], [2, 1, 2, 1]]))
+
+
+@pytest.mark.parametrize("spelling", [False, True], ids=["words", "words-and-characters"])
+def test_a_compiled_training_step_takes_the_adversarial_gradients(spelling):
     from mlxseq.training.step import TrainStep
 
-    batch = (mx.array([[3, 4, 5, 6], [7, 8, 9, 0]]), mx.array([4, 3]), mx.array([1, 2]))
+    tokens, lengths, labels = mx.array([[3, 4, 5, 6], [7, 8, 9, 0]]), mx.array([4, 3]), mx.array([1, 2])
+    batch = (tokens, lengths, *SPELLINGS, labels) if spelling else (tokens, lengths, labels)
+    changes = {"char_vocab_size": 10, "char_embed_size": 4, "char_hidden_size": 3} if spelling else {}
     updated = {}
     for mode in ("eager", "auto"):
-        model = adversarial_model(0.3)
+        model = adversarial_model(0.3, **changes)
         optimizer = optim.SGD(learning_rate=0.1)
         step = TrainStep(model, optimizer, make_loss(0.0, adversarial=0.3), 0.0, mode=mode)
         loss, count, _ = step(batch)
@@ -166,6 +174,10 @@ def test_a_compiled_training_step_takes_the_adversarial_gradients():
     assert compiled_loss == pytest.approx(loss, rel=1e-5)
     for (name, a), (_, b) in zip(eager, compiled):
         assert np.allclose(np.array(a), np.array(b), atol=1e-6), name
+    if spelling:  # the character encoder learns too: its inputs were perturbed along with the word embeddings
+        before = dict(tree_flatten(adversarial_model(0.3, **changes).parameters()))
+        assert not np.allclose(np.array(before["char_rnn.weight_ih_l0"]),
+                               np.array(dict(compiled)["char_rnn.weight_ih_l0"]))
 
 
 def test_a_tiny_classifier_learns_with_adversarial_training(tmp_path):
@@ -183,3 +195,44 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(path, ["model.pooling=sum"])
     with pytest.raises(ConfigError, match="model: adversarial must be >= 0, got -1.0"):
         load_config(path, ["model.adversarial=-1.0"])
+
+
+def write_suffix_corpus(folder: Path, seed=0) -> dict:
+    """Label: the suffix of the one long word ('-ful' or '-less'); validation stems never occur in training."""
+    rng = random.Random(seed)
+    letters = "bcdfgkmnprstvz"
+    stems = sorted({"".join(rng.choice(letters) + rng.choice("aeiou") for _ in range(2)) for _ in range(200)})
+    train_stems, valid_stems = stems[:60], stems[60:100]
+    paths = {}
+    for split, count, pool in (("train", 1500, train_stems), ("valid", 120, valid_stems)):
+        lines = []
+        for _ in range(count):
+            label = rng.choice(["ful", "less"])
+            words = [rng.choice(WORDS) for _ in range(rng.randint(1, 4))]
+            words.insert(rng.randrange(len(words) + 1), rng.choice(pool) + label)
+            lines.append(f"{' '.join(words)}\t{label}")
+        path = folder / f"{split}.tsv"
+        path.write_text("\n".join(lines) + "\n")
+        paths[split] = str(path)
+    return paths
+
+
+def test_a_spelling_classifier_reads_words_it_never_saw(tmp_path):
+    (tmp_path / "suffix").mkdir()
+    data = {**write_suffix_corpus(tmp_path / "suffix"), "char_encoder": True, "max_word_chars": 8}
+    path = write_config(tmp_path, model={"char_embed_size": 8, "char_hidden_size": 16}, data=data,
+                        training={"max_steps": 200, "eval_every": 100})
+    result = train_from_config(path, quiet=True)
+    assert result.metrics["accuracy"] >= 95.0  # every validation keyword is <unk> to the word embedding
+    best = tmp_path / "run" / "best"
+    assert (best / "chars.json").is_file() and json.loads((best / "labels.json").read_text())["max_word_chars"] == 8
+    classifier = TextClassifier.load(best)
+    assert classifier.model.args.char_vocab_size == classifier.chars.vocab_size
+    found = classifier.predict(["a zuzuful b", "zuzuless c"])  # 'zuzu' is no stem of the corpus
+    assert [p.labels for p in found] == [["ful"], ["less"]]
+
+
+def test_a_spelling_classifier_needs_word_tokens(tmp_path):
+    path = write_config(tmp_path, data={"char_encoder": True})
+    with pytest.raises(ConfigError, match="data.char_encoder: spells words: it needs data.tokenizer: word, got 'char'"):
+        load_config(path, ["data.tokenizer=char"])
