@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mlxseq.checkpoint import ModelFolderError, load_with_tokenizer
-from mlxseq.data import CHARS_NAME, UNK_ID, CharTokenizer, load_tokenizer, pad_batch, pad_spellings, spell
+from mlxseq.data import CHARS_NAME, UNK_ID, CharTokenizer, load_tokenizer, pad_batch, batch_spellings, spell
 from mlxseq.files import write_text
 from mlxseq.scores import accuracy, macro_f1, multi_label_scores
 
@@ -129,12 +129,12 @@ class TextClassifier:
         return [spell(w, self.char_index, self.settings.max_word_chars) for w in words]
 
     def batch(self, encoded: list[list[int]], spelled: list[list[list[int]]] | None, multiple: int = 8) -> tuple:
-        """The model's inputs for a batch: ``(tokens (B, T), lengths (B,))``, with ``(chars (B, T, C),
-        char_lengths (B, T))`` after them when the model spells words."""
+        """The model's inputs for a batch: ``(tokens (B, T), lengths (B,))``, then ``chars (U, C),
+        char_lengths (U,), spelling_ids (B, T)`` when the model spells words (:func:`mlxseq.data.batch_spellings`)."""
         tokens, lengths = pad_batch(encoded, multiple=multiple)
         if not self.chars:
             return tokens, lengths
-        return (tokens, lengths, *pad_spellings(spelled, tokens.shape[1], self.settings.max_word_chars))
+        return (tokens, lengths, *batch_spellings(spelled, tokens.shape[1], self.settings.max_word_chars))
 
     def probabilities(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Class probabilities ``(N, C)`` in input order."""

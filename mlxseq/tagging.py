@@ -19,13 +19,13 @@ import numpy as np
 
 from mlxseq.checkpoint import ModelFolderError, load_with_tokenizer
 from mlxseq.classification import TextSettings, length_batches
-from mlxseq.data import CHARS_NAME, PAD_ID, UNK_ID, CharTokenizer, WordTokenizer, pad_spellings, padded_length, spell
+from mlxseq.data import CHARS_NAME, PAD_ID, UNK_ID, CharTokenizer, WordTokenizer, batch_spellings, padded_length, spell
 from mlxseq.layers.activations import log_softmax
 from mlxseq.scores import accuracy, entity_f1, is_bio
 
 
 class WordEncoder:
-    """Sentences of words to the padded arrays a tagger reads: words, lengths, chars, char lengths."""
+    """Sentences of words to the padded arrays a tagger reads: words, lengths (and the spellings)."""
 
     def __init__(self, words: WordTokenizer, chars: CharTokenizer | None, settings: TextSettings):
         self.words, self.chars, self.settings = words, chars, settings
@@ -40,16 +40,16 @@ class WordEncoder:
         return [spell(w, self.char_index, self.settings.max_word_chars) for w in sentence]
 
     def batch(self, words: list[list[int]], chars: list[list[list[int]]] | None, multiple: int = 8):
-        """``(words (B, T), lengths (B,), chars (B, T, C) or None, char_lengths (B, T) or None)``."""
+        """``(words (B, T), lengths (B,))``, then ``chars (U, C), char_lengths (U,), spelling_ids (B, T)``
+        when the tagger spells words (:func:`mlxseq.data.batch_spellings`)."""
         B, T = len(words), padded_length(max(len(w) for w in words), multiple)
         word_array = np.full((B, T), PAD_ID, dtype=np.int32)
         lengths = np.array([len(w) for w in words], dtype=np.int32)
         for b, ids in enumerate(words):
             word_array[b, : len(ids)] = ids
         if chars is None:
-            return mx.array(word_array), mx.array(lengths), None, None
-        char_array, char_lengths = pad_spellings(chars, T, self.settings.max_word_chars)
-        return mx.array(word_array), mx.array(lengths), char_array, char_lengths
+            return mx.array(word_array), mx.array(lengths)
+        return (mx.array(word_array), mx.array(lengths), *batch_spellings(chars, T, self.settings.max_word_chars))
 
     def encode(self, sentences: list[Sequence[str]], multiple: int = 8):
         chars = [self.char_ids(s) for s in sentences] if self.chars else None

@@ -3,10 +3,11 @@
 :func:`recurrent_layer` is a word- or step-level mlxseq RNN/GRU/LSTM. The character encoder
 spells each word::
 
-    c = char_rnn(char_embedding(chars), char_lengths)     (B * T, C, 2 Hc)  bidirectional
-    spelled = [c_{n-1}^fwd ; c_0^bwd]                       (B, T, 2 Hc)      final states of each word
+    c = char_rnn(char_embedding(chars), char_lengths)     (U, C, 2 Hc)  bidirectional, once per
+                                                                          distinct spelling of the batch
+    spelled = [c_{n-1}^fwd ; c_0^bwd][spelling_ids]         (B, T, 2 Hc)  final states, gathered to each word
 
-Shapes: B batch, T words, C characters per word, Hc units per direction. A model owns
+Shapes: B batch, T words, U distinct spellings, C characters per word, Hc units per direction. A model owns
 ``char_embedding`` and ``char_rnn`` (those parameter names are part of its folders);
 :func:`char_encoder` builds them and :func:`spelled_words` runs them.
 """
@@ -34,19 +35,19 @@ def char_encoder(rnn_type: str, char_vocab_size: int, char_embed_size: int, char
                                                                             1, 0.0, True)
 
 
-def spelled_words(char_embedding: nn.Module, char_rnn: nn.Module, chars, char_lengths, words_shape) -> mx.array:
-    """Final states ``(B, T, 2 Hc)`` of spelling ``chars`` (B, T, C) with ``char_lengths`` (B, T) >= 1.
+def spelled_words(char_embedding: nn.Module, char_rnn: nn.Module, chars, char_lengths, spelling_ids,
+                  words_shape) -> mx.array:
+    """Final states ``(B, T, 2 Hc)`` of each word's spelling.
 
-    ``words_shape`` is (B, T) of the word ids the spellings belong to; other shapes are refused.
+    ``chars`` (U, C) and ``char_lengths`` (U,) are a batch's distinct spellings and
+    ``spelling_ids`` (B, T) the row of each word (:func:`mlxseq.data.batch_spellings`);
+    ``words_shape`` is (B, T) of the word ids they belong to. Other shapes are refused.
     """
     B, T = words_shape
-    if chars is None or chars.ndim != 3 or tuple(chars.shape[:2]) != (B, T) or char_lengths is None \
-            or tuple(char_lengths.shape) != (B, T):
-        got = None if chars is None else tuple(chars.shape)
-        got_lengths = None if char_lengths is None else tuple(char_lengths.shape)
-        raise ValueError(f"this model spells words: expected chars (B, T, C) and char_lengths (B, T) with B, T = {B}, {T}, "
-                         f"got chars {got} and char_lengths {got_lengths}")
-    C = chars.shape[2]
-    flat_lengths = char_lengths.reshape(B * T)
-    outputs, _ = char_rnn(char_embedding(chars.reshape(B * T, C)), lengths=flat_lengths)  # (B * T, C, 2 Hc)
-    return final_pool(outputs, flat_lengths, 2).reshape(B, T, -1)
+    if chars is None or char_lengths is None or spelling_ids is None or chars.ndim != 2 \
+            or tuple(char_lengths.shape) != chars.shape[:1] or tuple(spelling_ids.shape) != (B, T):
+        got = [None if a is None else tuple(a.shape) for a in (chars, char_lengths, spelling_ids)]
+        raise ValueError(f"this model spells words: expected chars (U, C), char_lengths (U,) and spelling_ids (B, T) "
+                         f"with B, T = {B}, {T}, got shapes {got[0]}, {got[1]} and {got[2]}")
+    outputs, _ = char_rnn(char_embedding(chars), lengths=char_lengths)  # (U, C, 2 Hc)
+    return mx.take(final_pool(outputs, char_lengths, 2), spelling_ids, axis=0)  # (U, 2 Hc) -> (B, T, 2 Hc)

@@ -4,6 +4,7 @@
     2. c = char_rnn(char_embedding(chars), char_lengths)   (B, T, 2 Hc) final states of a
                                                                        bidirectional pass over
                                                                        each word's characters
+                                                                       (models/encoders.py)
     3. x = dropout([w; c])                                 (B, T, E + 2 Hc)
     4. h = rnn(x, lengths)                                 (B, T, dirs * H)
     5. emissions = W dropout(h) + b                        (B, T, K)
@@ -12,7 +13,7 @@
 Step 2 runs only with a character vocabulary (``char_vocab_size > 0``): it spells
 out words the word embedding knows little about. ``word_dropout`` replaces word ids
 by ``<unk>`` in training so that the model learns to use step 2 for rare words.
-Shapes: B batch, T words, C characters per word, K tags.
+Shapes: B batch, T words, K tags.
 """
 
 from dataclasses import dataclass
@@ -77,8 +78,10 @@ class Tagger(nn.Module):
             self.crf = CRF(args.num_tags)
 
     def emissions(self, words: mx.array, lengths: mx.array, chars: mx.array | None = None,
-                  char_lengths: mx.array | None = None) -> mx.array:
-        """Tag scores (B, T, K) of ``words`` (B, T) with ``chars`` (B, T, C) and ``char_lengths`` (B, T)."""
+                  char_lengths: mx.array | None = None, spelling_ids: mx.array | None = None) -> mx.array:
+        """Tag scores (B, T, K) of ``words`` (B, T); a model with a character encoder also reads the
+        batch's distinct spellings ``chars`` (U, C), ``char_lengths`` (U,) and each word's row of them,
+        ``spelling_ids`` (B, T) (see :func:`mlxseq.data.batch_spellings`)."""
         B, T = words.shape
         if tuple(lengths.shape) != (B,):
             raise ValueError(f"expected lengths of shape (B,) = ({B},), got shape {tuple(lengths.shape)}")
@@ -87,16 +90,16 @@ class Tagger(nn.Module):
             words = mx.where(drop, self.args.unk_id, words)
         x = self.embedding(words)  # (B, T, E)
         if self.args.char_vocab_size:
-            x = mx.concatenate([x, spelled_words(self.char_embedding, self.char_rnn, chars, char_lengths, (B, T))], axis=-1)
+            x = mx.concatenate([x, spelled_words(self.char_embedding, self.char_rnn, chars, char_lengths, spelling_ids, (B, T))], axis=-1)
         outputs, _ = self.rnn(self.dropout(x), lengths=lengths)  # (B, T, dirs * H)
         return self.head(self.dropout(outputs))
 
-    def __call__(self, words, lengths, chars=None, char_lengths=None) -> mx.array:
-        return self.emissions(words, lengths, chars, char_lengths)
+    def __call__(self, words, lengths, chars=None, char_lengths=None, spelling_ids=None) -> mx.array:
+        return self.emissions(words, lengths, chars, char_lengths, spelling_ids)
 
-    def decode(self, words, lengths, chars=None, char_lengths=None) -> list[list[int]]:
+    def decode(self, words, lengths, chars=None, char_lengths=None, spelling_ids=None) -> list[list[int]]:
         """The best tag ids of each sentence (``lengths[b]`` of them): argmax, or Viterbi with a CRF."""
-        emissions = self.emissions(words, lengths, chars, char_lengths)
+        emissions = self.emissions(words, lengths, chars, char_lengths, spelling_ids)
         if self.args.crf:
             return self.crf.decode(emissions, lengths)[0]
         best = np.array(mx.argmax(emissions, axis=-1))

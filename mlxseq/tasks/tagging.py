@@ -5,8 +5,8 @@
 seen ``data.min_frequency`` times, lowercased if ``data.lowercase``) and, for a model that
 spells words, the character vocabulary, into ``RUN/tokenizer/`` (reused when the settings
 are the same), (3) builds the model with the vocabulary sizes and the tag set, (4) batches
-sentences by length with :class:`mlxseq.data.BatchSampler`; every batch spells words with
-``data.max_word_chars`` characters, so shapes stay few.
+sentences by length with :class:`mlxseq.data.BatchSampler`; every batch spells each of its
+distinct words once, in ``data.max_word_chars`` characters, so shapes stay few.
 
 The loss per word is the cross-entropy of its tag (softmax, with label smoothing) or the
 CRF's negative log-likelihood of the whole tag sequence; padding never counts. Validation
@@ -107,8 +107,9 @@ def make_loss(smoothing: float):
     """``loss(model, batch)``: per-word cross-entropy, or the CRF's sequence NLL; divided by words."""
 
     def loss(model, batch):
-        words, lengths, chars, char_lengths, tags = batch
-        emissions = model.emissions(words, lengths, chars, char_lengths)
+        *inputs, tags = batch  # words, lengths (, chars, char_lengths, spelling_ids)
+        emissions = model.emissions(*inputs)
+        lengths = inputs[1]
         if model.args.crf:
             return model.crf.neg_log_likelihood(emissions, tags, lengths).sum(), lengths.sum()
         return masked_cross_entropy(emissions, tags, lengths, smoothing)
@@ -117,8 +118,8 @@ def make_loss(smoothing: float):
 
 
 class SentenceBatches(SamplerBatches):
-    """Training batches ``(words, lengths, chars, char_lengths, tags)`` in BatchSampler order
-    (``chars`` and ``char_lengths`` are (B, 0) / (B, T) placeholders without a character encoder)."""
+    """Training batches ``(words, lengths, tags)`` in BatchSampler order, or
+    ``(words, lengths, chars, char_lengths, spelling_ids, tags)`` for a tagger that spells words."""
 
     def __init__(self, encoder: WordEncoder, words, chars, tags, sampler: BatchSampler, multiple: int):
         super().__init__(sampler)
@@ -127,14 +128,11 @@ class SentenceBatches(SamplerBatches):
     def __iter__(self):
         for indices in self.sampler:
             chars = [self.chars[i] for i in indices] if self.chars is not None else None
-            words, lengths, char_ids, char_lengths = self.encoder.batch([self.words[i] for i in indices], chars,
-                                                                        self.multiple)
-            tags = np.zeros(words.shape, dtype=np.int32)
+            inputs = self.encoder.batch([self.words[i] for i in indices], chars, self.multiple)
+            tags = np.zeros(inputs[0].shape, dtype=np.int32)
             for row, i in enumerate(indices):
                 tags[row, : len(self.tags[i])] = self.tags[i]
-            if char_ids is None:  # the compiled step takes arrays only
-                char_ids, char_lengths = mx.zeros((words.shape[0], 0), dtype=mx.int32), mx.ones(words.shape, dtype=mx.int32)
-            yield words, lengths, char_ids, char_lengths, mx.array(tags)
+            yield *inputs, mx.array(tags)
 
 
 def model_card(config, facts: dict, summary: dict) -> str:

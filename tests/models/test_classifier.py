@@ -6,6 +6,7 @@ import pytest
 
 import mlxseq
 from mlxseq.checkpoint import save_model
+from mlxseq.data import batch_spellings
 from mlxseq.models.classifier import ModelArgs, build_model
 
 
@@ -76,15 +77,9 @@ def spelling(**changes):
     return small(char_vocab_size=12, char_embed_size=4, char_hidden_size=3, **changes)
 
 
-def spelled(words: list[list[int]], steps: int, width: int = 5):
-    """chars (B, T, C) and char_lengths (B, T); padded words hold non-pad junk of length 2."""
-    chars = np.full((len(words), steps, width), 11, dtype=np.int32)
-    lengths = np.full((len(words), steps), 2, dtype=np.int32)
-    for b, sentence in enumerate(words):
-        for t, ids in enumerate(sentence):
-            chars[b, t, : len(ids)] = ids
-            lengths[b, t] = len(ids)
-    return mx.array(chars), mx.array(lengths)
+def spelled(words: list[list[list[int]]], steps: int, width: int = 5):
+    """chars (U, C), char_lengths (U,) and spelling_ids (B, T); padded words are spelled with junk (11, 11)."""
+    return batch_spellings([sentence + [[11, 11]] * (steps - len(sentence)) for sentence in words], steps, width, multiple=4)
 
 
 @pytest.mark.parametrize("pooling", ["final", "max", "attention"])
@@ -108,8 +103,8 @@ def test_spelling_tells_unknown_words_apart():
 
 def test_a_spelling_model_needs_the_spellings_and_round_trips(tmp_path):
     model = spelling()
-    with pytest.raises(ValueError, match=r"this model spells words: expected chars \(B, T, C\) and char_lengths \(B, T\) "
-                                         r"with B, T = 1, 2, got chars None"):
+    with pytest.raises(ValueError, match=r"this model spells words: expected chars \(U, C\), char_lengths \(U,\) and "
+                                         r"spelling_ids \(B, T\) with B, T = 1, 2, got shapes None, None and None"):
         model(mx.array([[4, 5]]), mx.array([2]))
     save_model(tmp_path, model, "classifier", model.args)
     loaded = mlxseq.load(tmp_path)

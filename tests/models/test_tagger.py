@@ -6,6 +6,7 @@ import pytest
 
 import mlxseq
 from mlxseq.checkpoint import save_model
+from mlxseq.data import batch_spellings
 from mlxseq.models.tagger import ModelArgs, build_model
 
 
@@ -19,7 +20,9 @@ def small(**changes):
 
 
 def inputs(rows, lengths, char_rows, char_lengths):
-    return mx.array(rows), mx.array(lengths), mx.array(char_rows), mx.array(char_lengths)
+    """The tagger's inputs; ``char_rows`` (B, T, C) and ``char_lengths`` (B, T) spell every word, padding included."""
+    spellings = [[word[:n] for word, n in zip(words, counts)] for words, counts in zip(char_rows, char_lengths)]
+    return (mx.array(rows), mx.array(lengths), *batch_spellings(spellings, len(rows[0]), len(char_rows[0][0]), multiple=4))
 
 
 SENTENCE = ([5, 9, 2], [[4, 5, 0, 0], [6, 7, 8, 9], [10, 0, 0, 0]], [2, 4, 1])
@@ -63,5 +66,6 @@ def test_the_model_folder_round_trips(tmp_path):
 
 
 def test_missing_characters_are_named():
-    with pytest.raises(ValueError, match=r"this model spells words: expected chars \(B, T, C\)"):
+    with pytest.raises(ValueError, match=r"this model spells words: expected chars \(U, C\), char_lengths \(U,\) "
+                                         r"and spelling_ids \(B, T\) with B, T = 1, 2, got shapes None, None and None"):
         small().emissions(mx.array([[1, 2]]), mx.array([2]))

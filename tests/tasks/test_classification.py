@@ -14,6 +14,7 @@ from mlx.utils import tree_flatten
 
 from mlxseq.classification import TextClassifier
 from mlxseq.config import ConfigError, load_config
+from mlxseq.data import batch_spellings
 from mlxseq.models.classifier import ModelArgs, build_model
 from mlxseq.tasks.classification import adversarial_step, classification_loss, make_loss
 from mlxseq.training.from_config import train_from_config
@@ -150,8 +151,7 @@ def test_both_adversarial_passes_read_the_same_dropped_words():
     assert total.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-SPELLINGS = (mx.array([[[4, 5, 0], [6, 0, 0], [7, 8, 9], [5, 0, 0]], [[9, 9, 0], [4, 0, 0], [6, 7, 0], [0, 0, 0]]]),
-             mx.array([[2, 1, 3, 1], [2, 1, 2, 1]]))
+SPELLINGS = batch_spellings([[[4, 5], [6], [7, 8, 9], [5]], [[9, 9], [4], [6, 7]]], steps=4, max_chars=3, multiple=4)
 
 
 @pytest.mark.parametrize("spelling", [False, True], ids=["words", "words-and-characters"])
