@@ -181,37 +181,45 @@ def make_loss(smoothing: float, adversarial: float = 0.0):
     With ``adversarial = eps > 0`` the function also carries ``value_and_grad(model, batch)``,
     which :class:`mlxseq.training.step.TrainStep` uses instead of differentiating ``loss``: the
     loss at the embeddings plus the loss at the embeddings moved by ``adversarial_step`` of their
-    gradient, and the parameter gradients of that sum. Two passes, no gradient of a gradient:
-    the first gives the parameter gradients of the clean loss and the embedding gradient, the
-    second those of the perturbed loss (``r`` a constant).
+    gradient, and the parameter gradients of that sum. No gradient of a gradient; the encoder's
+    inputs ``e`` (embeddings, spellings) are computed and differentiated once::
+
+        e = inputs(W_in)                                   embedding (and character encoder)
+        L1, dL1/dW, g1 = loss(e),  g1 = dL1/de             clean pass
+        L2, dL2/dW, g2 = loss(e + r),  r = eps g1/||g1||   perturbed pass, r a constant
+        dW_in = (de/dW_in)^T (g1 + g2)                     one backward pass through the inputs
     """
 
     def loss(model, batch):
-        *inputs, labels = batch  # tokens, lengths (, chars, char_lengths)
+        *inputs, labels = batch  # tokens, lengths (, chars, char_lengths, spelling_ids)
         return classification_loss(model(*inputs), labels, smoothing)
 
     if adversarial <= 0:
         return loss
 
-    def summed(params, delta, model, tokens, lengths, spellings, labels):
+    def classified(params, embeddings, model, lengths, labels):
         model.update(params)
-        embeddings = model.inputs(tokens, *spellings)  # (B, T, input_size)
-        return classification_loss(model.classify(embeddings + delta, lengths), labels, smoothing)
+        return classification_loss(model.classify(embeddings, lengths), labels, smoothing)
 
-    clean_and_embedding_grads = mx.value_and_grad(summed, argnums=(0, 1))
-    perturbed_grads = mx.value_and_grad(summed)
+    def projected_inputs(params, cotangent, model, tokens, spellings):
+        """<inputs(params), cotangent>: its gradient is the vector-Jacobian product of the inputs."""
+        model.update(params)
+        return mx.sum(model.inputs(tokens, *spellings) * cotangent)
+
+    classified_grads = mx.value_and_grad(classified, argnums=(0, 1))
+    inputs_vjp = mx.grad(projected_inputs)
 
     def value_and_grad(model, batch):
         tokens, lengths, *spellings, labels = batch
         tokens = model.drop_words(tokens)  # once: both passes read the same words
         params = model.trainable_parameters()
-        zero = mx.zeros((*tokens.shape, model.input_size), dtype=model.embedding.weight.dtype)
-        (clean, count), (grads, embedding_grad) = clean_and_embedding_grads(params, zero, model, tokens, lengths,
-                                                                           spellings, labels)
-        r = mx.stop_gradient(adversarial_step(embedding_grad, adversarial))
-        (perturbed, _), more = perturbed_grads(params, r, model, tokens, lengths, spellings, labels)
+        e = mx.stop_gradient(model.inputs(tokens, *spellings))  # (B, T, input_size)
+        (clean, count), (grads, clean_grad) = classified_grads(params, e, model, lengths, labels)
+        r = mx.stop_gradient(adversarial_step(clean_grad, adversarial))
+        (perturbed, _), (more, perturbed_grad) = classified_grads(params, e + r, model, lengths, labels)
+        input_grads = inputs_vjp(params, clean_grad + perturbed_grad, model, tokens, spellings)
         model.update(params)
-        return (clean + perturbed, count), tree_map(lambda a, b: a + b, grads, more)
+        return (clean + perturbed, count), tree_map(lambda a, b, c: a + b + c, grads, more, input_grads)
 
     loss.value_and_grad = value_and_grad
     return loss
@@ -268,7 +276,7 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
         scorer = TextClassifier(model, tokenizer, settings, chars=chars)  # the loop puts the model back in train mode
         return scorer.evaluate(valid_texts, valid_labels, validation.batch_size, validation.threshold)
 
-    kind = f"{data.tokenizer}-level {'multi-label' if multi else 'multi-class'}"
+    kind = f"{data.tokenizer}-level{' and character-level' if chars else ''} {'multi-label' if multi else 'multi-class'}"
     facts = {"kind": kind, "examples": keep, "labels": names, "command": command,
              "tokenizer": f"{data.tokenizer}, {tokenizer.vocab_size} ids" + (f", {chars.vocab_size} characters" if chars else ""),
              "parameters": sum(v.size for _, v in tree_flatten(model.parameters()))}
