@@ -229,6 +229,23 @@ def test_a_shard_splits_rows_and_leaves_other_arrays_whole():
     assert World(rank=1, size=2).shard((mx.zeros((1, 4)),)) is None
 
 
+def test_each_rank_spells_its_rows_of_a_batch_from_the_whole_table():
+    from mlxseq.data import batch_spellings
+    from mlxseq.models.classifier import ModelArgs, build_model
+
+    mx.random.seed(0)
+    model = build_model(ModelArgs(vocab_size=10, num_classes=2, embed_size=4, hidden_size=3, char_vocab_size=9,
+                                  char_embed_size=3, char_hidden_size=2))
+    model.eval()
+    spellings = [[[4 + b % 3, 5]] for b in range(4)]  # 3 distinct words and padding: a table of 4 rows unless bumped
+    inputs = (mx.array([[2], [3], [4], [5]]), mx.array([1, 1, 1, 1]), *batch_spellings(spellings, 1, 2, multiple=4))
+    whole = np.array(model(*inputs))
+    for rank in (0, 1):
+        shard = World(rank=rank, size=2).shard(inputs)
+        assert shard[2].shape == inputs[2].shape  # the table reaches every rank whole
+        assert np.allclose(np.array(model(*shard)), whole[2 * rank: 2 * rank + 2], atol=1e-6)
+
+
 def test_start_up_messages_name_the_rank_and_address(tmp_path):
     hostfile = tmp_path / "hosts.json"
     hostfile.write_text(json.dumps([["10.0.0.1:5000"], ["10.0.0.2:5000"], ["10.0.0.3:5000"]]))
