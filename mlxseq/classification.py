@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from mlxseq.checkpoint import ModelFolderError, load_with_tokenizer
-from mlxseq.data import CHARS_NAME, UNK_ID, CharTokenizer, load_tokenizer, pad_batch, batch_spellings, spell
+from mlxseq.data import (
+    CHARS_NAME, UNK_ID, CharTokenizer, WordTokenizer, batch_spellings, load_tokenizer, pad_batch, spell,
+)
 from mlxseq.files import write_text
 from mlxseq.scores import accuracy, macro_f1, multi_label_scores
 
@@ -100,8 +102,10 @@ class TextClassifier:
         for what, (found, expected) in sizes.items():
             if found != expected:
                 raise ModelFolderError(f"{folder}: {found} {what}, but the model's config.json expects {expected}")
-        if chars and settings.max_word_chars < 1:
-            raise ModelFolderError(f"{folder}: the model spells words but {LABELS_FILE} has no max_word_chars")
+        if chars and (settings.max_word_chars < 1 or not isinstance(tokenizer, WordTokenizer)):
+            raise ModelFolderError(f"{folder}: the model spells words, which needs a word tokenizer and max_word_chars "
+                                   f"in {LABELS_FILE}; found a {type(tokenizer).__name__}, max_word_chars "
+                                   f"{settings.max_word_chars}")
         return cls(model, tokenizer, settings, folder, chars)
 
     @property

@@ -164,6 +164,23 @@ def test_a_folder_whose_vocabulary_does_not_fit_the_model_is_refused(tagger_fold
     assert result.exit_code == 1 and "7 chars.json characters, but the model's config.json expects 14" in result.output
 
 
+def test_a_spelling_classifier_folder_needs_its_characters(tmp_path):
+    mx.random.seed(0)
+    args = classifier.ModelArgs(vocab_size=9, num_classes=2, embed_size=4, hidden_size=4, char_vocab_size=10,
+                                char_embed_size=3, char_hidden_size=2)
+    folder = tmp_path / "spelling"
+    save_model(folder, classifier.build_model(args), "classifier", args)
+    WordTokenizer.build("good bad film plot ok").save(folder)
+    TextSettings(["neg", "pos"], max_length=10, max_word_chars=6).save(folder)
+    result = runner.invoke(app, ["predict", "--model", str(folder), "good film"])
+    assert result.exit_code == 1 and "0 chars.json characters, but the model's config.json expects 10" in result.output
+    CharTokenizer.build("goodbat").save(folder, CHARS_NAME)  # 4 specials + 6 letters
+    assert TextClassifier.load(folder).predict(["good film", "unseen words"])[1].labels[0] in ("neg", "pos")
+    CharTokenizer.build("abcde").save(folder, "tokenizer")  # 9 ids, but characters cannot be spelled word by word
+    result = runner.invoke(app, ["predict", "--model", str(folder), "good film"])
+    assert result.exit_code == 1 and "needs a word tokenizer and max_word_chars" in result.output
+
+
 def test_errors_are_one_line(classifier_folder, tmp_path):
     result = runner.invoke(app, ["evaluate", "--model", str(classifier_folder)])
     assert result.exit_code == 1 and "pass --src and --ref (translation) or --data" in result.output

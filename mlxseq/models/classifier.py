@@ -11,9 +11,10 @@
     4. logits = W dropout(p) + b                       (B, C)
 
 Multi-class training uses softmax cross-entropy; multi-label (``multi_label``) one
-sigmoid per class. Shapes: B batch, T tokens, E embedding, H hidden, C classes. Spelling gives a word
-the training data never had (an ``<unk>`` to the embedding) the features of its
-characters: "warmly" reads like "warm" and "-ly".
+sigmoid per class. Shapes: B batch, T tokens, E embedding, H hidden, C classes, Hc the
+character encoder's units per direction. Spelling gives a word the training data never
+had (an ``<unk>`` to the embedding) the features of its characters: "warmly" can read
+like "warm" and "-ly".
 
 Adversarial training (``adversarial = eps > 0``, Miyato et al. 2017, "Adversarial Training
 Methods for Semi-Supervised Text Classification"): each example's loss is also taken at the
