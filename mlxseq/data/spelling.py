@@ -32,8 +32,9 @@ def batch_spellings(spellings: Sequence[Sequence[Sequence[int]]], steps: int, ma
 
     Returns:
         chars: int32 ``(U, C)``, one row per distinct spelling, ``C = max_chars``; row 0 is the
-            padding word (one ``<pad>``); ``U`` is padded with such rows to a multiple of ``multiple``,
-            never equal to B (see :meth:`mlxseq.training.distributed.World.shard`).
+            padding word (one ``<pad>``); ``U`` is padded with such rows to a multiple of ``multiple``.
+            Data-parallel training gives every rank the whole table (see ``whole_arrays`` in
+            :class:`mlxseq.tasks.batches.SamplerBatches`).
         char_lengths: int32 ``(U,)``, >= 1 (recurrent layers need a length >= 1).
         spelling_ids: int32 ``(B, T)``, ``T = steps``: the row of ``chars`` spelling word t of
             sequence b; 0 past each sequence's end.
@@ -52,8 +53,6 @@ def batch_spellings(spellings: Sequence[Sequence[Sequence[int]]], steps: int, ma
                 raise ValueError(f"word {t} of sequence {b} has {len(word)} characters; expected 1 to {max_chars}")
             ids[b, t] = rows.setdefault(tuple(word), len(rows))
     count = -(-len(rows) // multiple) * multiple
-    if count == len(spellings):  # never B rows: data-parallel training splits the arrays whose first axis
-        count += multiple  # is the batch's (B) among its ranks, and every rank needs the whole table
     chars = np.full((count, max_chars), PAD_ID, dtype=np.int32)
     lengths = np.ones(count, dtype=np.int32)
     for word, row in rows.items():

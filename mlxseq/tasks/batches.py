@@ -14,8 +14,12 @@ from abc import ABC, abstractmethod
 class SamplerBatches(ABC):
     """Batches in the order of ``sampler``: epoch, length and resume state are the sampler's.
 
-    Subclasses define ``__iter__``, reading ``self.sampler``.
+    Subclasses define ``__iter__``, reading ``self.sampler``, and set ``whole_arrays``: the
+    positions in each batch of arrays that are not one row per example (tables the rows index
+    into), which data-parallel training gives every rank whole instead of splitting by rows.
     """
+
+    whole_arrays: tuple[int, ...] = ()
 
     def __init__(self, sampler):
         self.sampler = sampler

@@ -148,6 +148,7 @@ class LabelledBatches(SamplerBatches):
         super().__init__(sampler)
         self.classifier, self.encoded, self.spelled, self.labels = classifier, encoded, spelled, labels
         self.multiple = multiple
+        self.whole_arrays = (2, 3) if spelled is not None else ()  # chars (U, C), char_lengths (U,)
 
     def __iter__(self):
         for indices in self.sampler:

@@ -124,6 +124,7 @@ class SentenceBatches(SamplerBatches):
     def __init__(self, encoder: WordEncoder, words, chars, tags, sampler: BatchSampler, multiple: int):
         super().__init__(sampler)
         self.encoder, self.words, self.chars, self.tags, self.multiple = encoder, words, chars, tags, multiple
+        self.whole_arrays = (2, 3) if chars is not None else ()  # chars (U, C), char_lengths (U,)
 
     def __iter__(self):
         for indices in self.sampler:

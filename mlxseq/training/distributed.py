@@ -104,12 +104,13 @@ class World:
         start, stop = shard_rows(batch_size, self.rank, self.size)
         return stop - start
 
-    def shard(self, batch: tuple) -> tuple | None:
+    def shard(self, batch: tuple, whole: tuple[int, ...] = ()) -> tuple | None:
         """This rank's rows of ``batch``; None when it gets none (a batch with fewer rows than ranks).
 
         Arrays whose first axis has the batch's size (that of the first array) are split
         into contiguous, equal runs of rows (the first ``B % size`` ranks get one more);
-        anything else (scalars, flags) goes to every rank whole.
+        the arrays at the positions in ``whole`` (tables that rows index into, such as a
+        batch's distinct spellings) and anything else (scalars, flags) go to every rank whole.
         """
         if not self.distributed:
             return batch
@@ -118,7 +119,8 @@ class World:
         if start == stop:
             return None
         return tuple(
-            a[start:stop] if isinstance(a, mx.array) and a.ndim > 0 and a.shape[0] == rows else a for a in batch
+            a[start:stop] if i not in whole and isinstance(a, mx.array) and a.ndim > 0 and a.shape[0] == rows else a
+            for i, a in enumerate(batch)
         )
 
     # --- collectives (every rank must call them in the same order) --------------------------

@@ -358,7 +358,7 @@ class _Loop:
         self.lr = self.schedule(self.step + 1) * self.plateau.scale
         self.optimizer.learning_rate = self.lr
         start = time.perf_counter()
-        loss, count, norm = self.train_step(self.world.shard(batch))
+        loss, count, norm = self.train_step(self.world.shard(batch, getattr(self.batches, "whole_arrays", ())))
         mx.eval(loss, count, norm, self.model.parameters(), self.optimizer.state)
         self.step += 1
         value = loss.item()  # a sync each step: the price of stopping at the first bad loss

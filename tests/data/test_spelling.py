@@ -27,12 +27,6 @@ def test_a_batch_spells_each_distinct_word_once():
     assert np.array(more)[6:].tolist() == [[PAD_ID] * 3] * 2
 
 
-def test_the_table_never_has_as_many_rows_as_the_batch():
-    # 3 distinct spellings (with padding) would round to 4 rows, the batch's 4 sequences: one more step up
-    chars, lengths, ids = batch_spellings([[[5]], [[6]], [[5]], [[5], [6]]], steps=2, max_chars=2, multiple=4)
-    assert chars.shape == (8, 2) and ids.shape == (4, 2)
-
-
 def test_spellings_that_do_not_fit_are_named():
     with pytest.raises(ValueError, match="sequence 0 has 3 words, more than the batch's 2 steps"):
         batch_spellings([[[5], [6], [7]]], steps=2, max_chars=3)

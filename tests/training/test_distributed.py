@@ -230,20 +230,27 @@ def test_a_shard_splits_rows_and_leaves_other_arrays_whole():
 
 
 def test_each_rank_spells_its_rows_of_a_batch_from_the_whole_table():
-    from mlxseq.data import batch_spellings
+    from mlxseq.classification import TextClassifier, TextSettings
+    from mlxseq.data import BatchSampler, CharTokenizer, WordTokenizer
     from mlxseq.models.classifier import ModelArgs, build_model
+    from mlxseq.tasks.classification import LabelledBatches
 
+    texts = [f"w{i}" for i in range(63)] + ["w0"]  # 63 distinct words and the padding word: 64 rows, as many as the batch
+    words, chars = WordTokenizer.build(texts), CharTokenizer.build(texts)
     mx.random.seed(0)
-    model = build_model(ModelArgs(vocab_size=10, num_classes=2, embed_size=4, hidden_size=3, char_vocab_size=9,
-                                  char_embed_size=3, char_hidden_size=2))
-    model.eval()
-    spellings = [[[4 + b % 3, 5]] for b in range(4)]  # 3 distinct words and padding: a table of 4 rows unless bumped
-    inputs = (mx.array([[2], [3], [4], [5]]), mx.array([1, 1, 1, 1]), *batch_spellings(spellings, 1, 2, multiple=4))
-    whole = np.array(model(*inputs))
+    model = build_model(ModelArgs(vocab_size=words.vocab_size, num_classes=2, embed_size=4, hidden_size=3,
+                                  char_vocab_size=chars.vocab_size, char_embed_size=3, char_hidden_size=2))
+    classifier = TextClassifier(model, words, TextSettings(["0", "1"], max_word_chars=4), chars=chars)
+    sampler = BatchSampler([1] * 64, 64, multiple=1, max_batch_size=64, seed=0)
+    batches = LabelledBatches(classifier, [classifier.encode(t) for t in texts], [classifier.spell(t) for t in texts],
+                              np.zeros(64, dtype=np.int32), sampler, multiple=1)
+    batch = next(iter(batches))
+    assert batch[2].shape[0] == batch[0].shape[0] == 64 and batches.whole_arrays == (2, 3)
+    whole = np.array(model(*batch[:-1]))
     for rank in (0, 1):
-        shard = World(rank=rank, size=2).shard(inputs)
-        assert shard[2].shape == inputs[2].shape  # the table reaches every rank whole
-        assert np.allclose(np.array(model(*shard)), whole[2 * rank: 2 * rank + 2], atol=1e-6)
+        shard = World(rank=rank, size=2).shard(batch, batches.whole_arrays)
+        assert shard[2].shape == batch[2].shape and shard[4].shape == (32, 1)  # whole table, own rows of spelling_ids
+        assert np.allclose(np.array(model(*shard[:-1])), whole[32 * rank: 32 * rank + 32], atol=1e-6)
 
 
 def test_start_up_messages_name_the_rank_and_address(tmp_path):
