@@ -25,7 +25,7 @@ import numpy as np
 
 from mlxseq.checkpoint import ModelFolderError, load_with_tokenizer
 from mlxseq.data import (
-    CHARS_NAME, UNK_ID, CharTokenizer, WordTokenizer, batch_spellings, load_tokenizer, pad_batch, spell,
+    CHARS_NAME, UNK_ID, WordTokenizer, batch_spellings, load_tokenizer, pad_batch, read_chars, spell,
 )
 from mlxseq.files import write_text
 from mlxseq.scores import accuracy, macro_f1, multi_label_scores
@@ -77,8 +77,7 @@ def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
 
 def read_tokenizers(folder) -> tuple:
     """``(tokenizer, chars or None)`` of a classifier folder: ``chars.json`` when its model spells words."""
-    chars = CharTokenizer.load(folder, CHARS_NAME) if (Path(folder) / f"{CHARS_NAME}.json").is_file() else None
-    return load_tokenizer(folder), chars
+    return load_tokenizer(folder), read_chars(folder)
 
 
 class TextClassifier:

@@ -19,7 +19,9 @@ import numpy as np
 
 from mlxseq.checkpoint import ModelFolderError, load_with_tokenizer
 from mlxseq.classification import TextSettings, length_batches
-from mlxseq.data import CHARS_NAME, PAD_ID, UNK_ID, CharTokenizer, WordTokenizer, batch_spellings, padded_length, spell
+from mlxseq.data import (
+    CHARS_NAME, PAD_ID, UNK_ID, CharTokenizer, WordTokenizer, batch_spellings, padded_length, read_chars, spell,
+)
 from mlxseq.layers.activations import log_softmax
 from mlxseq.scores import accuracy, entity_f1, is_bio
 
@@ -57,9 +59,7 @@ class WordEncoder:
 
 
 def _read_vocabularies(folder):
-    words = WordTokenizer.load(folder)
-    chars = CharTokenizer.load(folder, CHARS_NAME) if (Path(folder) / f"{CHARS_NAME}.json").is_file() else None
-    return words, chars
+    return WordTokenizer.load(folder), read_chars(folder)
 
 
 class SequenceTagger:

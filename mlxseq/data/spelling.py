@@ -9,14 +9,20 @@ A model folder that spells words keeps its character vocabulary in ``chars.json`
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import mlx.core as mx
 import numpy as np
 
-from mlxseq.data.tokenizer import PAD_ID, UNK_ID
+from mlxseq.data.tokenizer import PAD_ID, UNK_ID, CharTokenizer
 
 CHARS_NAME = "chars"
+
+
+def read_chars(folder) -> CharTokenizer | None:
+    """The character vocabulary of a model folder (``chars.json``), or None if its model does not spell words."""
+    return CharTokenizer.load(folder, CHARS_NAME) if (Path(folder) / f"{CHARS_NAME}.json").is_file() else None
 
 
 def spell(word: str, index: dict[str, int], max_chars: int) -> list[int]:

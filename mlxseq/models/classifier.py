@@ -97,30 +97,32 @@ class Classifier(nn.Module):
         self.pooling = Pooling(args.pooling, dirs * args.hidden_size, dirs, args.attention_size or None)
         self.head = nn.Linear(dirs * args.hidden_size, args.num_classes)
 
-    def __call__(self, tokens: mx.array, lengths: mx.array, *spellings: mx.array) -> mx.array:
+    def __call__(self, tokens: mx.array, lengths: mx.array, chars: mx.array | None = None,
+                 char_lengths: mx.array | None = None, spelling_ids: mx.array | None = None) -> mx.array:
         """``tokens`` (B, T) int, ``lengths`` (B,) -> logits (B, C).
 
-        A model with a character encoder also reads each token's spelling, ``spellings`` =
-        ``chars`` (U, C), ``char_lengths`` (U,) and ``spelling_ids`` (B, T): the batch's distinct
-        spellings and the row of each token (see :func:`mlxseq.data.batch_spellings`).
+        A model with a character encoder also reads each token's spelling: ``chars`` (U, C) and
+        ``char_lengths`` (U,), the batch's distinct spellings, and ``spelling_ids`` (B, T), the row
+        of each token (see :func:`mlxseq.data.batch_spellings`).
         """
-        return self.classify(self.embed(tokens, lengths, *spellings), lengths)
+        return self.classify(self.embed(tokens, lengths, chars, char_lengths, spelling_ids), lengths)
 
-    def embed(self, tokens: mx.array, lengths: mx.array, *spellings: mx.array) -> mx.array:
+    def embed(self, tokens: mx.array, lengths: mx.array, chars: mx.array | None = None,
+              char_lengths: mx.array | None = None, spelling_ids: mx.array | None = None) -> mx.array:
         """Step 1 without its dropout: embeddings (B, T, E) (or E + 2 Hc); in training, word dropout first."""
         if tokens.ndim != 2 or tuple(lengths.shape) != (tokens.shape[0],):
             raise ValueError(
                 f"expected tokens (B, T) and lengths (B,), got shapes {tuple(tokens.shape)} and {tuple(lengths.shape)}"
             )
-        return self.inputs(self.drop_words(tokens), *spellings)
+        return self.inputs(self.drop_words(tokens), chars, char_lengths, spelling_ids)
 
-    def inputs(self, tokens: mx.array, *spellings: mx.array) -> mx.array:
+    def inputs(self, tokens: mx.array, chars: mx.array | None = None, char_lengths: mx.array | None = None,
+               spelling_ids: mx.array | None = None) -> mx.array:
         """The encoder's inputs before dropout: ``embedding(tokens)``, with each token's spelling when the
         model has a character encoder: (B, T, input_size)."""
         e = self.embedding(tokens)  # (B, T, E)
         if not self.args.char_vocab_size:
             return e
-        chars, char_lengths, spelling_ids = (list(spellings) + [None] * 3)[:3]
         spelled = spelled_words(self.char_embedding, self.char_rnn, chars, char_lengths, spelling_ids, tokens.shape)
         return mx.concatenate([e, spelled.astype(e.dtype)], axis=-1)
 
@@ -136,9 +138,10 @@ class Classifier(nn.Module):
         outputs, _ = self.rnn(self.dropout(embeddings), lengths=lengths)  # (B, T, dirs * H)
         return self.head(self.dropout(self.pooling(outputs, lengths)))
 
-    def probabilities(self, tokens: mx.array, lengths: mx.array, *spellings: mx.array) -> mx.array:
+    def probabilities(self, tokens: mx.array, lengths: mx.array, chars: mx.array | None = None,
+                      char_lengths: mx.array | None = None, spelling_ids: mx.array | None = None) -> mx.array:
         """Class probabilities (B, C): softmax, or one sigmoid per class for multi-label."""
-        logits = self(tokens, lengths, *spellings).astype(mx.float32)
+        logits = self(tokens, lengths, chars, char_lengths, spelling_ids).astype(mx.float32)
         return mx.sigmoid(logits) if self.args.multi_label else mx.softmax(logits, axis=-1, precise=True)
 
 
