@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from mlxseq.checkpoint import save_model
 from mlxseq.classification import ClassifierEnsemble, TextClassifier, TextSettings
 from mlxseq.cli import app
-from mlxseq.data import CharTokenizer, Normaliser, WordTokenizer, read_conllu
+from mlxseq.data import CharTokenizer, Normaliser, WordTokenizer, batch_spellings, read_conllu
 from mlxseq.forecasting import SeriesSettings, TimeSeriesForecaster
 from mlxseq.models import classifier, forecaster, tagger
 from mlxseq.tagging import CHARS_NAME, SequenceTagger
@@ -174,8 +174,14 @@ def test_a_spelling_classifier_folder_needs_its_characters(tmp_path):
     TextSettings(["neg", "pos"], max_length=10, max_word_chars=6).save(folder)
     result = runner.invoke(app, ["predict", "--model", str(folder), "good film"])
     assert result.exit_code == 1 and "0 chars.json characters, but the model's config.json expects 10" in result.output
-    CharTokenizer.build("goodbat").save(folder, CHARS_NAME)  # 4 specials + 6 letters
-    assert TextClassifier.load(folder).predict(["good film", "unseen words"])[1].labels[0] in ("neg", "pos")
+    CharTokenizer.build("goodbat").save(folder, CHARS_NAME)  # 4 specials + the letters a b d g o t (ids 4-9)
+    loaded = TextClassifier.load(folder)
+    assert loaded.spell("good words") == [[7, 8, 8, 6], [1, 8, 1, 6, 1]]  # unknown letters are <unk>
+    found = loaded.probabilities(["good film", "unseen words"])
+    # By hand: the word ids and the batch's distinct spellings ("unseen" has its 6 letters, all unknown).
+    tokens, lengths = mx.array([[6, 5], [1, 1]]), mx.array([2, 2])
+    spellings = batch_spellings([[[7, 8, 8, 6], [1, 1, 1, 1]], [[1] * 6, [1, 8, 1, 6, 1]]], steps=2, max_chars=6)
+    assert np.allclose(found, np.array(loaded.model.probabilities(tokens, lengths, *spellings)), atol=1e-6)
     CharTokenizer.build("abcde").save(folder, "tokenizer")  # 9 ids, but characters cannot be spelled word by word
     result = runner.invoke(app, ["predict", "--model", str(folder), "good film"])
     assert result.exit_code == 1 and "needs a word tokenizer and max_word_chars" in result.output

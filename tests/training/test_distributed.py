@@ -253,6 +253,33 @@ def test_each_rank_spells_its_rows_of_a_batch_from_the_whole_table():
         assert np.allclose(np.array(model(*shard[:-1])), whole[32 * rank: 32 * rank + 32], atol=1e-6)
 
 
+def test_each_rank_tags_its_sentences_from_the_whole_spelling_table():
+    from mlxseq.classification import TextSettings
+    from mlxseq.data import BatchSampler, CharTokenizer, WordTokenizer
+    from mlxseq.models.tagger import ModelArgs, build_model
+    from mlxseq.tagging import WordEncoder
+    from mlxseq.tasks.tagging import SentenceBatches
+
+    sentences = [[f"w{i}"] for i in range(63)] + [["w0"]]  # 63 distinct words and the padding word: 64 rows
+    words = WordTokenizer.build(" ".join(s[0] for s in sentences))
+    chars = CharTokenizer.build(s[0] for s in sentences)
+    encoder = WordEncoder(words, chars, TextSettings(["A", "B"], max_word_chars=4))
+    mx.random.seed(0)
+    model = build_model(ModelArgs(vocab_size=words.vocab_size, num_tags=2, char_vocab_size=chars.vocab_size, embed_size=4,
+                                  char_embed_size=3, char_hidden_size=2, hidden_size=3, num_layers=1))
+    model.eval()
+    sampler = BatchSampler([1] * 64, 64, multiple=1, max_batch_size=64, seed=0)
+    batches = SentenceBatches(encoder, [encoder.word_ids(s) for s in sentences], [encoder.char_ids(s) for s in sentences],
+                              [[0]] * 64, sampler, multiple=1)
+    batch = next(iter(batches))
+    assert batch[2].shape[0] == batch[0].shape[0] == 64 and batches.whole_arrays == (2, 3)
+    whole = np.array(model.emissions(*batch[:-1]))
+    for rank in (0, 1):
+        shard = World(rank=rank, size=2).shard(batch, batches.whole_arrays)
+        assert shard[2].shape == batch[2].shape and shard[4].shape == (32, 1)
+        assert np.allclose(np.array(model.emissions(*shard[:-1])), whole[32 * rank: 32 * rank + 32], atol=1e-6)
+
+
 def test_start_up_messages_name_the_rank_and_address(tmp_path):
     hostfile = tmp_path / "hosts.json"
     hostfile.write_text(json.dumps([["10.0.0.1:5000"], ["10.0.0.2:5000"], ["10.0.0.3:5000"]]))
