@@ -23,6 +23,7 @@ embeddings moved by eps along the gradient of that loss, normalised per example:
     g = d loss(e) / d e                               (B, T, E)  with the weights held fixed
                                                                 (E + 2 Hc with a character encoder)
     r = eps * g / ||g||_2                             norm over each example's (T, E)
+                                                      (eps * sqrt(length) with adversarial_per_token)
     loss_train = loss(e) + loss(e + r)                r is a constant: no gradient through it
 
 :meth:`Classifier.embed` and :meth:`Classifier.classify` split ``__call__`` at ``e`` for it
@@ -53,6 +54,7 @@ class ModelArgs:
     attention_size: int = 0  # attention pooling's inner size; 0 means the pooled size
     word_dropout: float = 0.0  # training: a token id becomes <unk> with this probability
     adversarial: float = 0.0  # training: also fit embeddings perturbed by this L2 norm (see above); 0 = off
+    adversarial_per_token: bool = False  # the radius is eps * sqrt(length): eps per token (root mean square)
     char_vocab_size: int = 0  # characters of the character encoder (word tokens only); 0: no character encoder
     char_embed_size: int = 32
     char_hidden_size: int = 64  # per direction of the character encoder

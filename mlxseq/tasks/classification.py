@@ -168,21 +168,26 @@ def classification_loss(logits: mx.array, labels: mx.array, smoothing: float = 0
     return bce.sum(), mx.array(labels.shape[0])
 
 
-def adversarial_step(gradient: mx.array, epsilon: float) -> mx.array:
+def adversarial_step(gradient: mx.array, epsilon: float, lengths: mx.array | None = None) -> mx.array:
     """``r = eps * g / ||g||_2`` (B, T, E) for the embedding gradient ``g``, the norm over each
-    example's (T, E) (Miyato et al. 2017); zero where an example's loss is flat."""
+    example's (T, E) (Miyato et al. 2017); zero where an example's loss is flat. With ``lengths``
+    (B,) the radius grows with the text, ``eps * sqrt(length)``: each token moves by eps on
+    average (root mean square), so a two-word phrase is not moved further per word than a long
+    sentence."""
     g = gradient.astype(mx.float32)
     norm = mx.sqrt(mx.sum(g * g, axis=(1, 2), keepdims=True))  # (B, 1, 1)
-    return (epsilon * g / mx.maximum(norm, 1e-12)).astype(gradient.dtype)
+    radius = epsilon if lengths is None else epsilon * mx.sqrt(lengths.astype(mx.float32))[:, None, None]
+    return (radius * g / mx.maximum(norm, 1e-12)).astype(gradient.dtype)
 
 
-def make_loss(smoothing: float, adversarial: float = 0.0):
+def make_loss(smoothing: float, adversarial: float = 0.0, per_token: bool = False):
     """``loss(model, batch) -> (summed loss, examples)``.
 
     With ``adversarial = eps > 0`` the function also carries ``value_and_grad(model, batch)``,
     which :class:`mlxseq.training.step.TrainStep` uses instead of differentiating ``loss``: the
     loss at the embeddings plus the loss at the embeddings moved by ``adversarial_step`` of their
-    gradient, and the parameter gradients of that sum. No gradient of a gradient; the encoder's
+    gradient (its radius ``eps * sqrt(length)`` with ``per_token``), and the parameter gradients
+    of that sum. No gradient of a gradient; the encoder's
     inputs ``e`` (embeddings, spellings) are computed and differentiated once::
 
         e = inputs(W_in)                                   embedding (and character encoder)
@@ -216,7 +221,7 @@ def make_loss(smoothing: float, adversarial: float = 0.0):
         params = model.trainable_parameters()
         e = mx.stop_gradient(model.inputs(tokens, *spellings))  # (B, T, input_size)
         (clean, count), (grads, clean_grad) = classified_grads(params, e, model, lengths, labels)
-        r = mx.stop_gradient(adversarial_step(clean_grad, adversarial))
+        r = mx.stop_gradient(adversarial_step(clean_grad, adversarial, lengths if per_token else None))
         (perturbed, _), (more, perturbed_grad) = classified_grads(params, e + r, model, lengths, labels)
         input_grads = inputs_vjp(params, clean_grad + perturbed_grad, model, tokens, spellings)
         model.update(params)
@@ -296,5 +301,6 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
         f"model: {config.model.model_type}, {facts['parameters']:,} parameters",
         f"batches: {len(sampler)} per epoch in {len(sampler.shapes())} shapes, at most {training.batch_tokens} tokens",
     ])
+    loss = make_loss(training.label_smoothing, args.adversarial, args.adversarial_per_token)
     return TaskParts(model, LabelledBatches(classifier, encoded, spelled, labels, sampler, data.bucket_multiple),
-                     make_loss(training.label_smoothing, args.adversarial), validate, save_model, description)
+                     loss, validate, save_model, description)

@@ -16,7 +16,7 @@ from mlxseq.classification import TextClassifier
 from mlxseq.config import ConfigError, load_config
 from mlxseq.data import batch_spellings
 from mlxseq.models.classifier import ModelArgs, build_model
-from mlxseq.tasks.classification import adversarial_step, classification_loss, make_loss
+from mlxseq.tasks.classification import adversarial_step, classification_loss, make_loss, prepare
 from mlxseq.training.from_config import train_from_config
 from tests.support.configs import write_training_config
 
@@ -107,6 +107,35 @@ def test_the_adversarial_step_has_norm_eps_per_example_along_its_own_gradient():
         alone = mx.grad(lambda x: classification_loss(model.classify(x, lengths[b:b + 1]), labels[b:b + 1])[0])(e[b:b + 1, :n])
         alone = np.array(alone)[0]
         assert np.allclose(r[b, :n], 0.5 * alone / np.linalg.norm(alone), atol=1e-6)
+
+
+def test_a_per_token_adversarial_radius_grows_with_the_square_root_of_the_length():
+    model = adversarial_model(0.5)
+    tokens, lengths, labels = mx.array([[3, 4, 5, 6], [7, 8, 0, 0]]), mx.array([4, 2]), mx.array([0, 2])
+    e = model.embed(tokens, lengths)
+    batch_grad = mx.grad(lambda x: classification_loss(model.classify(x, lengths), labels)[0])(e)
+    r = np.array(adversarial_step(batch_grad, 0.5, lengths))
+    assert np.allclose(np.linalg.norm(r.reshape(2, -1), axis=1), [0.5 * 2.0, 0.5 * math.sqrt(2.0)], rtol=1e-5)
+    assert np.all(r[1, 2:] == 0)
+    assert np.allclose(r, np.array(adversarial_step(batch_grad, 0.5)) * np.array([2.0, math.sqrt(2.0)])[:, None, None],
+                       atol=1e-6)  # the same direction as the whole-example radius
+
+
+def test_the_training_loss_takes_the_per_token_radius_from_the_model_config(tmp_path):
+    model = adversarial_model(0.3)
+    batch = (mx.array([[3, 4, 5, 6], [7, 8, 9, 0]]), mx.array([4, 3]), mx.array([1, 2]))
+    e = model.embed(*batch[:2])
+    r = adversarial_step(mx.grad(lambda x: classification_loss(model.classify(x, batch[1]), batch[2])[0])(e), 0.3,
+                         batch[1])
+    expected = sum(classification_loss(model.classify(x, batch[1]), batch[2])[0].item() for x in (e, e + r))
+    (total, _), _ = make_loss(0.0, adversarial=0.3, per_token=True).value_and_grad(model, batch)
+    assert total.item() == pytest.approx(expected, rel=1e-5)
+    (whole, _), _ = make_loss(0.0, adversarial=0.3).value_and_grad(model, batch)
+    assert whole.item() != pytest.approx(expected, rel=1e-3)  # the radius made a difference
+    config = load_config(write_config(tmp_path, model={"adversarial": 0.3, "adversarial_per_token": True}))
+    parts = prepare(config, tmp_path / "run", resuming=False, command="test")
+    (from_config, _), _ = parts.loss.value_and_grad(model, batch)
+    assert from_config.item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_adversarial_gradients_are_those_of_the_clean_plus_the_perturbed_loss():
