@@ -7,7 +7,10 @@ vocabulary is kept beside the word tokenizer and every word is also spelled), (4
 vocabulary size and the label set of the training data, (5) batches by length with
 :class:`mlxseq.data.BatchSampler`. The loss is the cross-entropy of each example
 (softmax, with label smoothing) or, for multi-label data, the summed binary cross-entropy
-of its labels; each example counts once.
+of its labels; each example counts once. With ``data.teachers`` (distillation, Hinton et al.
+2015) each example's target is also the mean class probabilities of trained classifier
+folders on its text, ``loss = (1 - w) * loss(label) + w * loss(teachers' probabilities)``
+with ``w = data.teacher_weight``: an ensemble taught to one model of the same cost to run.
 
 Validation scores the model as ``mlxseq evaluate`` does (:class:`mlxseq.classification.TextClassifier`):
 ``loss``, ``accuracy`` and ``macro_f1`` (percent).
@@ -16,6 +19,7 @@ Validation scores the model as ``mlxseq evaluate`` does (:class:`mlxseq.classifi
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,11 +28,13 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_map
 
 from mlxseq import checkpoint
-from mlxseq.classification import TextClassifier, TextSettings, read_tokenizers
+from mlxseq.checkpoint import ModelFolderError
+from mlxseq.classification import ClassifierEnsemble, TextClassifier, TextSettings, read_tokenizers
 from mlxseq.data import (
     CHARS_NAME, PAD_ID, UNK_ID, BatchSampler, CharTokenizer, DataError, SentencePieceConfig, SentencePieceTokenizer,
     WordTokenizer, read_labelled,
 )
+from mlxseq.layers.activations import log_softmax
 from mlxseq.losses import label_smoothed_cross_entropy
 from mlxseq.models import model_module
 from mlxseq.tasks.config_paths import from_config_key
@@ -65,6 +71,8 @@ class DataArgs:
     max_word_chars: int = 16  # characters spelled per word: the first and last ones of longer words
     max_length: int = 128  # texts are cut to their first max_length tokens (also when predicting)
     max_train_examples: int = 0  # use only the first N training examples; 0 = all
+    teachers: list[str] = field(default_factory=list)  # classifier folders (paths or Hub ids) to distil: see above
+    teacher_weight: float = 0.5  # w: the share of the teachers' probabilities in each example's target
     bucket_multiple: int = 8  # pad lengths up to a multiple of this: fewer shapes, fewer compiled traces
 
 
@@ -85,6 +93,8 @@ def check_config(config) -> list[tuple[str, str]]:
             or data.max_train_examples < 0:
         problems.append(("data", "max_length, bucket_multiple, min_frequency and max_word_chars must be >= 1, "
                                  "max_train_examples >= 0"))
+    if not 0 <= data.teacher_weight <= 1:
+        problems.append(("data.teacher_weight", f"must be in [0, 1], got {data.teacher_weight}"))
     if data.char_encoder and data.tokenizer != "word":
         problems.append(("data.char_encoder", f"spells words: it needs data.tokenizer: word, got {data.tokenizer!r}"))
     longest = -(-data.max_length // data.bucket_multiple) * data.bucket_multiple
@@ -133,20 +143,41 @@ def _tokenizers(data: DataArgs, texts: list[str], run_dir, resuming: bool, log):
                              description=f"{data.tokenizer} tokenizer{spelled} on {len(texts)} texts")
 
 
+def teacher_probabilities(data: DataArgs, texts: list[str], names: list[str], multi: bool, log=None) -> np.ndarray:
+    """The mean class probabilities ``(N, C)`` of the ``data.teachers`` folders on ``texts``, in
+    the order of ``names``; the teachers must have been trained on the same labels."""
+    try:
+        teachers = ClassifierEnsemble.load(data.teachers)
+    except ModelFolderError as error:
+        raise ModelFolderError(f"data.teachers: {error}") from None
+    if teachers.settings.labels != names or teachers.multi_label != multi:
+        kind = lambda is_multi: " (multi-label)" if is_multi else ""
+        raise DataError(f"data.teachers: {teachers.folder} has the labels {teachers.settings.labels}"
+                        f"{kind(teachers.multi_label)}, the training data {names}{kind(multi)}", data.train)
+    started = time.perf_counter()
+    soft = teachers.probabilities(texts, batch_size=256).astype(np.float32)
+    if log:
+        log(f"teachers: {len(data.teachers)} classifier folder(s), probabilities of {len(texts)} texts "
+            f"in {time.perf_counter() - started:.0f} s")
+    return soft
+
+
 # --- batches and loss ---------------------------------------------------------------------
 
 
 class LabelledBatches(SamplerBatches):
     """Training batches ``(tokens (B, T), lengths (B,), labels)`` in BatchSampler order, or
-    ``(tokens, lengths, chars (B, T, C), char_lengths (B, T), labels)`` for a model that spells words.
+    ``(tokens, lengths, chars (U, C), char_lengths (U,), spelling_ids (B, T), labels)`` for a
+    model that spells words; with teachers' probabilities (distillation) each batch ends with
+    them, ``(..., labels, soft (B, C))``.
 
     ``labels`` is ``(B,)`` int32 class ids, or ``(B, C)`` float32 0/1 for multi-label data.
     """
 
     def __init__(self, classifier: TextClassifier, encoded: list[list[int]], spelled: list | None, labels: np.ndarray,
-                 sampler: BatchSampler, multiple: int):
+                 sampler: BatchSampler, multiple: int, soft: np.ndarray | None = None):
         super().__init__(sampler)
-        self.classifier, self.encoded, self.spelled, self.labels = classifier, encoded, spelled, labels
+        self.classifier, self.encoded, self.spelled, self.labels, self.soft = classifier, encoded, spelled, labels, soft
         self.multiple = multiple
         self.whole_arrays = (2, 3) if spelled is not None else ()  # chars (U, C), char_lengths (U,)
 
@@ -154,7 +185,10 @@ class LabelledBatches(SamplerBatches):
         for indices in self.sampler:
             spelled = [self.spelled[i] for i in indices] if self.spelled is not None else None
             inputs = self.classifier.batch([self.encoded[i] for i in indices], spelled, self.multiple)
-            yield *inputs, mx.array(self.labels[indices])
+            targets = (mx.array(self.labels[indices]),)
+            if self.soft is not None:
+                targets += (mx.array(self.soft[indices]),)
+            yield *inputs, *targets
 
 
 def classification_loss(logits: mx.array, labels: mx.array, smoothing: float = 0.0):
@@ -162,10 +196,27 @@ def classification_loss(logits: mx.array, labels: mx.array, smoothing: float = 0
     0/1 targets ``labels`` (B, C) the binary cross-entropy summed over the C labels."""
     if labels.ndim == 1:
         return label_smoothed_cross_entropy(logits, labels, -1, smoothing)  # -1: no example is padding
+    return binary_cross_entropy(logits, labels), mx.array(labels.shape[0])
+
+
+def binary_cross_entropy(logits: mx.array, targets: mx.array) -> mx.array:
+    """Summed ``-t log sigmoid(x) - (1 - t) log(1 - sigmoid(x))`` for targets in [0, 1] (B, C)."""
     x = logits.astype(mx.float32)
-    # log(1 + e^x) - y x, written stably: max(x, 0) - y x + log(1 + e^-|x|)
-    bce = mx.maximum(x, 0.0) - labels * x + mx.log1p(mx.exp(-mx.abs(x)))
-    return bce.sum(), mx.array(labels.shape[0])
+    # log(1 + e^x) - t x, written stably: max(x, 0) - t x + log(1 + e^-|x|)
+    return (mx.maximum(x, 0.0) - targets * x + mx.log1p(mx.exp(-mx.abs(x)))).sum()
+
+
+def distillation_loss(logits: mx.array, labels: mx.array, soft: mx.array, weight: float, smoothing: float = 0.0):
+    """``(summed loss, examples)`` of ``(1 - w) * loss(labels) + w * loss(soft)``: the loss against
+    the labels (:func:`classification_loss`) and against the teachers' probabilities ``soft``
+    (B, C): the cross-entropy ``-sum_c soft_c log p_c`` (softmax), or for multi-label data
+    (``labels`` (B, C)) the binary cross-entropy with ``soft`` as targets."""
+    hard, count = classification_loss(logits, labels, smoothing)
+    if labels.ndim == 1:
+        taught = -(soft * log_softmax(logits.astype(mx.float32))).sum()
+    else:
+        taught = binary_cross_entropy(logits, soft)
+    return (1.0 - weight) * hard + weight * taught, count
 
 
 def adversarial_step(gradient: mx.array, epsilon: float, lengths: mx.array | None = None) -> mx.array:
@@ -180,8 +231,9 @@ def adversarial_step(gradient: mx.array, epsilon: float, lengths: mx.array | Non
     return (radius * g / mx.maximum(norm, 1e-12)).astype(gradient.dtype)
 
 
-def make_loss(smoothing: float, adversarial: float = 0.0, per_token: bool = False):
-    """``loss(model, batch) -> (summed loss, examples)``.
+def make_loss(smoothing: float, adversarial: float = 0.0, per_token: bool = False, teacher_weight: float | None = None):
+    """``loss(model, batch) -> (summed loss, examples)``; with ``teacher_weight`` (distillation)
+    batches end with the teachers' probabilities and the loss is :func:`distillation_loss`.
 
     With ``adversarial = eps > 0`` the function also carries ``value_and_grad(model, batch)``,
     which :class:`mlxseq.training.step.TrainStep` uses instead of differentiating ``loss``: the
@@ -196,16 +248,24 @@ def make_loss(smoothing: float, adversarial: float = 0.0, per_token: bool = Fals
         dW_in = (de/dW_in)^T (g1 + g2)                     one backward pass through the inputs
     """
 
+    taught = teacher_weight is not None
+    n_targets = 2 if taught else 1  # labels (, soft) end each batch
+
+    def target_loss(logits, targets):
+        if taught:
+            return distillation_loss(logits, *targets, teacher_weight, smoothing)
+        return classification_loss(logits, *targets, smoothing)
+
     def loss(model, batch):
-        *inputs, labels = batch  # tokens, lengths (, chars, char_lengths, spelling_ids)
-        return classification_loss(model(*inputs), labels, smoothing)
+        inputs = batch[:-n_targets]  # tokens, lengths (, chars, char_lengths, spelling_ids)
+        return target_loss(model(*inputs), batch[-n_targets:])
 
     if adversarial <= 0:
         return loss
 
-    def classified(params, embeddings, model, lengths, labels):
+    def classified(params, embeddings, model, lengths, targets):
         model.update(params)
-        return classification_loss(model.classify(embeddings, lengths), labels, smoothing)
+        return target_loss(model.classify(embeddings, lengths), targets)
 
     def projected_inputs(params, cotangent, model, tokens, spellings):
         """<inputs(params), cotangent>: its gradient is the vector-Jacobian product of the inputs."""
@@ -216,13 +276,13 @@ def make_loss(smoothing: float, adversarial: float = 0.0, per_token: bool = Fals
     inputs_vjp = mx.grad(projected_inputs)
 
     def value_and_grad(model, batch):
-        tokens, lengths, *spellings, labels = batch
+        (tokens, lengths, *spellings), targets = batch[:-n_targets], batch[-n_targets:]
         tokens = model.drop_words(tokens)  # once: both passes read the same words
         params = model.trainable_parameters()
         e = mx.stop_gradient(model.inputs(tokens, *spellings))  # (B, T, input_size)
-        (clean, count), (grads, clean_grad) = classified_grads(params, e, model, lengths, labels)
+        (clean, count), (grads, clean_grad) = classified_grads(params, e, model, lengths, targets)
         r = mx.stop_gradient(adversarial_step(clean_grad, adversarial, lengths if per_token else None))
-        (perturbed, _), (more, perturbed_grad) = classified_grads(params, e + r, model, lengths, labels)
+        (perturbed, _), (more, perturbed_grad) = classified_grads(params, e + r, model, lengths, targets)
         input_grads = inputs_vjp(params, clean_grad + perturbed_grad, model, tokens, spellings)
         model.update(params)
         return (clean + perturbed, count), tree_map(lambda a, b, c: a + b + c, grads, more, input_grads)
@@ -272,6 +332,7 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
             labels[row, [index[g] for g in example]] = 1.0
     else:
         labels = np.array([index[example[0]] for example in train.labels[:keep]], dtype=np.int32)
+    soft = teacher_probabilities(data, train.texts[:keep], names, multi, log) if data.teachers else None
     training, validation = config.training, config.validation
     sampler = BatchSampler([len(e) for e in encoded], training.batch_tokens, multiple=data.bucket_multiple,
                            max_batch_size=training.max_batch_size or None, seed=training.seed)
@@ -298,9 +359,12 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
         f"train: {keep} examples, {len(names)} labels ({'multi-label' if multi else 'one per example'}); "
         f"valid: {len(valid_texts)} examples",
         f"tokenizer: {facts['tokenizer']}",
+        *([f"targets: (1 - {data.teacher_weight}) x label + {data.teacher_weight} x the mean probabilities of "
+           f"{len(data.teachers)} teacher(s)"] if data.teachers else []),
         f"model: {config.model.model_type}, {facts['parameters']:,} parameters",
         f"batches: {len(sampler)} per epoch in {len(sampler.shapes())} shapes, at most {training.batch_tokens} tokens",
     ])
-    loss = make_loss(training.label_smoothing, args.adversarial, args.adversarial_per_token)
-    return TaskParts(model, LabelledBatches(classifier, encoded, spelled, labels, sampler, data.bucket_multiple),
+    loss = make_loss(training.label_smoothing, args.adversarial, args.adversarial_per_token,
+                     data.teacher_weight if data.teachers else None)
+    return TaskParts(model, LabelledBatches(classifier, encoded, spelled, labels, sampler, data.bucket_multiple, soft),
                      loss, validate, save_model, description)

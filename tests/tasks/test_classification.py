@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
+from mlxseq.checkpoint import ModelFolderError
 from mlxseq.classification import TextClassifier
 from mlxseq.config import ConfigError, load_config
-from mlxseq.data import batch_spellings
+from mlxseq.data import DataError, batch_spellings
 from mlxseq.models.classifier import ModelArgs, build_model
-from mlxseq.tasks.classification import adversarial_step, classification_loss, make_loss, prepare
+from mlxseq.tasks.classification import adversarial_step, classification_loss, distillation_loss, make_loss, prepare
 from mlxseq.training.from_config import train_from_config
 from tests.support.configs import write_training_config
 
@@ -84,6 +85,60 @@ def test_the_loss_on_hand_made_logits():
     total, count = classification_loss(mx.array([[0.0, 100.0, -2.0]]), mx.array([[1.0, 1.0, 0.0]]))
     expected = math.log(2.0) + 0.0 + math.log(1 + math.exp(-2.0))
     assert count.item() == 1 and total.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_distillation_loss_on_hand_made_logits():
+    logits = mx.array([[0.0, math.log(3.0)], [math.log(4.0), 0.0]])  # p = (1/4, 3/4), (4/5, 1/5)
+    soft = mx.array([[0.5, 0.5], [0.9, 0.1]])
+    total, count = distillation_loss(logits, mx.array([1, 1]), soft, 0.25)
+    hard = -math.log(3 / 4) - math.log(1 / 5)
+    taught = -(0.5 * math.log(1 / 4) + 0.5 * math.log(3 / 4)) - (0.9 * math.log(4 / 5) + 0.1 * math.log(1 / 5))
+    assert count.item() == 2 and total.item() == pytest.approx(0.75 * hard + 0.25 * taught, rel=1e-5)
+    assert distillation_loss(logits, mx.array([1, 1]), soft, 0.0)[0].item() == pytest.approx(hard, rel=1e-5)
+    # Multi-label: the teachers' probabilities are the binary cross-entropy's targets.
+    total, _ = distillation_loss(mx.array([[0.0, 2.0]]), mx.array([[1.0, 0.0]]), mx.array([[0.2, 0.6]]), 0.5)
+    bce = lambda x, t: -t * math.log(1 / (1 + math.exp(-x))) - (1 - t) * math.log(1 - 1 / (1 + math.exp(-x)))
+    expected = 0.5 * (bce(0.0, 1.0) + bce(2.0, 0.0)) + 0.5 * (bce(0.0, 0.2) + bce(2.0, 0.6))
+    assert total.item() == pytest.approx(expected, rel=1e-5)
+
+
+def flip_labels(path: str) -> str:
+    """A copy of a toy TSV whose labels 'x' and 'no' are swapped: every label is wrong."""
+    lines = Path(path).read_text().splitlines()
+    flipped = [lines[0]] + [text + "\t" + ("no" if label == "x" else "x")
+                            for text, label in (line.split("\t") for line in lines[1:])]
+    out = Path(path).with_name("flipped.tsv")
+    out.write_text("\n".join(flipped) + "\n")
+    return str(out)
+
+
+def test_a_student_learns_from_its_teachers_what_its_labels_get_wrong(tmp_path):
+    for name in ("teacher", "student-1.0", "student-0.0"):
+        (tmp_path / name).mkdir()
+    train_from_config(write_config(tmp_path / "teacher"), quiet=True)
+    teacher = str(tmp_path / "teacher" / "run" / "best")
+    flipped = flip_labels(str(tmp_path / "teacher" / "train.tsv"))
+    for weight, accuracy in ((1.0, lambda a: a >= 95.0), (0.0, lambda a: a <= 5.0)):
+        folder = tmp_path / f"student-{weight}"
+        result = train_from_config(write_config(folder, data={"train": flipped, "teachers": [teacher, teacher],
+                                                              "teacher_weight": weight}), quiet=True)
+        assert accuracy(result.metrics["accuracy"]), (weight, result.metrics)  # valid labels are right
+
+
+def test_teachers_must_know_the_same_labels(tmp_path):
+    for name in ("teacher", "student", "none"):
+        (tmp_path / name).mkdir()
+    train_from_config(write_config(tmp_path / "teacher", training={"max_steps": 1}), quiet=True)
+    renamed = flip_labels(str(tmp_path / "teacher" / "train.tsv")).replace("flipped", "renamed")
+    Path(renamed).write_text(Path(tmp_path / "teacher" / "train.tsv").read_text().replace("\tno\n", "\tyes\n"))
+    teacher = str(tmp_path / "teacher" / "run" / "best")
+    config = write_config(tmp_path / "student", data={"train": renamed, "teachers": [teacher]})
+    with pytest.raises(DataError, match=r"data.teachers: .*best has the labels \['no', 'x'\], the training data \['x', 'yes'\]"):
+        train_from_config(config, quiet=True)
+    with pytest.raises(ModelFolderError, match="data.teachers: no model folder at .*missing"):
+        train_from_config(write_config(tmp_path / "none", data={"teachers": [str(tmp_path / "missing")]}), quiet=True)
+    with pytest.raises(ConfigError, match=r"data.teacher_weight: must be in \[0, 1\], got 1.5"):
+        load_config(config, ["data.teacher_weight=1.5"])
 
 
 def adversarial_model(eps, **changes):
