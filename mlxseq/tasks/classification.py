@@ -239,8 +239,8 @@ def make_loss(smoothing: float, adversarial: float = 0.0, per_token: bool = Fals
     which :class:`mlxseq.training.step.TrainStep` uses instead of differentiating ``loss``: the
     loss at the embeddings plus the loss at the embeddings moved by ``adversarial_step`` of their
     gradient (its radius ``eps * sqrt(length)`` with ``per_token``), and the parameter gradients
-    of that sum. No gradient of a gradient; the encoder's
-    inputs ``e`` (embeddings, spellings) are computed and differentiated once::
+    of that sum. No gradient of a gradient; the encoder's inputs ``e`` (embeddings, spellings)
+    are computed and differentiated once::
 
         e = inputs(W_in)                                   embedding (and character encoder)
         L1, dL1/dW, g1 = loss(e),  g1 = dL1/de             clean pass
