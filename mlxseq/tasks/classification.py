@@ -301,6 +301,9 @@ def model_card(config, facts: dict, summary: dict) -> str:
     lines += scores_table(f"On {config.data.valid} ({metrics.get('settings', '')}):", metrics)
     lines += ["", "## Data", "", f"- training examples: {config.data.train}: {facts['examples']}",
               f"- labels: {', '.join(facts['labels'])}", f"- tokenizer: {facts['tokenizer']}"]
+    if config.data.teachers:
+        lines += [f"- distilled: targets (1 - {config.data.teacher_weight}) x label + {config.data.teacher_weight} x the "
+                  f"mean probabilities of {', '.join(config.data.teachers)}"]
     lines += training_section(facts["command"], facts["parameters"])
     lines += ["```bash", "mlxseq predict --model path/to/this/folder \"some text\"", "```", ""]
     return "\n".join(lines)

@@ -123,6 +123,8 @@ def test_a_student_learns_from_its_teachers_what_its_labels_get_wrong(tmp_path):
         result = train_from_config(write_config(folder, data={"train": flipped, "teachers": [teacher, teacher],
                                                               "teacher_weight": weight}), quiet=True)
         assert accuracy(result.metrics["accuracy"]), (weight, result.metrics)  # valid labels are right
+        assert f"- distilled: targets (1 - {weight}) x label + {weight} x the mean probabilities of {teacher}" in \
+            (folder / "run" / "best" / "README.md").read_text()
 
 
 def test_teachers_must_know_the_same_labels(tmp_path):
