@@ -131,10 +131,10 @@ def test_teachers_must_know_the_same_labels(tmp_path):
     for name in ("teacher", "student", "none"):
         (tmp_path / name).mkdir()
     train_from_config(write_config(tmp_path / "teacher", training={"max_steps": 1}), quiet=True)
-    renamed = flip_labels(str(tmp_path / "teacher" / "train.tsv")).replace("flipped", "renamed")
-    Path(renamed).write_text(Path(tmp_path / "teacher" / "train.tsv").read_text().replace("\tno\n", "\tyes\n"))
+    renamed = tmp_path / "teacher" / "renamed.tsv"  # label 'no' called 'yes'
+    renamed.write_text((tmp_path / "teacher" / "train.tsv").read_text().replace("\tno\n", "\tyes\n"))
     teacher = str(tmp_path / "teacher" / "run" / "best")
-    config = write_config(tmp_path / "student", data={"train": renamed, "teachers": [teacher]})
+    config = write_config(tmp_path / "student", data={"train": str(renamed), "teachers": [teacher]})
     with pytest.raises(DataError, match=r"data.teachers: .*best has the labels \['no', 'x'\], the training data \['x', 'yes'\]"):
         train_from_config(config, quiet=True)
     with pytest.raises(ModelFolderError, match="data.teachers: no model folder at .*missing"):
