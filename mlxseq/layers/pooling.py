@@ -9,12 +9,19 @@ sequence b is valid when ``t < n_b``. Padding never enters a pooled vector::
     max:        max_{t<n} x_t               padded steps are -inf before the max
     attention:  sum_{t<n} a_t x_t,          a = softmax_{t<n}(v . tanh(W x_t + b))
 
+The same poolings over spans ``[start, end)`` of each sequence (a phrase inside a sentence,
+read from the sentence's outputs), ``starts`` and ``ends`` (B, S) with ``start < end``: each
+span pools as the slice ``x[b, start:end]`` would alone, except that its states saw the whole
+sequence (``final``: the forward half at ``end - 1``, the backward half at ``start``).
+
 Public API::
 
     sequence_mask(lengths, steps) -> (B, T) bool
     final_pool(x, lengths, directions=1), mean_pool(x, lengths), max_pool(x, lengths) -> (B, D)
     AttentionPooling(input_size, attention_size)     # (x, lengths) -> (pooled (B, D), weights (B, T))
-    Pooling(kind, input_size, directions=1)          # one of POOLINGS
+    Pooling(kind, input_size, directions=1)          # one of POOLINGS; .spans(x, starts, ends) -> (B, S, D)
+    span_mask(starts, ends, steps) -> (B, S, T) bool
+    final_span_pool(x, starts, ends, directions=1), mean_span_pool, max_span_pool -> (B, S, D)
 """
 
 import mlx.core as mx
@@ -68,6 +75,50 @@ def max_pool(x: mx.array, lengths: mx.array) -> mx.array:
     return mx.where(mask, x, -mx.inf).max(axis=1)
 
 
+def span_mask(starts: mx.array, ends: mx.array, steps: int) -> mx.array:
+    """``(B, S, T)`` booleans, True at the steps ``starts[b, s] <= t < ends[b, s]``."""
+    t = mx.arange(steps)
+    return (t >= starts[..., None]) & (t < ends[..., None])
+
+
+def _check_spans(x: mx.array, starts: mx.array, ends: mx.array) -> None:
+    if x.ndim != 3:
+        raise ValueError(f"span pooling expects outputs of shape (B, T, D), got shape {tuple(x.shape)}")
+    if starts.ndim != 2 or starts.shape != ends.shape or starts.shape[0] != x.shape[0]:
+        raise ValueError(f"starts and ends must both have shape (B, S) with B={x.shape[0]}, "
+                         f"got shapes {tuple(starts.shape)} and {tuple(ends.shape)}")
+
+
+def final_span_pool(x: mx.array, starts: mx.array, ends: mx.array, directions: int = 1) -> mx.array:
+    """Each span's final states in context: the forward half at ``end - 1``, the backward half at ``start``."""
+    _check_spans(x, starts, ends)
+    if directions not in (1, 2) or x.shape[-1] % directions:
+        raise ValueError(f"directions must be 1 or 2 and divide D={x.shape[-1]}, got {directions}")
+
+    def at(steps):  # (B, S) -> x at those steps (B, S, D)
+        return mx.take_along_axis(x, mx.broadcast_to(steps.astype(mx.int32)[..., None], (*steps.shape, x.shape[2])), axis=1)
+
+    forward = at(ends - 1)
+    if directions == 1:
+        return forward
+    half = x.shape[-1] // 2
+    return mx.concatenate([forward[..., :half], at(starts)[..., half:]], axis=-1)
+
+
+def mean_span_pool(x: mx.array, starts: mx.array, ends: mx.array) -> mx.array:
+    """Mean over each span: ``(B, S, D)``."""
+    _check_spans(x, starts, ends)
+    inside = span_mask(starts, ends, x.shape[1]).astype(x.dtype)  # (B, S, T)
+    return (inside @ x) / mx.maximum(ends - starts, 1).astype(x.dtype)[..., None]
+
+
+def max_span_pool(x: mx.array, starts: mx.array, ends: mx.array) -> mx.array:
+    """Maximum over each span, feature by feature: ``(B, S, D)``."""
+    _check_spans(x, starts, ends)
+    inside = span_mask(starts, ends, x.shape[1])[..., None]  # (B, S, T, 1)
+    return mx.where(inside, x[:, None], -mx.inf).max(axis=2)
+
+
 class AttentionPooling(nn.Module):
     """Additive self-attention pooling (Yang et al. 2016): a learned query scores each step.
 
@@ -91,6 +142,15 @@ class AttentionPooling(nn.Module):
         scores = mx.where(sequence_mask(lengths, x.shape[1]), scores, -mx.inf)
         weights = mx.softmax(scores, axis=-1, precise=True)
         return (weights[:, :, None] * x).sum(axis=1), weights
+
+    def spans(self, x: mx.array, starts: mx.array, ends: mx.array):
+        """``x`` (B, T, D), ``starts``, ``ends`` (B, S) -> ``(pooled (B, S, D), weights (B, S, T))``:
+        the same scores, each span's softmax over its own steps."""
+        _check_spans(x, starts, ends)
+        scores = self.query(mx.tanh(self.proj(x)))[..., 0]  # (B, T)
+        scores = mx.where(span_mask(starts, ends, x.shape[1]), scores[:, None], -mx.inf)  # (B, S, T)
+        weights = mx.softmax(scores, axis=-1, precise=True)
+        return weights @ x, weights
 
 
 class Pooling(nn.Module):
@@ -119,3 +179,13 @@ class Pooling(nn.Module):
         if self.kind == "max":
             return max_pool(x, lengths)
         return self.attention(x, lengths)[0]
+
+    def spans(self, x: mx.array, starts: mx.array, ends: mx.array) -> mx.array:
+        """The same pooling over spans ``[start, end)`` (``starts``, ``ends`` (B, S)): ``(B, S, D)``."""
+        if self.kind == "final":
+            return final_span_pool(x, starts, ends, self.directions)
+        if self.kind == "mean":
+            return mean_span_pool(x, starts, ends)
+        if self.kind == "max":
+            return max_span_pool(x, starts, ends)
+        return self.attention.spans(x, starts, ends)[0]

@@ -28,6 +28,12 @@ embeddings moved by eps along the gradient of that loss, normalised per example:
 
 :meth:`Classifier.embed` and :meth:`Classifier.classify` split ``__call__`` at ``e`` for it
 (see :func:`mlxseq.tasks.classification.make_loss`).
+
+Span supervision (``data.nested_spans``): :meth:`Classifier.classify_spans` pools spans of a
+text (phrases inside a sentence) from the text's states and classifies each with the same head::
+
+    p_s = pooling(h[start_s:end_s])                   (B, S, dirs * H)  the states saw the whole text
+    logits_s = W dropout(p_s) + b                     (B, S, C)
 """
 
 from dataclasses import dataclass
@@ -139,6 +145,13 @@ class Classifier(nn.Module):
         """Steps 1 (dropout) to 4: ``embeddings`` (B, T, input_size) -> logits (B, C)."""
         outputs, _ = self.rnn(self.dropout(embeddings), lengths=lengths)  # (B, T, dirs * H)
         return self.head(self.dropout(self.pooling(outputs, lengths)))
+
+    def classify_spans(self, embeddings: mx.array, lengths: mx.array, starts: mx.array, ends: mx.array) -> mx.array:
+        """Logits (B, S, C) of spans ``[start, end)`` of each text (``starts``, ``ends`` (B, S)), each
+        pooled from the text's states (step 3 over the span only, see :meth:`Pooling.spans`) and
+        read by the same head: the span ``[0, length)`` gives :meth:`classify`'s logits."""
+        outputs, _ = self.rnn(self.dropout(embeddings), lengths=lengths)  # (B, T, dirs * H)
+        return self.head(self.dropout(self.pooling.spans(outputs, starts, ends)))
 
     def probabilities(self, tokens: mx.array, lengths: mx.array, chars: mx.array | None = None,
                       char_lengths: mx.array | None = None, spelling_ids: mx.array | None = None) -> mx.array:

@@ -12,6 +12,17 @@ of its labels; each example counts once. With ``data.teachers`` (distillation, H
 folders on its text, ``loss = (1 - w) * loss(label) + w * loss(teachers' probabilities)``
 with ``w = data.teacher_weight``: an ensemble taught to one model of the same cost to run.
 
+With ``data.nested_spans`` (word tokens; for phrase-level treebanks such as SST, whose
+training lines are sentences and the phrases inside them) the training texts that are token
+spans of longer training texts are learned in context (:func:`mlxseq.data.nested_spans`): an
+epoch goes over the *roots* (texts inside no other), and each root's labelled spans are pooled
+from its states and classified by the same head (:meth:`Classifier.classify_spans`)::
+
+    loss = sum_s w_s CE(logits_s, y_s) / sum_s w_s      w_s = data.whole_text_weight for a
+                                                        root's whole text, 1 for the spans inside
+
+Validation and prediction read whole texts as before: the model is an ordinary classifier.
+
 Validation scores the model as ``mlxseq evaluate`` does (:class:`mlxseq.classification.TextClassifier`):
 ``loss``, ``accuracy`` and ``macro_f1`` (percent).
 """
@@ -32,10 +43,10 @@ from mlxseq.checkpoint import ModelFolderError
 from mlxseq.classification import ClassifierEnsemble, TextClassifier, TextSettings, read_tokenizers
 from mlxseq.data import (
     CHARS_NAME, PAD_ID, UNK_ID, BatchSampler, CharTokenizer, DataError, SentencePieceConfig, SentencePieceTokenizer,
-    WordTokenizer, read_labelled,
+    SpanTable, WordTokenizer, nested_spans, read_labelled,
 )
 from mlxseq.layers.activations import log_softmax
-from mlxseq.losses import label_smoothed_cross_entropy
+from mlxseq.losses import label_smoothed_cross_entropy, smoothed_nll
 from mlxseq.models import model_module
 from mlxseq.tasks.config_paths import from_config_key
 from mlxseq.tasks import TaskParts
@@ -73,6 +84,8 @@ class DataArgs:
     max_train_examples: int = 0  # use only the first N training examples; 0 = all
     teachers: list[str] = field(default_factory=list)  # classifier folders (paths or Hub ids) to distil: see above
     teacher_weight: float = 0.5  # w: the share of the teachers' probabilities in each example's target
+    nested_spans: bool = False  # word tokens: learn texts inside longer training texts as spans of those (see above)
+    whole_text_weight: float = 1.0  # nested_spans: the loss weight of each root's whole text; its spans weigh 1
     bucket_multiple: int = 8  # pad lengths up to a multiple of this: fewer shapes, fewer compiled traces
 
 
@@ -95,6 +108,13 @@ def check_config(config) -> list[tuple[str, str]]:
                                  "max_train_examples >= 0"))
     if not 0 <= data.teacher_weight <= 1:
         problems.append(("data.teacher_weight", f"must be in [0, 1], got {data.teacher_weight}"))
+    if data.whole_text_weight <= 0:
+        problems.append(("data.whole_text_weight", f"must be > 0, got {data.whole_text_weight}"))
+    if data.nested_spans and data.tokenizer != "word":
+        problems.append(("data.nested_spans", f"matches texts word by word: it needs data.tokenizer: word, "
+                                              f"got {data.tokenizer!r}"))
+    if data.nested_spans and data.teachers:
+        problems.append(("data.nested_spans", "cannot be combined with data.teachers (distillation) yet"))
     if data.char_encoder and data.tokenizer != "word":
         problems.append(("data.char_encoder", f"spells words: it needs data.tokenizer: word, got {data.tokenizer!r}"))
     longest = -(-data.max_length // data.bucket_multiple) * data.bucket_multiple
@@ -191,6 +211,44 @@ class LabelledBatches(SamplerBatches):
             yield *inputs, *targets
 
 
+class SpanBatches(SamplerBatches):
+    """Training batches of roots with their labelled spans (``data.nested_spans``): the model's
+    inputs as in :class:`LabelledBatches`, then ``starts, ends (B, S)`` int32, ``labels``
+    ``(B, S)`` int32 (or ``(B, S, C)`` 0/1 for multi-label data) and ``weights (B, S)`` float32.
+
+    S is the most spans of a root in the batch, padded up to ``multiple``; padding spans are
+    ``[0, 1)`` with weight 0, so every span pools at least one step.
+    """
+
+    def __init__(self, classifier: TextClassifier, encoded: list[list[int]], spelled: list | None, labels: np.ndarray,
+                 table: SpanTable, whole_text_weight: float, sampler: BatchSampler, multiple: int):
+        super().__init__(sampler)
+        self.classifier, self.encoded, self.spelled, self.labels, self.table = classifier, encoded, spelled, labels, table
+        self.whole_text_weight, self.multiple = whole_text_weight, multiple
+        self.whole_arrays = (2, 3) if spelled is not None else ()
+
+    def __iter__(self):
+        for indices in self.sampler:
+            roots = [self.table.roots[r] for r in indices]
+            spelled = [self.spelled[k] for k in roots] if self.spelled is not None else None
+            inputs = self.classifier.batch([self.encoded[k] for k in roots], spelled, self.multiple)
+            yield *inputs, *self.targets(indices)
+
+    def targets(self, indices) -> tuple:
+        """``(starts, ends, labels, weights)`` of the roots ``indices``, as numbered in the table."""
+        rows = [self.table.spans[r] for r in indices]
+        size = -(-max(len(r) for r in rows) // self.multiple) * self.multiple
+        starts, ends = np.zeros((len(rows), size), np.int32), np.ones((len(rows), size), np.int32)
+        weights = np.zeros((len(rows), size), np.float32)
+        labels = np.zeros((len(rows), size, *self.labels.shape[1:]), self.labels.dtype)
+        for b, (r, spans) in enumerate(zip(indices, rows)):
+            n = len(spans)
+            starts[b, :n], ends[b, :n], labels[b, :n] = spans[:, 0], spans[:, 1], self.labels[spans[:, 2]]
+            whole = (spans[:, 0] == 0) & (spans[:, 1] == len(self.encoded[self.table.roots[r]]))
+            weights[b, :n] = np.where(whole, self.whole_text_weight, 1.0)
+        return mx.array(starts), mx.array(ends), mx.array(labels), mx.array(weights)
+
+
 def classification_loss(logits: mx.array, labels: mx.array, smoothing: float = 0.0):
     """``(summed loss, examples)``: softmax cross-entropy for class ids ``labels`` (B,), or for
     0/1 targets ``labels`` (B, C) the binary cross-entropy summed over the C labels."""
@@ -201,9 +259,25 @@ def classification_loss(logits: mx.array, labels: mx.array, smoothing: float = 0
 
 def binary_cross_entropy(logits: mx.array, targets: mx.array) -> mx.array:
     """Summed ``-t log sigmoid(x) - (1 - t) log(1 - sigmoid(x))`` for targets in [0, 1] (B, C)."""
+    return binary_cross_entropy_terms(logits, targets).sum()
+
+
+def binary_cross_entropy_terms(logits: mx.array, targets: mx.array) -> mx.array:
+    """``-t log sigmoid(x) - (1 - t) log(1 - sigmoid(x))`` of each logit, float32 of the same shape."""
     x = logits.astype(mx.float32)
     # log(1 + e^x) - t x, written stably: max(x, 0) - t x + log(1 + e^-|x|)
-    return (mx.maximum(x, 0.0) - targets * x + mx.log1p(mx.exp(-mx.abs(x)))).sum()
+    return mx.maximum(x, 0.0) - targets * x + mx.log1p(mx.exp(-mx.abs(x)))
+
+
+def span_loss(logits: mx.array, labels: mx.array, weights: mx.array, smoothing: float = 0.0):
+    """``(weighted summed loss, summed weight)`` of spans: logits (B, S, C), class ids ``labels``
+    (B, S) (cross-entropy, label-smoothed) or 0/1 ``labels`` (B, S, C) (binary cross-entropy
+    summed over the C labels), ``weights`` (B, S), 0 on padding spans."""
+    if labels.ndim == weights.ndim:
+        losses = smoothed_nll(logits, labels, smoothing)  # (B, S)
+    else:
+        losses = binary_cross_entropy_terms(logits, labels).sum(axis=-1)
+    return (weights * losses).sum(), weights.sum()
 
 
 def distillation_loss(logits: mx.array, labels: mx.array, soft: mx.array, weight: float, smoothing: float = 0.0):
@@ -231,9 +305,12 @@ def adversarial_step(gradient: mx.array, epsilon: float, lengths: mx.array | Non
     return (radius * g / mx.maximum(norm, 1e-12)).astype(gradient.dtype)
 
 
-def make_loss(smoothing: float, adversarial: float = 0.0, per_token: bool = False, teacher_weight: float | None = None):
+def make_loss(smoothing: float, adversarial: float = 0.0, per_token: bool = False, teacher_weight: float | None = None,
+              spans: bool = False):
     """``loss(model, batch) -> (summed loss, examples)``; with ``teacher_weight`` (distillation)
-    batches end with the teachers' probabilities and the loss is :func:`distillation_loss`.
+    batches end with the teachers' probabilities and the loss is :func:`distillation_loss`;
+    with ``spans`` (:class:`SpanBatches`) they end with ``starts, ends, labels, weights`` and the
+    loss is :func:`span_loss` of :meth:`Classifier.classify_spans` (the count: the summed weight).
 
     With ``adversarial = eps > 0`` the function also carries ``value_and_grad(model, batch)``,
     which :class:`mlxseq.training.step.TrainStep` uses instead of differentiating ``loss``: the
@@ -249,23 +326,27 @@ def make_loss(smoothing: float, adversarial: float = 0.0, per_token: bool = Fals
     """
 
     taught = teacher_weight is not None
-    n_targets = 2 if taught else 1  # labels (, soft) end each batch
+    n_targets = 4 if spans else 2 if taught else 1  # (starts, ends,) labels (, soft / weights) end each batch
 
-    def target_loss(logits, targets):
+    def target_loss(model, embeddings, lengths, targets):
+        if spans:
+            starts, ends, labels, weights = targets
+            return span_loss(model.classify_spans(embeddings, lengths, starts, ends), labels, weights, smoothing)
+        logits = model.classify(embeddings, lengths)
         if taught:
             return distillation_loss(logits, *targets, teacher_weight, smoothing)
         return classification_loss(logits, *targets, smoothing)
 
     def loss(model, batch):
-        inputs = batch[:-n_targets]  # tokens, lengths (, chars, char_lengths, spelling_ids)
-        return target_loss(model(*inputs), batch[-n_targets:])
+        tokens, lengths, *spellings = batch[:-n_targets]  # (chars, char_lengths, spelling_ids)
+        return target_loss(model, model.embed(tokens, lengths, *spellings), lengths, batch[-n_targets:])
 
     if adversarial <= 0:
         return loss
 
     def classified(params, embeddings, model, lengths, targets):
         model.update(params)
-        return target_loss(model.classify(embeddings, lengths), targets)
+        return target_loss(model, embeddings, lengths, targets)
 
     def projected_inputs(params, cotangent, model, tokens, spellings):
         """<inputs(params), cotangent>: its gradient is the vector-Jacobian product of the inputs."""
@@ -304,6 +385,8 @@ def model_card(config, facts: dict, summary: dict) -> str:
     if config.data.teachers:
         lines += [f"- distilled: targets (1 - {config.data.teacher_weight}) x label + {config.data.teacher_weight} x the "
                   f"mean probabilities of {', '.join(config.data.teachers)}"]
+    if "spans" in facts:
+        lines += [f"- nested spans: {facts['spans']}"]
     lines += training_section(facts["command"], facts["parameters"])
     lines += ["```bash", "mlxseq predict --model path/to/this/folder \"some text\"", "```", ""]
     return "\n".join(lines)
@@ -337,8 +420,15 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
         labels = np.array([index[example[0]] for example in train.labels[:keep]], dtype=np.int32)
     soft = teacher_probabilities(data, train.texts[:keep], names, multi, log) if data.teachers else None
     training, validation = config.training, config.validation
-    sampler = BatchSampler([len(e) for e in encoded], training.batch_tokens, multiple=data.bucket_multiple,
+    table = nested_spans([t.split() for t in texts], data.max_length) if data.nested_spans else None
+    lengths = [len(encoded[k]) for k in table.roots] if table else [len(e) for e in encoded]
+    sampler = BatchSampler(lengths, training.batch_tokens, multiple=data.bucket_multiple,
                            max_batch_size=training.max_batch_size or None, seed=training.seed)
+    if table:
+        batches = SpanBatches(classifier, encoded, spelled, labels, table, data.whole_text_weight, sampler,
+                              data.bucket_multiple)
+    else:
+        batches = LabelledBatches(classifier, encoded, spelled, labels, sampler, data.bucket_multiple, soft)
     cap = validation.max_examples or len(valid)
     valid_texts, valid_labels = valid.texts[:cap], valid.labels[:cap]
 
@@ -350,6 +440,10 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
     facts = {"kind": kind, "examples": keep, "labels": names, "command": command,
              "tokenizer": f"{data.tokenizer}, {tokenizer.vocab_size} ids" + (f", {chars.vocab_size} characters" if chars else ""),
              "parameters": sum(v.size for _, v in tree_flatten(model.parameters()))}
+    if table:
+        facts["spans"] = (f"{len(table)} roots (texts inside no other training text) hold the {table.num_spans} "
+                          f"labelled spans of the {keep} training examples, {table.num_spans / len(table):.1f} per root; "
+                          f"a root's whole text weighs {data.whole_text_weight}")
 
     def save_model(folder, model, summary):
         checkpoint.save_model(folder, model, config.model.model_type, args, readme=model_card(config, facts, summary))
@@ -364,10 +458,10 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
         f"tokenizer: {facts['tokenizer']}",
         *([f"targets: (1 - {data.teacher_weight}) x label + {data.teacher_weight} x the mean probabilities of "
            f"{len(data.teachers)} teacher(s)"] if data.teachers else []),
+        *([f"nested spans: {facts['spans']}"] if table else []),
         f"model: {config.model.model_type}, {facts['parameters']:,} parameters",
-        f"batches: {len(sampler)} per epoch in {len(sampler.shapes())} shapes, at most {training.batch_tokens} tokens",
+        f"batches: {len(sampler)}{' of roots' if table else ''} per epoch in {len(sampler.shapes())} shapes, at most {training.batch_tokens} tokens",
     ])
     loss = make_loss(training.label_smoothing, args.adversarial, args.adversarial_per_token,
-                     data.teacher_weight if data.teachers else None)
-    return TaskParts(model, LabelledBatches(classifier, encoded, spelled, labels, sampler, data.bucket_multiple, soft),
-                     loss, validate, save_model, description)
+                     data.teacher_weight if data.teachers else None, spans=bool(table))
+    return TaskParts(model, batches, loss, validate, save_model, description)

@@ -17,7 +17,9 @@ from mlxseq.classification import TextClassifier
 from mlxseq.config import ConfigError, load_config
 from mlxseq.data import DataError, batch_spellings
 from mlxseq.models.classifier import ModelArgs, build_model
-from mlxseq.tasks.classification import adversarial_step, classification_loss, distillation_loss, make_loss, prepare
+from mlxseq.tasks.classification import (
+    adversarial_step, classification_loss, distillation_loss, make_loss, prepare, span_loss,
+)
 from mlxseq.training.from_config import train_from_config
 from tests.support.configs import write_training_config
 
@@ -322,3 +324,129 @@ def test_a_spelling_classifier_needs_word_tokens(tmp_path):
     path = write_config(tmp_path, data={"char_encoder": True})
     with pytest.raises(ConfigError, match="data.char_encoder: spells words: it needs data.tokenizer: word, got 'char'"):
         load_config(path, ["data.tokenizer=char"])
+
+
+# --- nested spans -------------------------------------------------------------------------------
+
+
+def write_nested_corpus(folder: Path, seed=0) -> dict:
+    """Sentences of 4-12 letters labelled by whether 'x' occurs, and three phrases of each
+    (contiguous word spans, labelled by the same rule) on lines of their own, as in SST."""
+    rng = random.Random(seed)
+    paths = {}
+    for split, count in (("train", 300), ("valid", 100)):
+        lines = []
+        for _ in range(count):
+            words = [rng.choice(WORDS) for _ in range(rng.randint(4, 12))]
+            if rng.random() < 0.5:
+                words.insert(rng.randrange(len(words) + 1), "x")
+            texts = [words]
+            if split == "train":
+                for _ in range(3):
+                    i = rng.randrange(len(words))
+                    texts.append(words[i:rng.randint(i + 1, len(words))])
+            lines += [f"{' '.join(t)}\t{'x' if 'x' in t else 'no'}" for t in texts]
+        path = folder / f"{split}.tsv"
+        path.write_text("\n".join(lines) + "\n")
+        paths[split] = str(path)
+    return paths
+
+
+def nested_config(folder: Path, **sections) -> Path:
+    (folder / "nested").mkdir(exist_ok=True)
+    data = {**write_nested_corpus(folder / "nested"), "nested_spans": True, "whole_text_weight": 2.0,
+            **sections.pop("data", {})}
+    return write_config(folder, data=data, **sections)
+
+
+def test_the_span_loss_on_hand_made_logits():
+    # Two roots with two span slots each; root 1's second slot is padding (weight 0).
+    logits = mx.array([[[0.0, math.log(3.0)], [math.log(4.0), 0.0]], [[0.0, 0.0], [50.0, -50.0]]])
+    labels, weights = mx.array([[1, 1], [0, 1]]), mx.array([[2.0, 1.0], [1.0, 0.0]])
+    total, count = span_loss(logits, labels, weights)
+    expected = 2.0 * -math.log(3 / 4) + 1.0 * -math.log(1 / 5) + 1.0 * math.log(2.0)
+    assert count.item() == 4.0 and total.item() == pytest.approx(expected, rel=1e-5)
+    smoothed, _ = span_loss(logits[:1, :1], labels[:1, :1], mx.array([[1.0]]), smoothing=0.2)
+    assert smoothed.item() == pytest.approx(classification_loss(logits[0, :1], labels[0, :1], 0.2)[0].item(), rel=1e-6)
+    # Multi-label: binary cross-entropy summed over the labels of each span.
+    total, count = span_loss(mx.array([[[0.0, 100.0, -2.0]]]), mx.array([[[1.0, 1.0, 0.0]]]), mx.array([[0.5]]))
+    assert count.item() == 0.5 and total.item() == pytest.approx(0.5 * (math.log(2.0) + math.log(1 + math.exp(-2.0))),
+                                                                 rel=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["final", "mean", "max", "attention"])
+def test_the_whole_text_span_gives_the_classifiers_logits(pooling):
+    model = adversarial_model(0.0, pooling=pooling)
+    model.eval()
+    tokens, lengths = mx.array([[3, 4, 5, 6], [7, 8, 0, 0]]), mx.array([4, 2])
+    e = model.embed(tokens, lengths)
+    spans = model.classify_spans(e, lengths, mx.array([[0, 1], [0, 0]]), mx.array([[4, 3], [2, 1]]))
+    assert np.allclose(np.array(spans[:, 0]), np.array(model.classify(e, lengths)), atol=1e-5)
+    alone = model.classify_spans(e[:1], lengths[:1], mx.array([[1]]), mx.array([[3]]))  # the padded batch's second span
+    assert np.allclose(np.array(alone[0, 0]), np.array(spans[0, 1]), atol=1e-5)
+
+
+def test_span_batches_hold_every_example_at_its_place_in_a_root(tmp_path):
+    config = load_config(nested_config(tmp_path, data={"max_length": 16}, training={"batch_tokens": 64}))
+    parts = prepare(config, tmp_path / "run", resuming=False, command="test")
+    assert "nested spans: " in parts.description and "of roots per epoch" in parts.description
+    corpus = [line.split("\t") for line in Path(config.data.train).read_text().splitlines()]
+    vocabulary = parts.batches.classifier  # encodes texts as the model reads them
+    seen, roots = [], 0
+    for tokens, lengths, starts, ends, labels, weights in parts.batches:
+        assert starts.shape == ends.shape == labels.shape == weights.shape and starts.shape[1] % 8 == 0
+        for b in range(tokens.shape[0]):
+            roots += 1
+            n = int(lengths[b])
+            for s in range(starts.shape[1]):
+                i, j, w = int(starts[b, s]), int(ends[b, s]), float(weights[b, s])
+                if w == 0:  # padding: one step, never empty
+                    assert (i, j) == (0, 1)
+                    continue
+                assert w == (2.0 if (i, j) == (0, n) else 1.0)
+                text = tokens[b, i:j].tolist()
+                seen.append((text, ["no", "x"][int(labels[b, s])]))
+    assert roots == len(parts.batches.table) < len(corpus) / 2  # an epoch of roots: the phrases are inside them
+    expected = [(vocabulary.encode(text), label) for text, label in corpus]
+    assert sorted(set(map(str, seen))) == sorted(set(map(str, expected)))  # each example, at its words, with its label
+    assert len(seen) >= len(corpus)
+
+
+def test_adversarial_span_gradients_are_those_of_the_clean_plus_the_perturbed_span_loss():
+    model = adversarial_model(0.3)
+    batch = (mx.array([[3, 4, 5, 6], [7, 8, 9, 0]]), mx.array([4, 3]), mx.array([[0, 1, 0], [0, 2, 0]]),
+             mx.array([[4, 3, 1], [3, 3, 1]]), mx.array([[1, 2, 0], [2, 0, 0]]), mx.array([[3.0, 1.0, 1.0], [3.0, 1.0, 0.0]]))
+    tokens, lengths, starts, ends, labels, weights = batch
+    loss_fn = make_loss(0.0, adversarial=0.3, spans=True)
+    (total, count), grads = loss_fn.value_and_grad(model, batch)
+
+    def loss_at(model, e):
+        return span_loss(model.classify_spans(e, lengths, starts, ends), labels, weights)[0]
+
+    e = model.embed(tokens, lengths)
+    r = adversarial_step(mx.grad(lambda x: loss_at(model, x))(e), 0.3)
+    expected_total, expected = nn.value_and_grad(model, lambda m: loss_at(m, m.embed(tokens, lengths))
+                                                 + loss_at(m, m.embed(tokens, lengths) + r))(model)
+    assert count.item() == 9.0 and total.item() == pytest.approx(expected_total.item(), rel=1e-5)
+    for (name, got), (_, want) in zip(tree_flatten(grads), tree_flatten(expected)):
+        assert np.allclose(np.array(got), np.array(want), atol=1e-6), name
+    assert loss_fn(model, batch)[0].item() == pytest.approx(loss_at(model, e).item(), rel=1e-6)
+
+
+def test_a_tiny_classifier_learns_from_nested_spans(tmp_path):
+    path = nested_config(tmp_path, model={"adversarial": 0.5}, training={"max_steps": 150, "eval_every": 75})
+    result = train_from_config(path, quiet=True)
+    assert result.metrics["accuracy"] >= 97.0  # whole validation sentences
+    card = (tmp_path / "run" / "best" / "README.md").read_text()
+    assert "- nested spans: " in card and "a root's whole text weighs 2.0" in card
+    assert TextClassifier.load(tmp_path / "run" / "best").predict(["a b c x d e"])[0].labels == ["x"]
+
+
+def test_nested_spans_need_word_tokens_and_no_teachers(tmp_path):
+    path = nested_config(tmp_path)
+    with pytest.raises(ConfigError, match="data.nested_spans: matches texts word by word: it needs data.tokenizer: word"):
+        load_config(path, ["data.tokenizer=char"])
+    with pytest.raises(ConfigError, match="data.nested_spans: cannot be combined with data.teachers"):
+        load_config(path, ["data.teachers=[some/folder]"])
+    with pytest.raises(ConfigError, match="data.whole_text_weight: must be > 0, got 0.0"):
+        load_config(path, ["data.whole_text_weight=0.0"])
