@@ -329,34 +329,38 @@ def test_a_spelling_classifier_needs_word_tokens(tmp_path):
 # --- nested spans -------------------------------------------------------------------------------
 
 
-def write_nested_corpus(folder: Path, seed=0) -> dict:
-    """Sentences of 4-12 letters labelled by whether 'x' occurs, and three phrases of each
-    (contiguous word spans, labelled by the same rule) on lines of their own, as in SST."""
+def write_nested_corpus(folder: Path, multi=False, seed=0) -> dict:
+    """Sentences of 4-12 letters labelled by whether 'x' occurs (multi-label: which of 'x' and
+    'y' occur), and three phrases of each (contiguous word spans, labelled by the same rule) on
+    lines of their own, as in SST."""
     rng = random.Random(seed)
     paths = {}
     for split, count in (("train", 300), ("valid", 100)):
         lines = []
         for _ in range(count):
             words = [rng.choice(WORDS) for _ in range(rng.randint(4, 12))]
-            if rng.random() < 0.5:
-                words.insert(rng.randrange(len(words) + 1), "x")
+            for keyword in ("x", "y") if multi else ("x",):
+                if rng.random() < 0.5:
+                    words.insert(rng.randrange(len(words) + 1), keyword)
             texts = [words]
             if split == "train":
                 for _ in range(3):
                     i = rng.randrange(len(words))
                     texts.append(words[i:rng.randint(i + 1, len(words))])
-            lines += [f"{' '.join(t)}\t{'x' if 'x' in t else 'no'}" for t in texts]
+            for t in texts:
+                label = ",".join(w for w in ("x", "y") if w in t) or "none" if multi else "x" if "x" in t else "no"
+                lines.append(f"{' '.join(t)}\t{label}")
         path = folder / f"{split}.tsv"
         path.write_text("\n".join(lines) + "\n")
         paths[split] = str(path)
     return paths
 
 
-def nested_config(folder: Path, **sections) -> Path:
+def nested_config(folder: Path, multi=False, **sections) -> Path:
     (folder / "nested").mkdir(exist_ok=True)
-    data = {**write_nested_corpus(folder / "nested"), "nested_spans": True, "whole_text_weight": 2.0,
+    data = {**write_nested_corpus(folder / "nested", multi), "nested_spans": True, "whole_text_weight": 2.0,
             **sections.pop("data", {})}
-    return write_config(folder, data=data, **sections)
+    return write_config(folder, multi, data=data, **sections)
 
 
 def test_the_span_loss_on_hand_made_logits():
@@ -440,6 +444,18 @@ def test_a_tiny_classifier_learns_from_nested_spans(tmp_path):
     card = (tmp_path / "run" / "best" / "README.md").read_text()
     assert "- nested spans: " in card and "a root's whole text weighs 2.0" in card
     assert TextClassifier.load(tmp_path / "run" / "best").predict(["a b c x d e"])[0].labels == ["x"]
+
+
+def test_a_tiny_multi_label_classifier_learns_from_nested_spans(tmp_path):
+    # Slower to learn than the phrases alone (100% after 150 steps): in context, a phrase's states
+    # also remember the keywords before and after it, which its labels must learn to ignore.
+    path = nested_config(tmp_path, multi=True, training={"max_steps": 400, "eval_every": 200})
+    parts = prepare(load_config(path), tmp_path / "probe", resuming=False, command="test")
+    *_, labels, weights = next(iter(parts.batches))
+    assert labels.dtype == mx.float32 and labels.shape == (*weights.shape, 3)  # none, x, y
+    result = train_from_config(path, quiet=True)
+    assert result.metrics["accuracy"] >= 90.0  # exact label sets of whole validation sentences
+    assert sorted(TextClassifier.load(tmp_path / "run" / "best").predict(["a y b x c d"])[0].labels) == ["x", "y"]
 
 
 def test_nested_spans_need_word_tokens_and_no_teachers(tmp_path):
