@@ -26,10 +26,17 @@ from tests.support.configs import write_training_config
 WORDS = "a b c d e f g h".split()
 
 
+def write_splits(folder: Path, splits: dict[str, list[str]]) -> dict:
+    """``folder/<split>.tsv`` of each split's lines; their paths by split."""
+    for split, lines in splits.items():
+        (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    return {split: str(folder / f"{split}.tsv") for split in splits}
+
+
 def write_corpus(folder: Path, multi: bool, seed=0) -> dict:
     """Texts of 2-9 letters; label: whether 'x' occurs (multi-label: which of 'x' and 'y' occur)."""
     rng = random.Random(seed)
-    paths = {}
+    splits = {}
     for split, count in (("train", 1200), ("valid", 100)):
         lines = ["sentence\tlabel"]
         for _ in range(count):
@@ -39,10 +46,8 @@ def write_corpus(folder: Path, multi: bool, seed=0) -> dict:
                 words.insert(rng.randrange(len(words) + 1), w)
             label = ",".join(present) or "none" if multi else ("x" if "x" in words else "no")
             lines.append(f"{' '.join(words)}\t{label}")
-        path = folder / f"{split}.tsv"
-        path.write_text("\n".join(lines) + "\n")
-        paths[split] = str(path)
-    return paths
+        splits[split] = lines
+    return write_splits(folder, splits)
 
 
 def write_config(folder: Path, multi=False, **sections) -> Path:
@@ -291,7 +296,7 @@ def write_suffix_corpus(folder: Path, seed=0) -> dict:
     letters = "bcdfgkmnprstvz"
     stems = sorted({"".join(rng.choice(letters) + rng.choice("aeiou") for _ in range(2)) for _ in range(200)})
     train_stems, valid_stems = stems[:60], stems[60:100]
-    paths = {}
+    splits = {}
     for split, count, pool in (("train", 1500, train_stems), ("valid", 120, valid_stems)):
         lines = []
         for _ in range(count):
@@ -299,10 +304,8 @@ def write_suffix_corpus(folder: Path, seed=0) -> dict:
             words = [rng.choice(WORDS) for _ in range(rng.randint(1, 4))]
             words.insert(rng.randrange(len(words) + 1), rng.choice(pool) + label)
             lines.append(f"{' '.join(words)}\t{label}")
-        path = folder / f"{split}.tsv"
-        path.write_text("\n".join(lines) + "\n")
-        paths[split] = str(path)
-    return paths
+        splits[split] = lines
+    return write_splits(folder, splits)
 
 
 def test_a_spelling_classifier_reads_words_it_never_saw(tmp_path):
@@ -334,7 +337,7 @@ def write_nested_corpus(folder: Path, multi=False, seed=0) -> dict:
     'y' occur), and three phrases of each (contiguous word spans, labelled by the same rule) on
     lines of their own, as in SST."""
     rng = random.Random(seed)
-    paths = {}
+    splits = {}
     for split, count in (("train", 300), ("valid", 100)):
         lines = []
         for _ in range(count):
@@ -350,10 +353,8 @@ def write_nested_corpus(folder: Path, multi=False, seed=0) -> dict:
             for t in texts:
                 label = ",".join(w for w in ("x", "y") if w in t) or "none" if multi else "x" if "x" in t else "no"
                 lines.append(f"{' '.join(t)}\t{label}")
-        path = folder / f"{split}.tsv"
-        path.write_text("\n".join(lines) + "\n")
-        paths[split] = str(path)
-    return paths
+        splits[split] = lines
+    return write_splits(folder, splits)
 
 
 def nested_config(folder: Path, multi=False, **sections) -> Path:
