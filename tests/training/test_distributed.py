@@ -253,6 +253,32 @@ def test_each_rank_spells_its_rows_of_a_batch_from_the_whole_table():
         assert np.allclose(np.array(model(*shard[:-1])), whole[32 * rank: 32 * rank + 32], atol=1e-6)
 
 
+def test_each_rank_takes_its_roots_with_their_spans_and_the_sums_add_up():
+    from mlxseq.classification import TextClassifier, TextSettings
+    from mlxseq.data import BatchSampler, WordTokenizer, nested_spans
+    from mlxseq.models.classifier import ModelArgs, build_model
+    from mlxseq.tasks.classification import SpanBatches, make_loss
+
+    texts = ["a b c d", "b c", "c", "e f g", "f g", "h i", "i", "j"]  # 4 roots holding 8 spans
+    words = WordTokenizer.build(texts)
+    mx.random.seed(0)
+    model = build_model(ModelArgs(vocab_size=words.vocab_size, num_classes=2, embed_size=4, hidden_size=3, dropout=0.0))
+    classifier = TextClassifier(model, words, TextSettings(["0", "1"]))
+    encoded = [classifier.encode(t) for t in texts]
+    table = nested_spans([t.split() for t in texts])
+    sampler = BatchSampler([len(encoded[k]) for k in table.roots], 64, multiple=8, max_batch_size=64, seed=0)
+    batches = SpanBatches(classifier, encoded, None, np.arange(8, dtype=np.int32) % 2, table, 3.0, sampler, multiple=8)
+    batch = next(iter(batches))
+    assert batch[0].shape[0] == 4 and batches.whole_arrays == ()
+    loss = make_loss(0.0, spans=True)
+    total, count = loss(model, batch)
+    shards = [World(rank=rank, size=2).shard(batch, batches.whole_arrays) for rank in (0, 1)]
+    assert all(s[0].shape[0] == 2 and s[2].shape == (2, batch[2].shape[1]) for s in shards)  # two roots, all their spans
+    parts = [loss(model, shard) for shard in shards]
+    assert count.item() == 4 * 3.0 + 4 == sum(c.item() for _, c in parts)  # whole texts weigh 3, the phrases 1
+    assert total.item() == pytest.approx(sum(t.item() for t, _ in parts), rel=1e-5)
+
+
 def test_each_rank_tags_its_sentences_from_the_whole_spelling_table():
     from mlxseq.classification import TextSettings
     from mlxseq.data import BatchSampler, CharTokenizer, WordTokenizer
