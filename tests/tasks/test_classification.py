@@ -459,6 +459,30 @@ def test_a_tiny_multi_label_classifier_learns_from_nested_spans(tmp_path):
     assert sorted(TextClassifier.load(tmp_path / "run" / "best").predict(["a y b x c d"])[0].labels) == ["x", "y"]
 
 
+def test_a_nested_span_run_stopped_and_resumed_ends_bit_identical_to_a_straight_run(tmp_path):
+    from mlxseq.training import TrainingInterrupted
+
+    sections = dict(model={"adversarial": 0.5, "dropout": 0.2},
+                    training={"max_steps": 24, "eval_every": 12, "save_every": 4, "batch_tokens": 256})
+    for name in ("straight", "stopped"):
+        (tmp_path / name).mkdir()
+    train_from_config(nested_config(tmp_path / "straight", **sections), quiet=True)
+    stopped = nested_config(tmp_path / "stopped", **sections)
+
+    def interrupt_at(step, loss):
+        if step == 19:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted):
+        train_from_config(stopped, quiet=True, on_step=interrupt_at)
+    train_from_config(stopped, resume=True, quiet=True)
+    a, b = (dict(tree_flatten(TextClassifier.load(tmp_path / name / "run" / "last").model.parameters()))
+            for name in ("straight", "stopped"))
+    assert a.keys() == b.keys() and all(mx.array_equal(a[k], b[k]).item() for k in a)
+    records = [json.loads(x) for x in (tmp_path / "stopped" / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == 24 and records[-1]["epoch"] >= 1  # the run crossed an epoch of roots
+
+
 def test_nested_spans_need_word_tokens_and_no_teachers(tmp_path):
     path = nested_config(tmp_path)
     with pytest.raises(ConfigError, match="data.nested_spans: matches texts word by word: it needs data.tokenizer: word"):
