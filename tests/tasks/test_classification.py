@@ -22,6 +22,7 @@ from mlxseq.tasks.classification import (
 )
 from mlxseq.training.from_config import train_from_config
 from tests.support.configs import write_training_config
+from tests.support.runs import train_stopped_and_resumed
 
 WORDS = "a b c d e f g h".split()
 
@@ -460,8 +461,6 @@ def test_a_tiny_multi_label_classifier_learns_from_nested_spans(tmp_path):
 
 
 def test_a_nested_span_run_stopped_and_resumed_ends_bit_identical_to_a_straight_run(tmp_path):
-    from mlxseq.training import TrainingInterrupted
-
     sections = dict(model={"adversarial": 0.5, "dropout": 0.2},
                     training={"max_steps": 24, "eval_every": 12, "save_every": 4, "batch_tokens": 256})
     for name in ("straight", "stopped"):
@@ -469,13 +468,7 @@ def test_a_nested_span_run_stopped_and_resumed_ends_bit_identical_to_a_straight_
     train_from_config(nested_config(tmp_path / "straight", **sections), quiet=True)
     stopped = nested_config(tmp_path / "stopped", **sections)
 
-    def interrupt_at(step, loss):
-        if step == 19:
-            raise KeyboardInterrupt
-
-    with pytest.raises(TrainingInterrupted):
-        train_from_config(stopped, quiet=True, on_step=interrupt_at)
-    train_from_config(stopped, resume=True, quiet=True)
+    train_stopped_and_resumed(stopped, stop_step=19)
     a, b = (dict(tree_flatten(TextClassifier.load(tmp_path / name / "run" / "last").model.parameters()))
             for name in ("straight", "stopped"))
     assert a.keys() == b.keys() and all(mx.array_equal(a[k], b[k]).item() for k in a)

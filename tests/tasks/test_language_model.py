@@ -16,9 +16,9 @@ from mlxseq.generation import GenerationOptions, Generator
 from mlxseq.losses import label_smoothed_cross_entropy
 from mlxseq.models import language_model
 from mlxseq.tasks import language_model as lm_task
-from mlxseq.training import TrainingInterrupted
 from mlxseq.training.from_config import train_from_config
 from tests.support.configs import write_training_config
+from tests.support.runs import train_stopped_and_resumed
 
 REPO = Path(__file__).resolve().parents[2]
 SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
@@ -100,13 +100,7 @@ def test_a_stream_run_stopped_and_resumed_ends_bit_identical_to_a_straight_run(t
     train_from_config(straight, quiet=True)
     stopped = write_config(tmp_path / "b", **sections)
 
-    def interrupt_at(step, loss):
-        if step == 27:
-            raise KeyboardInterrupt
-
-    with pytest.raises(TrainingInterrupted):
-        train_from_config(stopped, quiet=True, on_step=interrupt_at)
-    train_from_config(stopped, resume=True, quiet=True)
+    train_stopped_and_resumed(stopped, stop_step=27)
     a, b = parameters(tmp_path / "a" / "run" / "last"), parameters(tmp_path / "b" / "run" / "last")
     assert a.keys() == b.keys() and all(mx.array_equal(a[k], b[k]).item() for k in a)
     records = [json.loads(x) for x in (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()]
