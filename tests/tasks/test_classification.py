@@ -3,6 +3,7 @@
 import json
 import math
 import random
+from collections import Counter
 from pathlib import Path
 
 import mlx.core as mx
@@ -415,7 +416,9 @@ def test_span_batches_hold_every_example_at_its_place_in_a_root(tmp_path):
     assert roots == len(parts.batches.table) < len(corpus) / 2  # an epoch of roots: the phrases are inside them
     expected = [(vocabulary.encode(text), label) for text, label in corpus]
     assert sorted(set(map(str, seen))) == sorted(set(map(str, expected)))  # each example, at its words, with its label
-    assert len(seen) >= len(corpus)
+    seen_count, expected_count = Counter(map(str, seen)), Counter(map(str, expected))
+    assert all(seen_count[key] >= n for key, n in expected_count.items())  # a text given n times is n spans (or more)
+    assert len(seen) == parts.batches.table.num_spans
 
 
 def test_adversarial_span_gradients_are_those_of_the_clean_plus_the_perturbed_span_loss():
