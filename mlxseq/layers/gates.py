@@ -45,6 +45,7 @@ class GateMath:
     num_extra: int
     forward: Callable
     backward: Callable
+    num_saved: int = 1  # arrays in ``saved``
     fused_input: bool = True
     bias_hh_in_step: bool = False  # GRU: b_hn sits inside r * (W_hn h + b_hn)
     gate_scale: tuple = ()
@@ -137,6 +138,6 @@ def _gru_backward(dy, d_extra, h_prev, extra_prev, extra_new, saved):
 RNN_TANH = GateMath("rnn_tanh", 1, 0, _rnn_tanh_forward, _rnn_tanh_backward)
 RNN_RELU = GateMath("rnn_relu", 1, 0, _rnn_relu_forward, _rnn_relu_backward)
 LSTM = GateMath("lstm", 4, 1, _lstm_forward, _lstm_backward, gate_scale=(1.0, 1.0, 2.0, 1.0))
-GRU = GateMath("gru", 3, 0, _gru_forward, _gru_backward, fused_input=False, bias_hh_in_step=True)
+GRU = GateMath("gru", 3, 0, _gru_forward, _gru_backward, num_saved=2, fused_input=False, bias_hh_in_step=True)
 
 GATE_MATH = {g.name: g for g in (RNN_TANH, RNN_RELU, LSTM, GRU)}

@@ -79,6 +79,7 @@ def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: b
     split_grad = _compiled(_split_grad)
     split_extra_grad = _compiled(_split_extra_grad)
     ne = math.num_extra
+    num_saved = 2 + 2 * ne + math.num_saved
 
     def steps(T):
         return range(T - 1, -1, -1) if reverse else range(T)
@@ -92,7 +93,12 @@ def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: b
         mask = args[layout.mask] if masked else None
         T = xp.shape[0]
         outs = [None] * T
-        saved = []
+        # What the backward step at t needs, one list per component indexed by t:
+        # the step's states h_{t-1}, extra_{t-1}, its new extra states, y_t and
+        # what its gates kept. Each list leaves as one stacked (T, B, ...) array:
+        # a custom function with O(T) outputs costs O(T^2) memory, since MLX keeps
+        # each output's list of siblings.
+        saved = [[None] * T for _ in range(num_saved)]
         for t in steps(T):
             if math.fused_input:
                 y, extra_new, step_saved = gates_fwd(mx.addmm(xp[t], h, w_hh_t), None, h, *extra)
@@ -100,8 +106,8 @@ def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: b
                 hh = mx.addmm(b_hh, h, w_hh_t) if has_bias_hh else h @ w_hh_t
                 y, extra_new, step_saved = gates_fwd(xp[t], hh, h, *extra)
             h_new = y @ w_hr_t if projected else y
-            # Saved in step order: the step's states and what its gates kept.
-            saved.extend((h, *extra, *extra_new, y, *step_saved))
+            for component, value in zip(saved, (h, *extra, *extra_new, y, *step_saved)):
+                component[t] = value
             if masked:
                 m = mask[t]
                 outs[t] = masked_out(m, h_new)
@@ -110,7 +116,7 @@ def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: b
             else:
                 outs[t] = h = h_new
                 extra = extra_new
-        return (mx.stack(outs), h, *extra, *saved)
+        return (mx.stack(outs), h, *extra, *(mx.stack(component) for component in saved))
 
     def backward(primals, cotangents, outputs):
         xp = primals[0]
@@ -121,16 +127,13 @@ def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: b
         d_out = cotangents[0]
         dh = cotangents[1]
         d_extra = tuple(cotangents[2 : 2 + ne])
-        saved = outputs[2 + ne :]
-        per_step = len(saved) // T
-        d_xh, d_hh, h_prevs, d_hnew, ys = [None] * T, [None] * T, [None] * T, [None] * T, [None] * T
-        for k, t in enumerate(reversed(steps(T))):
-            base = (T - 1 - k) * per_step
-            h_prev = saved[base]
-            extra_prev = tuple(saved[base + 1 : base + 1 + ne])
-            extra_new = tuple(saved[base + 1 + ne : base + 1 + 2 * ne])
-            y = saved[base + 1 + 2 * ne]
-            step_saved = tuple(saved[base + 2 + 2 * ne : base + per_step])
+        saved = outputs[2 + ne :]  # (T, B, ...) each, in the order forward stacked them
+        d_xh, d_hh, d_hnew = [None] * T, [None] * T, [None] * T
+        for t in reversed(steps(T)):
+            h_prev = saved[0][t]
+            extra_prev = tuple(s[t] for s in saved[1 : 1 + ne])
+            extra_new = tuple(s[t] for s in saved[1 + ne : 1 + 2 * ne])
+            step_saved = tuple(s[t] for s in saved[2 + 2 * ne :])
             if masked:
                 m = mask[t]
                 d_new, dh_keep = split_grad(m, d_out[t], dh)
@@ -150,7 +153,7 @@ def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: b
                 dh = dh + dh_keep
                 d_extra_prev = tuple(a + b for a, b in zip(d_extra_prev, d_extra_keep))
             d_extra = d_extra_prev
-            d_xh[t], d_hh[t], h_prevs[t], d_hnew[t], ys[t] = dxh, dhh, h_prev, d_new, y
+            d_xh[t], d_hh[t], d_hnew[t] = dxh, dhh, d_new
 
         grads = [None] * layout.num_args
         grads[0] = mx.stack(d_xh)  # (T, B, G)
@@ -159,12 +162,12 @@ def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: b
         B = xp.shape[1]
         dhh_all = grads[0] if math.fused_input else mx.stack(d_hh)
         dhh_all = dhh_all.reshape(T * B, -1)  # (T*B, G)
-        grads[layout.w_hh] = dhh_all.T @ mx.stack(h_prevs).reshape(T * B, -1)
+        grads[layout.w_hh] = dhh_all.T @ saved[0].reshape(T * B, -1)  # h_{t-1} of every step
         if has_bias_hh:
             grads[layout.b_hh] = dhh_all.sum(axis=0)
         if projected:
             d_hnew_all = mx.stack(d_hnew).reshape(T * B, -1)  # (T*B, P)
-            grads[layout.w_hr] = d_hnew_all.T @ mx.stack(ys).reshape(T * B, -1)
+            grads[layout.w_hr] = d_hnew_all.T @ saved[1 + 2 * ne].reshape(T * B, -1)  # y_t
         if masked:
             grads[layout.mask] = mx.zeros_like(mask)
         return tuple(grads)
