@@ -12,9 +12,9 @@ from mlxseq.metrics import score_translations
 from mlxseq.generation import BUNDLED_MODEL as GENERATION_MODEL
 from mlxseq.translation import BUNDLED_MODEL as TRANSLATION_MODEL
 from mlxseq.translation import TranslationOptions, Translator
+from tests.support.corpora import corpus_file
 
-REPO = Path(__file__).resolve().parents[1]
-MULTI30K = REPO.parent / "shared" / "data" / "multi30k" / "raw"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 LIMIT_BYTES = 20 * 1000 * 1000
 COMMON_WORDS = {"the", "and", "i", "to", "of", "a", "my", "you", "that", "in", "is", "not", "me", "it", "with", "be",
                 "your", "his", "for", "this", "thou", "thee", "thy", "what", "so", "but", "have", "will", "he", "as"}
@@ -40,16 +40,13 @@ def test_mlxseq_translate_with_no_model_uses_the_bundled_one():
 
 
 def test_the_bundled_model_translates_test_sentences_sensibly():
-    with gzip.open(MULTI30K / "test_2016_flickr.de.gz", "rt", encoding="utf-8") as f:
+    with gzip.open(corpus_file("multi30k/raw/test_2016_flickr.de.gz"), "rt", encoding="utf-8") as f:
         sources = [line.strip() for _, line in zip(range(100), f)]
-    with gzip.open(MULTI30K / "test_2016_flickr.en.gz", "rt", encoding="utf-8") as f:
+    with gzip.open(corpus_file("multi30k/raw/test_2016_flickr.en.gz"), "rt", encoding="utf-8") as f:
         references = [line.strip() for _, line in zip(range(100), f)]
     found = Translator.load().translate(sources, TranslationOptions(beam_size=5))
     scores = score_translations([hyps[0].text for hyps in found], references)
     assert scores.bleu > 30 and scores.chrf > 49, (scores.bleu, scores.chrf)  # these 100: 32.0, 51.2; all 1,000: 35.4, 53.5
-
-
-SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 
 
 def test_the_bundled_language_model_is_complete_and_under_20_mb():
@@ -76,8 +73,7 @@ def test_the_bundled_language_model_keeps_its_validation_loss_on_a_slice():
     from mlxseq.generation import Generator
     from mlxseq.losses import label_smoothed_cross_entropy
 
-    text = SHAKESPEARE.read_text()
-    valid = text[int(0.9 * len(text)):][:5001]  # the start of the conventional validation split
+    valid = (FIXTURES / "tinyshakespeare_valid_head.txt").read_text()  # the start of the conventional validation split
     generator = Generator.load()
     ids = mx.array([generator.tokenizer.encode(valid)])
     state, total, count = None, 0.0, 0

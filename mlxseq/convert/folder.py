@@ -27,6 +27,8 @@ from mlxseq.convert.torch_rnn import build_torch_rnn, find_torch_rnn_prefixes, r
 FORMATS = ("auto", "torch-rnn", "pytorch-tutorial", "opennmt")
 # Keys under which training scripts commonly nest the state dict.
 NESTED_STATE_KEYS = ("state_dict", "model_state_dict", "model", "net")
+# Mappings inside mappings deeper than this are not a model's weights.
+MAX_NESTING = 100
 
 
 class ConversionError(ValueError):
@@ -40,30 +42,37 @@ class Conversion:
     description: str
 
 
-def state_dict_of(obj: Any, source) -> dict[str, np.ndarray]:
+def state_dict_of(obj: Any, source, _depth: int = 0) -> dict[str, np.ndarray]:
     """The name -> array mapping inside a loaded checkpoint."""
     if isinstance(obj, Mapping):
         arrays = {k: v for k, v in obj.items() if isinstance(v, np.ndarray)}
         if arrays and len(arrays) == len(obj):
             return dict(arrays)
         for key in NESTED_STATE_KEYS:
-            if key in obj and isinstance(obj[key], Mapping):
-                return state_dict_of(obj[key], source)
+            if key in obj and isinstance(obj[key], Mapping) and obj[key] is not obj and _depth < MAX_NESTING:
+                return state_dict_of(obj[key], source, _depth + 1)
         keys = ", ".join(map(str, list(obj)[:10]))
         raise ConversionError(f"{source}: no state dict of arrays found (top-level keys: {keys})")
     raise ConversionError(f"{source}: expected a state dict, found a {type(obj).__name__}")
 
 
-def flat_arrays(obj: Any, prefix: str = "") -> dict[str, np.ndarray]:
+def flat_arrays(obj: Any, source, prefix: str = "", _ancestors: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
     """Every array inside nested mappings, keyed by its dotted path (``{"encoder": {"gru.x": a}}``
-    gives ``{"encoder.gru.x": a}``); other values are left out."""
+    gives ``{"encoder.gru.x": a}``); other values are left out. A mapping that holds itself, or
+    mappings nested more than :data:`MAX_NESTING` deep, are a :class:`ConversionError`."""
     found = {}
     if isinstance(obj, Mapping):
+        where = repr(prefix[:-1][:200]) if prefix else "the top level"
+        if id(obj) in _ancestors:
+            raise ConversionError(f"{source}: the checkpoint holds itself at {where} (a cycle of mappings)")
+        if len(_ancestors) >= MAX_NESTING:
+            raise ConversionError(f"{source}: mappings nested more than {MAX_NESTING} levels deep at {where[:80]}...")
+        inside = _ancestors + (id(obj),)
         for key, value in obj.items():
             if isinstance(value, np.ndarray):
                 found[f"{prefix}{key}"] = value
             elif isinstance(value, Mapping):
-                found.update(flat_arrays(value, f"{prefix}{key}."))
+                found.update(flat_arrays(value, source, f"{prefix}{key}.", inside))
     return found
 
 
@@ -123,7 +132,7 @@ def convert_checkpoint(
         raise ConversionError(f"{source}: not an OpenNMT-py checkpoint (a dict with 'model' and 'vocab' or 'dicts')")
     if decoder is not None:
         loaded = {"encoder": loaded, "decoder": load_torch_checkpoint(decoder, allow=allow)}
-    flat = flat_arrays(loaded)
+    flat = flat_arrays(loaded, source)
     if not flat:
         state_dict_of(loaded, source)  # says what was found instead
     found = detect_format(flat, source) if format == "auto" else format

@@ -35,12 +35,22 @@ def _refuse_records(name: str, args: tuple) -> None:
             raise CheckpointError(f"the pickle passes a {type(arg).__name__} to builtins.{name}")
 
 
+_SCALARS = (str, bytes, bytearray, int, float, complex, bool, type(None))
+# Types whose constructors turn a container into text or a number by walking it
+# (str of a list DAG is exponentially long): they take scalars only.
+_SCALAR_TYPES = (str, bytes, bytearray, int, float, complex, bool)
+
+
 def _plain_type(kind: type) -> PickledGlobal:
     """A builtin data type, called and instantiated only with plain data."""
     name = kind.__name__
 
     def call(*args: Any) -> Any:
         _refuse_records(name, args)
+        if kind in _SCALAR_TYPES:
+            for arg in args:
+                if not isinstance(arg, _SCALARS):
+                    raise CheckpointError(f"the pickle passes a {type(arg).__name__} to builtins.{name}")
         if kind in (bytes, bytearray) and args and isinstance(args[0], int):
             # bytes(n) allocates n zero bytes: a one-line memory bomb.
             raise CheckpointError(f"the pickle asks for builtins.{name} of a given size")

@@ -36,6 +36,11 @@ def load_torch_checkpoint(path: str | os.PathLike, *, allow: str | Iterable[str]
     values (numpy has no bfloat16); bool tensors as numpy bool; shared storages
     are read once, but each returned array is its own copy.
 
+    Work and memory are bounded by the file: all arrays together may take at
+    most 4x the stored tensor bytes (plus 64 MiB for expanded views), zip
+    members may inflate at most 100x, and nested tuples are capped (see
+    :mod:`mlxseq.convert.unpickler`); past a bound the file is refused.
+
     Args:
         path: the file.
         allow: extra globals the pickle may name, as exact ``module.name``

@@ -19,7 +19,6 @@ The much older tar layout (torch < 0.4) is recognised and refused.
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 import zipfile
@@ -30,6 +29,11 @@ from .pickle_globals import GlobalResolver
 from .torch_tensors import TensorAssembler
 from .bounded_stream import BoundedStream
 from .unpickler import load_pickle
+
+# A member may inflate at most this many times its compressed size (torch
+# stores members uncompressed; deflate reaches about 1,000x on zeros).
+MAX_INFLATION = 100
+_SMALL_MEMBER = 1 << 20  # bytes any member may inflate to, whatever its ratio
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
@@ -51,18 +55,28 @@ def read_zip_checkpoint(path: str, allow: tuple[str, ...]) -> Any:
             info = infos.get(f"{prefix}data/{key}")
             if info is None:
                 raise CheckpointError(f"missing storage record {prefix}data/{key}")
-            return info.file_size
+            return _member_size(info)
 
         assembler = TensorAssembler(byteorder, available_bytes)
-        pickled = archive.read(f"{prefix}data.pkl")
-        stream = BoundedStream(io.BytesIO(pickled), len(pickled))
-        result = load_pickle(stream, GlobalResolver(allow, assembler.find_global),
-                             assembler.persistent_load)
+        info = infos[f"{prefix}data.pkl"]
+        with archive.open(info) as pickled:  # streamed: never more in memory than the objects it builds
+            stream = BoundedStream(pickled, _member_size(info), start=0)
+            result = load_pickle(stream, GlobalResolver(allow, assembler.find_global),
+                                 assembler.persistent_load)
         for storage in assembler.storages.values():
             if not storage.is_view:
                 storage.set_data(archive.read(f"{prefix}data/{storage.key}"))
         assembler.fill()
     return result
+
+
+def _member_size(info: zipfile.ZipInfo) -> int:
+    """The declared size of a zip member, refused when it inflates past :data:`MAX_INFLATION`."""
+    if info.file_size > max(MAX_INFLATION * info.compress_size, _SMALL_MEMBER):
+        raise CheckpointError(
+            f"zip member {info.filename} inflates {info.compress_size:,} bytes to {info.file_size:,} "
+            f"(more than {MAX_INFLATION}x): refused as a decompression bomb")
+    return info.file_size
 
 
 def _archive_prefix(infos: dict[str, zipfile.ZipInfo]) -> str:

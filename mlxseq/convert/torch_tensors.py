@@ -60,6 +60,11 @@ _STORAGE_CLASSES = {
 # A view may repeat elements (stride 0, from expand()); copying it can then
 # need far more memory than the file holds, so such copies are capped.
 _MAX_EXPANDED_BYTES = 1 << 26
+# Every tensor is returned as its own copy, so many tensors over one storage
+# multiply it; all copies together may take at most this many times the stored
+# bytes (tied weights viewed twice and widened from bfloat16: 4), plus one
+# expanded view's worth.
+_MAX_COPIES_PER_STORED_BYTE = 4
 
 
 @dataclass(frozen=True)
@@ -210,6 +215,8 @@ class TensorAssembler:
         self.storages: dict[str, TorchStorage] = {}
         self._pending: list[_PendingCopy] = []
         self._globals = self._torch_globals()
+        self._stored_bytes = 0  # of the storages the pickle named so far
+        self._copied_bytes = 0  # of the arrays rebuilt so far
 
     # -- pickle callbacks ------------------------------------------------------
     def persistent_load(self, pid: Any) -> Any:
@@ -236,6 +243,7 @@ class TensorAssembler:
                     f"but the file can hold at most {available}"
                 )
             self.storages[key] = storage
+            self._stored_bytes += storage.nbytes
         view = pid[5] if len(pid) == 6 else None
         return storage if view is None else self._storage_view(storage, view)
 
@@ -279,6 +287,12 @@ class TensorAssembler:
                 )
             if numel > capacity and numel * dtype.itemsize > _MAX_EXPANDED_BYTES:
                 raise CheckpointError(f"tensor of shape {shape} repeats its storage beyond the copy limit")
+        self._copied_bytes += numel * dtype.numpy.itemsize
+        budget = _MAX_COPIES_PER_STORED_BYTE * self._stored_bytes + _MAX_EXPANDED_BYTES
+        if self._copied_bytes > budget:
+            raise CheckpointError(
+                f"the tensors would take more memory than the file holds: {self._copied_bytes:,} bytes "
+                f"as arrays for {self._stored_bytes:,} stored (views of one storage repeated); refused")
         flags = metadata if isinstance(metadata, dict) else {}
         out = np.empty(shape, dtype.numpy)
         self._pending.append(_PendingCopy(out, storage, dtype, offset, strides,

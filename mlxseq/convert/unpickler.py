@@ -12,7 +12,11 @@ This interpreter reads the same opcodes (protocols 0-5) but:
    :class:`PickledObject` records; ``__setstate__`` and ``setattr`` are never used;
 4. reads go through a :class:`BoundedStream`, so a corrupt length cannot ask
    for more memory than the file holds, and every opcode consumes input, so
-   the loop ends.
+   the loop ends;
+5. tuples and frozensets are the only containers that Python hashes or prints
+   by walking them; a memoised DAG of them (``t_k = (t_{k-1}, t_{k-1})``) is
+   2^k nodes as a tree, so one as a dict key would hash forever. Each one's
+   size as a tree is counted when it is built and capped.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ PersistentLoad = Callable[[Any], Any]
 
 _HIGHEST_PROTOCOL = 5
 _MAX_NAME_BYTES = 4096
+# Nodes of a tuple/frozenset as a tree (shared members counted each time they appear).
+MAX_TREE_NODES = 1_000_000
 
 
 class RestrictedUnpickler:
@@ -53,6 +59,8 @@ class RestrictedUnpickler:
         self._stack: list = []
         self._metastack: list[list] = []
         self._memo: dict[int, Any] = {}
+        # id -> (the tuple or frozenset itself, kept alive so its id stays its own; its tree size)
+        self._tree_sizes: dict[int, tuple[Any, int]] = {}
 
     def load(self) -> Any:
         """Run the opcodes up to STOP and return the object left on the stack."""
@@ -158,12 +166,31 @@ class RestrictedUnpickler:
             raise CheckpointError("corrupt pickle: stack underflow")
         items = tuple(self._stack[len(self._stack) - n:]) if n else ()
         del self._stack[len(self._stack) - n:]
-        self._stack.append(items)
+        self._stack.append(self._counted(items))
 
     def _push_from_mark(self, kind: type) -> None:
         # Pop first: popping the mark switches self._stack to the outer stack.
         items = self._pop_mark()
-        self._stack.append(kind(items))
+        self._stack.append(self._counted(kind(items)))
+
+    def _counted(self, value: Any) -> Any:
+        """``value`` after checking its size as a tree, when it is a tuple or frozenset (see module docstring)."""
+        if type(value) not in (tuple, frozenset) or not value:
+            return value
+        size = 1
+        for member in value:
+            known = self._tree_sizes.get(id(member))
+            if known is not None and known[0] is member:
+                size += known[1]
+            elif type(member) in (tuple, frozenset) and member:  # built by a call, not counted yet
+                self._counted(member)
+                size += self._tree_sizes[id(member)][1]
+        if size > MAX_TREE_NODES:
+            raise CheckpointError(
+                f"the pickle nests tuples that expand to more than {MAX_TREE_NODES:,} nodes "
+                f"(a memoised DAG); refused")
+        self._tree_sizes[id(value)] = (value, size)
+        return value
 
     def _dict_from_mark(self) -> None:
         items = self._pop_mark()
@@ -244,12 +271,12 @@ class RestrictedUnpickler:
     def _reduce(self) -> None:
         args = self._pop()
         func = self._top()
-        self._stack[-1] = _call(func, args)
+        self._stack[-1] = self._counted(_call(func, args))
 
     def _newobj(self) -> None:
         args = self._pop()
         cls = self._pop()
-        self._stack.append(_new(cls, args, {}))
+        self._stack.append(self._counted(_new(cls, args, {})))
 
     def _newobj_ex(self) -> None:
         kwargs = self._pop()
@@ -257,20 +284,20 @@ class RestrictedUnpickler:
         cls = self._pop()
         if not isinstance(kwargs, dict):
             raise CheckpointError("corrupt pickle: NEWOBJ_EX keyword arguments are not a dict")
-        self._stack.append(_new(cls, args, kwargs))
+        self._stack.append(self._counted(_new(cls, args, kwargs)))
 
     def _inst(self) -> None:
         module = self._read_name()
         name = self._read_name()
         cls = self._find_global(module, name)
         args = tuple(self._pop_mark())
-        self._stack.append(_call(cls, args))
+        self._stack.append(self._counted(_call(cls, args)))
 
     def _obj(self) -> None:
         args = self._pop_mark()
         if not args:
             raise CheckpointError("corrupt pickle: OBJ without a class")
-        self._stack.append(_call(args[0], tuple(args[1:])))
+        self._stack.append(self._counted(_call(args[0], tuple(args[1:]))))
 
     def _persistent(self, pid: Any) -> None:
         if self._persistent_load is None:

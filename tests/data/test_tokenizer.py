@@ -18,20 +18,19 @@ from mlxseq.data.tokenizer import (
     load_tokenizer,
     train_sentencepiece_pair,
 )
+from tests.support.corpora import corpus_file
 
-MULTI30K = Path("/work/shared/data/multi30k/raw")
 CONFIG = SentencePieceConfig(vocab_size=500)
 
 
 @pytest.fixture(scope="module")
 def multi30k(tmp_path_factory):
     """The first 2000 training pairs, written as gzip files to a temporary folder."""
-    if not (MULTI30K / "train.en.gz").is_file():
-        pytest.skip(f"multi30k not found at {MULTI30K}")
+    corpus = corpus_file("multi30k/raw/train.en.gz").parent
     folder = tmp_path_factory.mktemp("multi30k")
     paths = {}
     for lang in ("en", "de"):
-        with gzip.open(MULTI30K / f"train.{lang}.gz", "rb") as handle:
+        with gzip.open(corpus / f"train.{lang}.gz", "rb") as handle:
             head = b"".join(itertools.islice(handle, 2000))
         paths[lang] = folder / f"train.{lang}.gz"
         paths[lang].write_bytes(gzip.compress(head))

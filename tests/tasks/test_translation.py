@@ -15,9 +15,9 @@ from mlxseq.training.from_config import train_from_config
 from mlxseq.training import ResumeError, TrainingInterrupted
 from mlxseq.translation import TranslationOptions, Translator
 from tests.support.configs import write_training_config
+from tests.support.corpora import corpus_file
 
 REPO = Path(__file__).resolve().parents[2]
-MULTI30K = REPO.parent / "shared" / "data" / "multi30k" / "raw"
 WORDS = "a b c d e f g h".split()
 
 
@@ -65,11 +65,11 @@ def test_a_tiny_seq2seq_learns_to_reverse_sentences(tmp_path):
     assert "2000 kept" in readme
 
 
-@pytest.mark.skipif(not MULTI30K.is_dir(), reason="the Multi30k corpus is not in ../shared/data")
 def test_the_loss_falls_on_a_multi30k_slice(tmp_path):
+    multi30k = corpus_file("multi30k/raw/train.de.gz").parent
     overrides = [
-        f"output_dir={tmp_path}", f"data.train_src={MULTI30K / 'train.de.gz'}", f"data.train_tgt={MULTI30K / 'train.en.gz'}",
-        f"data.valid_src={MULTI30K / 'val.de.gz'}", f"data.valid_tgt={MULTI30K / 'val.en.gz'}",
+        f"output_dir={tmp_path}", f"data.train_src={multi30k / 'train.de.gz'}", f"data.train_tgt={multi30k / 'train.en.gz'}",
+        f"data.valid_src={multi30k / 'val.de.gz'}", f"data.valid_tgt={multi30k / 'val.en.gz'}",
         "data.max_train_pairs=500", "data.sentencepiece.vocab_size=1000", "model.embed_size=32", "model.hidden_size=64",
         # Pairs of at most 30 tokens padded to 32: one bucket, so the compiled step is traced twice only.
         "data.max_length=30", "data.bucket_multiple=32",
