@@ -13,6 +13,8 @@ an unknown key is an error that names the key and the file.
 import dataclasses
 import json
 import re
+import struct
+import typing
 from pathlib import Path
 
 import mlx.core as mx
@@ -106,6 +108,8 @@ def read_config(folder) -> dict:
         raise ModelFolderError(f"{path}: not valid JSON ({error})") from None
     if not isinstance(config, dict) or "model_type" not in config:
         raise ModelFolderError(f"{path}: no 'model_type' key")
+    if not isinstance(config["model_type"], str):
+        raise ModelFolderError(f"{path}: model_type must be a string, got {config['model_type']!r}")
     version = config.get("format_version", FORMAT_VERSION)
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ModelFolderError(
@@ -115,8 +119,11 @@ def read_config(folder) -> dict:
     return config
 
 
+_VOCABULARY_FIELDS = ("vocab_size", "src_vocab_size", "tgt_vocab_size")
+
+
 def model_args(config: dict, source) -> tuple[str, object]:
-    """``(model_type, ModelArgs)`` from a config dict; unknown keys name the file."""
+    """``(model_type, ModelArgs)`` from a config dict; unknown keys and bad values name the file."""
     model_type = config["model_type"]
     try:
         module = model_module(model_type)
@@ -127,10 +134,90 @@ def model_args(config: dict, source) -> tuple[str, object]:
     unknown = sorted(set(values) - fields)
     if unknown:
         raise ModelFolderError(f"{source}: unknown key {unknown[0]!r} for model_type {model_type!r}")
+    _check_values(typing.get_type_hints(module.ModelArgs), values, source)
     try:
         return model_type, module.ModelArgs(**values)
     except (TypeError, ValueError) as error:
         raise ModelFolderError(f"{source}: {error}") from None
+
+
+def _check_values(types: dict, values: dict, source) -> None:
+    """Each value of the type its field declares; counts and sizes >= 0; token ids inside the vocabularies."""
+    for name, value in values.items():
+        kind = types[name]
+        if kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, kind) if isinstance(kind, type) else True
+        if not ok:
+            raise ModelFolderError(f"{source}: {name} must be {kind.__name__}, got {value!r}")
+        if kind is int and value < 0:
+            raise ModelFolderError(f"{source}: {name} must be >= 0, got {value}")
+    vocabularies = {name: values[name] for name in _VOCABULARY_FIELDS if name in values}
+    for name, value in values.items():
+        for vocabulary, size in vocabularies.items():
+            if name.endswith("_id") and value >= size:
+                raise ModelFolderError(f"{source}: {name} {value} lies outside the vocabulary ({vocabulary} {size})")
+
+
+def weights_header(path) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor in a safetensors file, from its header alone (no tensor is read)."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as file:
+        prefix = file.read(8)
+        if len(prefix) < 8:
+            raise ModelFolderError(f"{path}: not a safetensors file (shorter than its header)")
+        (length,) = struct.unpack("<Q", prefix)
+        if length > size - 8 or length > 100 * 2**20:
+            raise ModelFolderError(f"{path}: not a safetensors file (header of {length} bytes in {size})")
+        try:
+            header = json.loads(file.read(length))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ModelFolderError(f"{path}: not a safetensors file (its header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise ModelFolderError(f"{path}: not a safetensors file (its header is not a JSON object)")
+    shapes = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+            raise ModelFolderError(f"{path}: tensor {name!r} has no valid shape in the header")
+        shapes[name] = tuple(shape)
+    return shapes
+
+
+def check_sizes_against_weights(args, weights_path, source) -> None:
+    """Refuse a config whose counts or sizes the weights file cannot hold, before a model is built.
+
+    A model with ``n`` layers has at least ``n`` tensors, and no size (a field
+    named ``*_size``) exceeds the elements the file holds; so a 600-byte config
+    cannot make mlxseq build a model of a million layers before the weights are
+    looked at. (Arrays are lazy: a model built too wide allocates nothing before
+    :func:`load_weights` names the mismatched shapes.)
+    """
+    shapes = weights_header(weights_path)
+    elements = sum(_numel(shape) for shape in shapes.values())
+    for field in dataclasses.fields(args):
+        value = getattr(args, field.name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            continue
+        if field.name.endswith("layers") and value > len(shapes):
+            raise ModelFolderError(
+                f"{source}: {field.name} {value} needs more tensors than {Path(weights_path).name} holds ({len(shapes)})")
+        if field.name.endswith("size") and value > elements:
+            raise ModelFolderError(
+                f"{source}: {field.name} {value} exceeds the {elements} weights {Path(weights_path).name} holds")
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    count = 1
+    for n in shape:
+        count *= n
+    return count
 
 
 def load_weights(model, path) -> None:
@@ -188,8 +275,15 @@ def load(path_or_repo, *, revision: str | None = None):
     folder = resolve_folder(path_or_repo, revision)
     config = read_config(folder)
     model_type, args = model_args(config, folder / CONFIG_FILE)
-    model = model_module(model_type).build_model(args)
-    load_weights(model, folder / WEIGHTS_FILE)
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelFolderError(f"{folder} is not a complete model folder: {WEIGHTS_FILE} is missing")
+    check_sizes_against_weights(args, weights, folder / CONFIG_FILE)
+    try:
+        model = model_module(model_type).build_model(args)
+    except (ValueError, TypeError, OverflowError) as error:
+        raise ModelFolderError(f"{folder / CONFIG_FILE}: cannot build the model ({error})") from None
+    load_weights(model, weights)
     model.eval()
     return model
 

@@ -62,13 +62,32 @@ def test_failed_save_keeps_the_previous_weights(tmp_path, monkeypatch):
         (lambda f: _edit(f, hidden_size=5), r"weight \w+ has shape .* expects"),
         (lambda f: _edit(f, num_layers=3), "missing"),
         (lambda f: _edit(f, kind="transformer"), "kind must be one of"),
-        (lambda f: (f / "model.safetensors").write_bytes(b"garbage"), "cannot read weights"),
+        (lambda f: (f / "model.safetensors").write_bytes(b"garbage"), "not a safetensors file"),
+        # Counts and sizes the weights cannot hold are refused before a model is built.
+        (lambda f: _edit(f, num_layers=10**6), "num_layers 1000000 needs more tensors than model.safetensors holds"),
+        (lambda f: _edit(f, hidden_size=10**9), "hidden_size 1000000000 exceeds the"),
+        # Values of the wrong type or range: one line naming the key.
+        (lambda f: _edit(f, num_layers="2"), "num_layers must be int, got '2'"),
+        (lambda f: _edit(f, bidirectional="yes"), "bidirectional must be bool, got 'yes'"),
+        (lambda f: _edit(f, model_type=["recurrent"]), r"model_type must be a string, got \['recurrent'\]"),
+        (lambda f: _edit(f, input_size=-3), "input_size must be >= 0, got -3"),
+        (lambda f: _edit(f, hidden_size=0), "cannot build the model"),
     ],
 )
 def test_broken_folders_give_clear_errors(tmp_path, damage, message):
     _saved_lstm(tmp_path / "m")
     damage(tmp_path / "m")
     with pytest.raises(ModelFolderError, match=message):
+        mlxseq.load(tmp_path / "m")
+
+
+def test_token_ids_outside_the_vocabulary_are_refused(tmp_path):
+    from mlxseq.models import seq2seq
+
+    args = seq2seq.ModelArgs(12, 12, embed_size=4, hidden_size=4, dropout=0.0)
+    save_model(tmp_path / "m", seq2seq.build_model(args), "seq2seq", args)
+    _edit(tmp_path / "m", eos_id=12)
+    with pytest.raises(ModelFolderError, match=r"eos_id 12 lies outside the vocabulary \(src_vocab_size 12\)"):
         mlxseq.load(tmp_path / "m")
 
 

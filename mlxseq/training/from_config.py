@@ -33,9 +33,10 @@ from mlxseq.training import ResumeError, TrainingArgs, TrainingError, TrainingRe
 from mlxseq.training.distributed import STARTUP_TIMEOUT, DistributedError, init_world
 from mlxseq.training.loop import resolve_resume
 from mlxseq.training.progress import stderr_log
-from mlxseq.training.run_folder import RunFolder
+from mlxseq.training.run_folder import RunFolder, RunFolderBusyError
 
-USER_ERRORS = (ConfigError, DataError, ModelFolderError, ResumeError, TrainingError, DistributedError)
+USER_ERRORS = (ConfigError, DataError, ModelFolderError, ResumeError, TrainingError, DistributedError,
+               RunFolderBusyError)
 CONFIG_COPY = "config.yaml"
 
 __all__ = ["train_from_config", "train", "TrainingArgs", "TrainingResult", "USER_ERRORS"]
@@ -78,26 +79,27 @@ def train_from_config(
     if log is not None and world.distributed:
         log(f"data parallel over {world.size} processes ({world.backend} backend); rank 0 writes {config.output_dir}")
     run = RunFolder(config.output_dir, primary=world.primary)
-    run.recover()
-    resuming = world.broadcast_json(resolve_resume(run, resume) if world.primary else None)
-    previous = run.path / CONFIG_COPY
-    if resuming and previous.is_file() and log is not None:
-        changes = changed_keys(yaml.safe_load(previous.read_text(encoding="utf-8")) or {}, config_to_dict(config))
-        for change in changes:
-            log(f"resuming with a changed setting: {change}")
-    command = shlex.join(["mlxseq", "train", str(path), *(f"--set={o}" for o in overrides)])
-    mx.random.seed(config.training.seed)  # model initialisation; a resumed run loads its weights instead
-    task = task_module(config.task)
-    if not world.primary:
-        world.barrier()  # rank 0 prepares first: it writes the run's tokenizer, which the others may reuse
-    parts = task.prepare(config, run.path, resuming=resuming, command=command, log=log)
-    if world.primary:
-        world.barrier()
-    run.write_text(CONFIG_COPY, dump_config(config))
-    if log is not None:
-        log(parts.description)
-    return train(
-        parts.model, parts.batches, parts.loss, config.training, Path(config.output_dir),
-        validate=parts.validate, save_model=parts.save_model, resume=resuming,
-        progress=False if quiet else progress, log=log, on_step=on_step, world=world,
-    )
+    with run.locked():  # one run per folder, from the first file written to the last
+        run.recover()
+        resuming = world.broadcast_json(resolve_resume(run, resume) if world.primary else None)
+        previous = run.path / CONFIG_COPY
+        if resuming and previous.is_file() and log is not None:
+            changes = changed_keys(yaml.safe_load(previous.read_text(encoding="utf-8")) or {}, config_to_dict(config))
+            for change in changes:
+                log(f"resuming with a changed setting: {change}")
+        command = shlex.join(["mlxseq", "train", str(path), *(f"--set={o}" for o in overrides)])
+        mx.random.seed(config.training.seed)  # model initialisation; a resumed run loads its weights instead
+        task = task_module(config.task)
+        if not world.primary:
+            world.barrier()  # rank 0 prepares first: it writes the run's tokenizer, which the others may reuse
+        parts = task.prepare(config, run.path, resuming=resuming, command=command, log=log)
+        if world.primary:
+            world.barrier()
+        run.write_text(CONFIG_COPY, dump_config(config))
+        if log is not None:
+            log(parts.description)
+        return train(
+            parts.model, parts.batches, parts.loss, config.training, Path(config.output_dir),
+            validate=parts.validate, save_model=parts.save_model, resume=resuming,
+            progress=False if quiet else progress, log=log, on_step=on_step, world=world,
+        )

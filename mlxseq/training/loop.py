@@ -153,20 +153,21 @@ def train(
     if len(batches) == 0:
         raise TrainingError("the batch iterator has no batches: there is nothing to train on")
     run = RunFolder(output_dir, primary=world.primary)
-    run.recover()
-    if not world.primary:
-        log, progress = None, False
-    optimizer = make_optimizer(args)
-    optimizer.init(model.trainable_parameters())
-    model.train()
-    loop = _Loop(model, batches, loss_fn, args, run, optimizer, validate, save_model, log, on_step, world)
-    loop.check_ranks_agree()
-    if world.broadcast_json(resolve_resume(run, resume) if world.primary else None):
-        loop.restore()
-    else:
-        run.keep_metrics_until(0)  # records of an earlier attempt that never saved a checkpoint
-        loop.start_from_rank_0()
-    return loop.run(progress)
+    with run.locked():
+        run.recover()
+        if not world.primary:
+            log, progress = None, False
+        optimizer = make_optimizer(args)
+        optimizer.init(model.trainable_parameters())
+        model.train()
+        loop = _Loop(model, batches, loss_fn, args, run, optimizer, validate, save_model, log, on_step, world)
+        loop.check_ranks_agree()
+        if world.broadcast_json(resolve_resume(run, resume) if world.primary else None):
+            loop.restore()
+        else:
+            run.keep_metrics_until(0)  # records of an earlier attempt that never saved a checkpoint
+            loop.start_from_rank_0()
+        return loop.run(progress)
 
 
 def resolve_resume(run: RunFolder, resume: bool | None) -> bool:

@@ -8,6 +8,7 @@ Layout of ``output_dir``::
     metrics.jsonl      one JSON object per logged window or validation
     curves.png         training and validation curves, redrawn at each validation
     config.yaml        the resolved config of the run (written by mlxseq.training.from_config)
+    .lock              the pid of the run that holds the folder (an OS lock while it runs)
 
 Only the primary process writes (``primary=False`` makes every write a no-op), so
 distributed training can run one RunFolder per process with rank 0 primary.
@@ -15,15 +16,21 @@ distributed training can run one RunFolder per process with rank 0 primary.
 A model folder is written to ``.NAME.tmp/`` and swapped in: ``NAME`` is renamed to
 ``.NAME.old/``, the new folder to ``NAME``, and the old one deleted. A crash between
 the two renames leaves ``.NAME.old/``, which :meth:`RunFolder.recover` renames back.
+
+One run at a time: :meth:`RunFolder.locked` holds an OS file lock on ``.lock`` for
+the whole run (released on exit, and by the OS when the process dies), so a
+second run in the same folder stops at once with :class:`RunFolderBusyError`.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import mlx.nn as nn
 import mlx.optimizers as optim
@@ -36,6 +43,15 @@ METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
 MODEL_FOLDERS = ("last", "best")
 CHECKPOINTS_DIR = "checkpoints"
+LOCK_FILE = ".lock"
+# Leftovers of atomic writes cut short (mlxseq.files.atomic_write names them .NAME.*.tmp*).
+_ATOMIC_LEFTOVERS = (f".{METRICS_FILE}.*.tmp*", f".{CURVES_FILE}.*.tmp*", ".config.yaml.*.tmp*")
+
+_held_locks: dict[str, int] = {}  # folder -> nesting depth of locked() in this process
+
+
+class RunFolderBusyError(RuntimeError):
+    """Another process is training in the same run folder; the message names its pid."""
 
 
 class RunFolder:
@@ -60,6 +76,46 @@ class RunFolder:
                 shutil.rmtree(leftover, ignore_errors=True)
         for leftover in (self.path / CHECKPOINTS_DIR).glob(".step-*.tmp"):  # a checkpoint cut short
             shutil.rmtree(leftover, ignore_errors=True)
+        for pattern in _ATOMIC_LEFTOVERS:
+            for leftover in self.path.glob(pattern):
+                leftover.unlink(missing_ok=True)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the folder for this run; :class:`RunFolderBusyError` if another process holds it.
+
+        Re-entrant within a process (the config runner and the training loop both take it).
+        """
+        if not self.primary:
+            yield
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        key = str(self.path.resolve())
+        if key in _held_locks:
+            _held_locks[key] += 1
+            try:
+                yield
+            finally:
+                _held_locks[key] -= 1
+            return
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise RunFolderBusyError(
+                f"{self.path}: another training run (pid {holder}) is using this folder; "
+                "wait for it to end or choose another output_dir") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        _held_locks[key] = 1
+        try:
+            yield
+        finally:
+            del _held_locks[key]
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     def write_model(self, name: str, write: Callable[[Path], None]) -> Path:
         """Let ``write(folder)`` fill a fresh folder, then swap it in as ``name``."""

@@ -76,3 +76,74 @@ def test_recover_removes_a_checkpoint_folder_cut_short_and_keeps_the_complete_on
     run.recover()
     assert not cut.exists()
     assert [p.name for p in run.checkpoints()] == ["step-00000003"]
+
+
+_HOLD_LOCK = """
+import sys
+from mlxseq.training.run_folder import RunFolder
+with RunFolder(sys.argv[1]).locked():
+    print("held", flush=True)
+    sys.stdin.read()  # until the test closes stdin (or kills the process)
+"""
+
+
+def _holder(folder):
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(folder)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "held"
+    return process
+
+
+def test_a_second_process_cannot_take_a_held_run_folder_until_the_holder_ends(tmp_path):
+    from mlxseq.training.run_folder import RunFolderBusyError
+
+    holder = _holder(tmp_path / "run")
+    try:
+        with pytest.raises(RunFolderBusyError, match=rf"another training run \(pid {holder.pid}\) is using this folder"):
+            with RunFolder(tmp_path / "run").locked():
+                pass
+    finally:
+        holder.kill()  # as kill -9 would: the OS releases the lock
+        holder.wait()
+    with RunFolder(tmp_path / "run").locked():
+        with RunFolder(tmp_path / "run").locked():  # re-entrant within one process
+            assert (tmp_path / "run" / ".lock").read_text().strip() == str(__import__("os").getpid())
+    with RunFolder(tmp_path / "run", primary=False).locked():  # other ranks take no lock
+        pass
+
+
+def test_mlxseq_train_in_a_held_folder_stops_with_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from mlxseq.cli import app
+    from tests.support.configs import write_training_config
+
+    (tmp_path / "train.txt").write_text("the quick brown fox\n" * 50)
+    config = write_training_config(tmp_path, {
+        "version": 1, "task": "lm", "output_dir": str(tmp_path / "run"),
+        "model": {"model_type": "lm", "embed_size": 8, "hidden_size": 8, "num_layers": 1},
+        "data": {"train": [str(tmp_path / "train.txt")], "valid_fraction": 0.1, "batch_size": 2, "seq_len": 8},
+        "training": {"max_steps": 2, "eval_every": 0, "log_every": 1},
+    }, {})
+    holder = _holder(tmp_path / "run")
+    try:
+        result = CliRunner().invoke(app, ["train", str(config)])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 1
+    assert result.output.strip() == (f"error: {tmp_path / 'run'}: another training run (pid {holder.pid}) is using "
+                                     "this folder; wait for it to end or choose another output_dir")
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_recover_removes_atomic_writes_cut_short(tmp_path):
+    run = RunFolder(tmp_path)
+    (tmp_path / ".curves.png.k2j4.tmp.png").write_bytes(b"partial")
+    (tmp_path / ".metrics.jsonl.x8.tmp").write_text("partial")
+    (tmp_path / "curves.png").write_bytes(b"kept")
+    run.recover()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png"]
