@@ -116,19 +116,21 @@ def translate(
     import sys
 
     from mlxseq.checkpoint import ModelFolderError
-    from mlxseq.data import DataError, read_lines
+    from mlxseq.data import DataError, read_lines, read_stream_lines
     from mlxseq.translation import Translator
 
     try:
         options = _translation_options(
             beam_size, length_penalty, max_length_ratio, n_best, batch_size, search, max_length, replace_unk,
             length_penalty_kind, max_length_offset)
+        if attention:
+            _check_writable_file(attention)
         if text:
             sentences = list(text)
         elif input:
             sentences = read_lines([input])
         else:
-            sentences = [line.rstrip("\r\n") for line in sys.stdin]
+            sentences = list(read_stream_lines(sys.stdin.buffer))
         translator = Translator.load(model)
         found = translator.translate(sentences, options)
     except (ModelFolderError, DataError, ValueError) as error:
@@ -160,8 +162,23 @@ def translate(
         weights = translator.attention(sentences[0], best)
         src_tokens = [source.decode([i]) or "·" for i in source.encode(sentences[0])]
         tgt_tokens = [target.decode([i]) or "·" for i in best.tokens] + ["</s>"]
-        save_attention_heatmap(attention, weights, src_tokens, tgt_tokens)
+        try:
+            save_attention_heatmap(attention, weights, src_tokens, tgt_tokens)
+        except OSError as error:
+            typer.echo(f"error: cannot write {attention}: {error.strerror or error}", err=True)
+            raise typer.Exit(1)
         typer.echo(f"attention heatmap: {attention}", err=True)
+
+
+def _check_writable_file(path: str) -> None:
+    """ValueError unless ``path`` can become a file: not a folder, in an existing folder."""
+    from pathlib import Path
+
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"{path} is a folder; pass a file name (e.g. {target / 'attention.png'})")
+    if not target.resolve().parent.is_dir():
+        raise ValueError(f"cannot write {path}: folder {target.parent} does not exist")
 
 
 @app.command()
@@ -234,11 +251,11 @@ def predict(
     import sys
 
     from mlxseq.checkpoint import ModelFolderError
-    from mlxseq.data import DataError
+    from mlxseq.data import DataError, read_stream_lines
     from mlxseq.prediction import predict as predict_folder
 
     try:
-        lines = None if text or input else [line.rstrip("\r\n") for line in sys.stdin]
+        lines = None if text or input else list(read_stream_lines(sys.stdin.buffer))
         result = predict_folder(model, text, input, output_format=format, batch_size=batch_size,
                                 threshold=threshold, lines=lines)
     except (ModelFolderError, DataError, ValueError) as error:
@@ -286,6 +303,9 @@ def average(
         out = average_folders(folders, output)
     except ModelFolderError as error:
         typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1)
+    except OSError as error:
+        typer.echo(f"error: cannot write {output}: {error.strerror or error}", err=True)
         raise typer.Exit(1)
     typer.echo(f"averaged {len(folders)} model folders into {out}")
 

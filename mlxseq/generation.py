@@ -12,6 +12,7 @@ An empty prompt starts from the start token. Characters or words outside the
 vocabulary encode to ``<unk>``.
 """
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -23,6 +24,11 @@ from mlxseq.decoding import beam_search, generate_steps
 from mlxseq.sample_utils import make_repetition_penalty, make_sampler
 
 BUNDLED_MODEL = Path(__file__).parent / "bundled" / "shakespeare-char"
+
+
+# Bounds that keep a mistyped option from allocating without limit.
+MAX_TOKENS = 1_000_000
+MAX_SAMPLES = 1000
 
 
 @dataclass
@@ -41,16 +47,18 @@ class GenerationOptions:
     length_penalty: float = 0.0
 
     def __post_init__(self):
-        if self.max_tokens < 0:
-            raise ValueError(f"max_tokens must be >= 0, got {self.max_tokens}")
-        if self.temp < 0:
-            raise ValueError(f"temp must be >= 0, got {self.temp}")
+        if not 0 <= self.max_tokens <= MAX_TOKENS:
+            raise ValueError(f"max_tokens must be in [0, {MAX_TOKENS}], got {self.max_tokens}")
+        if not 0 <= self.temp < math.inf:
+            raise ValueError(f"temp must be a finite number >= 0, got {self.temp}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
-        if self.beam_size < 1:
-            raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
+        if not 1 <= self.num_samples <= MAX_SAMPLES:
+            raise ValueError(f"num_samples must be in [1, {MAX_SAMPLES}], got {self.num_samples}")
+        if not 1 <= self.beam_size <= MAX_SAMPLES:
+            raise ValueError(f"beam_size must be in [1, {MAX_SAMPLES}], got {self.beam_size}")
+        if self.seed is not None and not 0 <= self.seed < 2**64:
+            raise ValueError(f"seed must be in [0, 2**64), got {self.seed}")
         self.stop = tuple(self.stop)
         # Built here so that every bad sampling argument fails before any work.
         self.sampler = make_sampler(self.temp, 0.0 if self.top_p == 1.0 else self.top_p, self.min_p, top_k=self.top_k)

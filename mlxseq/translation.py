@@ -14,6 +14,7 @@ such word on a tie), read from the hypothesis that was chosen. It needs word-lev
 tokenizers on both sides (a subword piece is not a word to copy) and an attention model.
 """
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,12 @@ from mlxseq.decoding import beam_search, greedy_decode
 from mlxseq.opennmt_search import opennmt_beam_search
 
 BUNDLED_MODEL = Path(__file__).parent / "bundled" / "multi30k-de-en"
+
+
+MAX_BEAM_SIZE = 1000
+MAX_BATCH_SIZE = 10_000
+MAX_LENGTH_RATIO = 100.0
+MAX_OUTPUT_TOKENS = 100_000
 
 
 @dataclass
@@ -47,18 +54,24 @@ class TranslationOptions:
     replace_unk: bool = False
 
     def __post_init__(self):
-        if self.beam_size < 1:
-            raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
+        # Upper bounds keep a mistyped option from allocating without limit: a beam of
+        # b over a batch of n holds n * b * vocabulary scores at every step.
+        if not 1 <= self.beam_size <= MAX_BEAM_SIZE:
+            raise ValueError(f"beam_size must be in [1, {MAX_BEAM_SIZE}], got {self.beam_size}")
         if not 1 <= self.n_best <= self.beam_size:
             raise ValueError(f"n_best must be in [1, beam_size={self.beam_size}], got {self.n_best}")
-        if self.max_length_ratio <= 0:
-            raise ValueError(f"max_length_ratio must be > 0, got {self.max_length_ratio}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0 < self.max_length_ratio <= MAX_LENGTH_RATIO:
+            raise ValueError(f"max_length_ratio must be in (0, {MAX_LENGTH_RATIO}], got {self.max_length_ratio}")
+        if not 0 <= self.max_length_offset <= MAX_OUTPUT_TOKENS:
+            raise ValueError(f"max_length_offset must be in [0, {MAX_OUTPUT_TOKENS}], got {self.max_length_offset}")
+        if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise ValueError(f"batch_size must be in [1, {MAX_BATCH_SIZE}], got {self.batch_size}")
         if self.search not in ("mlxseq", "opennmt"):
             raise ValueError(f"search must be 'mlxseq' or 'opennmt', got {self.search!r}")
-        if self.max_length < 0:
-            raise ValueError(f"max_length must be >= 0, got {self.max_length}")
+        if not 0 <= self.max_length <= MAX_OUTPUT_TOKENS:
+            raise ValueError(f"max_length must be in [0, {MAX_OUTPUT_TOKENS}], got {self.max_length}")
+        if not math.isfinite(self.length_penalty):
+            raise ValueError(f"length_penalty must be a finite number, got {self.length_penalty}")
 
 
 @dataclass
@@ -179,6 +192,10 @@ class Translator:
                 banned_ids=banned,
                 attention=attention,
             )
+        if any(not hyps or any(not math.isfinite(h.log_prob) for h in hyps) for hyps in found):
+            raise ValueError(
+                f"the model produced NaN or infinite scores (model {self.folder}): its weights hold NaN or "
+                "infinite values, or it overflowed")
         decode = self.tokenizers.target.decode
         return [
             [Translation(decode(h.tokens), h.score, h.log_prob, list(h.tokens), h.attention)

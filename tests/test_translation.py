@@ -196,3 +196,17 @@ def test_replace_unk_needs_words_and_attention(folder, tmp_path):
     TokenizerPair(chars, chars).save(tmp_path / "chars")
     result = runner.invoke(app, ["translate", "--model", str(tmp_path / "chars"), "--replace-unk", "eins"])
     assert result.exit_code == 1 and "word tokenizers" in result.output and "CharTokenizer" in result.output
+
+
+@pytest.mark.parametrize("arguments", [[], ["--beam-size", "1"], ["--search", "opennmt"]])
+def test_a_model_with_nan_weights_says_so(folder, tmp_path, arguments):
+    import shutil
+
+    shutil.copytree(folder, tmp_path / "nan")
+    weights = mx.load(str(tmp_path / "nan" / "model.safetensors"))
+    weights["output.bias"] = weights["output.bias"] * float("nan")
+    mx.save_safetensors(str(tmp_path / "nan" / "model.safetensors"), weights)
+    result = runner.invoke(app, ["translate", "--model", str(tmp_path / "nan"), *arguments, "eins zwei"])
+    assert result.exit_code == 1
+    assert result.output.strip() == (f"error: the model produced NaN or infinite scores (model {tmp_path / 'nan'}): "
+                                     "its weights hold NaN or infinite values, or it overflowed")

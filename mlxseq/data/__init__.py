@@ -16,6 +16,7 @@ from mlxseq.data.corpus import (
     ParallelCorpus,
     ReadStats,
     read_lines,
+    read_stream_lines,
     read_parallel,
     read_text,
 )
@@ -41,7 +42,7 @@ from mlxseq.data.spelling import CHARS_NAME, batch_spellings, read_chars, spell
 from mlxseq.data.timeseries import Normaliser, TimeSeries, read_timeseries
 
 __all__ = [
-    "DataError", "MissingFileError", "ParallelCorpus", "ReadStats", "read_parallel", "read_lines", "read_text",
+    "DataError", "MissingFileError", "ParallelCorpus", "ReadStats", "read_parallel", "read_lines", "read_stream_lines", "read_text",
     "Tokenizer", "SentencePieceConfig", "SentencePieceTokenizer", "CharTokenizer", "WordTokenizer",
     "TokenizerPair", "load_tokenizer", "train_sentencepiece_pair",
     "PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID", "SPECIAL_TOKENS",

@@ -18,7 +18,7 @@ import gzip
 import os
 import zlib
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence, Union
+from typing import BinaryIO, Callable, Iterator, Sequence, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -159,6 +159,20 @@ def read_lines(paths: PathLike | Sequence[PathLike]) -> list[str]:
     for path in _as_paths(paths):
         lines.extend(_file_lines(path))
     return lines
+
+
+def read_stream_lines(stream: BinaryIO, name: str = "standard input") -> Iterator[str]:
+    """The lines of a binary stream as they arrive, newlines and ``\r`` stripped.
+
+    Raises:
+        DataError: a line is not UTF-8 text (the message names ``name`` and the line).
+    """
+    for number, raw in enumerate(stream, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise DataError(f"{name}, line {number}: not UTF-8 text (byte {error.start + 1} of the line)") from None
+        yield line.rstrip("\r\n")
 
 
 def read_text(paths: PathLike | Sequence[PathLike]) -> str:
