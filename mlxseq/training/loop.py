@@ -301,6 +301,22 @@ class _Loop:
         trained = {key for key, _ in tree_flatten(self.model.trainable_parameters())}
         return {key: value for key, value in tree_flatten(self.model.parameters()) if key not in trained}
 
+    @contextmanager
+    def writing(self, what: str) -> Iterator[None]:
+        """Turn a failed write (a full disk: OSError, or MLX's RuntimeError) into one TrainingError.
+
+        Every write is atomic, so what the folder held before stays whole.
+        """
+        try:
+            yield
+        except (OSError, RuntimeError) as error:
+            reason = (getattr(error, "strerror", None) or str(error)).strip().splitlines()[0]
+            kept = (f"its resume checkpoint of step {self.saved_step} is whole"
+                    if self.saved_step is not None else "no resume checkpoint had been saved yet")
+            raise TrainingError(
+                f"could not write {what} in {self.folder.path} ({reason}); is the disk full? {kept}: "
+                "free space and run the same command to resume") from None
+
     def save(self) -> None:
         if self.saved_step == self.step:
             return
@@ -308,16 +324,18 @@ class _Loop:
         trackers = {
             "best": self.best.state_dict(), "plateau": self.plateau.state_dict(), "validated_step": self.validated_step
         }
-        self.folder.save_checkpoint(self.model, self.optimizer, {
-            "step": self.step, "epoch": self.batches.epoch, "batches": self.batches.state_dict(),
-            "random_key": random_key(), "trackers": trackers, "elapsed": round(self.elapsed(), 3),
-        }, ranks)
+        with self.writing("the resume checkpoint"):
+            self.folder.save_checkpoint(self.model, self.optimizer, {
+                "step": self.step, "epoch": self.batches.epoch, "batches": self.batches.state_dict(),
+                "random_key": random_key(), "trackers": trackers, "elapsed": round(self.elapsed(), 3),
+            }, ranks)
         self.saved_step = self.step
         if self.args.keep_checkpoints and self.save_model is not None:
             summary = self.model_summary()
-            self.folder.write_checkpoint(
-                self.step, lambda folder: self.save_model(folder, self.model, summary), self.args.keep_checkpoints
-            )
+            with self.writing(f"checkpoint step-{self.step:08d}"):
+                self.folder.write_checkpoint(
+                    self.step, lambda folder: self.save_model(folder, self.model, summary), self.args.keep_checkpoints
+                )
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -396,7 +414,8 @@ class _Loop:
         if self.window.steps == 0:
             return
         record = self.window.record(self.step, self.batches.epoch, self.lr, self.elapsed())
-        self.folder.append_metrics(record)
+        with self.writing("metrics.jsonl"):
+            self.folder.append_metrics(record)
         self.records.append(record)
         self.progress.window(record)
         self.window = _Window()
@@ -411,7 +430,8 @@ class _Loop:
         if improved and self.args.keep_best:
             self.write_model("best")
         if self.validate is not None:
-            self.folder.write_curves(self.records, title=str(self.folder.path.name))
+            with self.writing("curves.png"):
+                self.folder.write_curves(self.records, title=str(self.folder.path.name))
         self.save()
 
     def run_validation(self) -> bool:
@@ -434,7 +454,8 @@ class _Loop:
         self.metrics, self.validated_step = metrics, self.step
         record = {"kind": "validation", "step": self.step, "epoch": self.batches.epoch, **metrics,
                   "seconds": round(time.perf_counter() - start, 3), "elapsed": round(self.elapsed(), 3)}
-        self.folder.append_metrics(record)
+        with self.writing("metrics.jsonl"):
+            self.folder.append_metrics(record)
         self.records.append(record)
         scores = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float)))
         self.message(
@@ -447,7 +468,8 @@ class _Loop:
         if self.save_model is None or (name == "last" and self.last_written == self.step):
             return
         summary = self.model_summary()
-        self.folder.write_model(name, lambda folder: self.save_model(folder, self.model, summary))
+        with self.writing(f"model folder {name}/"):
+            self.folder.write_model(name, lambda folder: self.save_model(folder, self.model, summary))
         if name == "last":
             self.last_written = self.step
 

@@ -159,3 +159,46 @@ def test_a_missing_text_file_names_its_config_key(tmp_path):
     path = write_config(tmp_path, data={"train": [str(tmp_path / "train.txt"), str(tmp_path / "more.txt")]})
     with pytest.raises(mlxseq.data.MissingFileError, match=r"more.txt: no such file \(from data.train; relative paths"):
         train_from_config(path, quiet=True)
+
+
+def test_a_full_disk_at_a_save_is_one_line_and_the_run_resumes_bit_identical(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mlxseq.cli import app
+
+    sections = dict(training={"max_steps": 30, "eval_every": 10, "save_every": 4})
+    straight = write_config(tmp_path / "a", **sections)
+    train_from_config(straight, quiet=True)
+    full = write_config(tmp_path / "b", **sections)
+    save = mx.save_safetensors
+    steps = []
+
+    def disk_full_after_step_20(path, arrays, *args, **kwargs):
+        if steps and steps[-1] > 20:
+            with open(path, "wb") as handle:  # what a full disk leaves: part of the file
+                handle.write(b"\x00" * 100)
+            raise RuntimeError("[write] Unable to write 4096 bytes to file.")
+        return save(path, arrays, *args, **kwargs)
+
+    monkeypatch.setattr(mx, "save_safetensors", disk_full_after_step_20)
+    from mlxseq.training import loop
+
+    monkeypatch.setattr(loop._Loop, "after_update", _recording(loop._Loop.after_update, steps))
+    result = CliRunner().invoke(app, ["train", str(full), "--quiet"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"error: could not write the resume checkpoint in {tmp_path / 'b' / 'run'} ([write] Unable to write 4096 "
+        "bytes to file.); is the disk full? its resume checkpoint of step 20 is whole: free space and run the "
+        "same command to resume"]
+    monkeypatch.setattr(mx, "save_safetensors", save)
+    train_from_config(full, resume=True, quiet=True)
+    a, b = parameters(tmp_path / "a" / "run" / "last"), parameters(tmp_path / "b" / "run" / "last")
+    assert a.keys() == b.keys() and all(mx.array_equal(a[k], b[k]).item() for k in a)
+
+
+def _recording(after_update, steps):
+    def record_step(self, interrupted):
+        steps.append(self.step)
+        return after_update(self, interrupted)
+
+    return record_step
