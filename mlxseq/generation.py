@@ -29,6 +29,9 @@ BUNDLED_MODEL = Path(__file__).parent / "bundled" / "shakespeare-char"
 # Bounds that keep a mistyped option from allocating without limit.
 MAX_TOKENS = 1_000_000
 MAX_SAMPLES = 1000
+# Prompt tokens run through the model per call: a long prompt's graph and logits
+# (B, chunk, V) stay this size however long the prompt is.
+PROMPT_CHUNK = 512
 
 
 @dataclass
@@ -100,9 +103,10 @@ class Generator:
         ids = self.tokenizer.encode(prompt) if prompt else []
         ids = [self.model.args.bos_id] + ids if not ids else ids
         state = self.model.init_state(batch)
-        if len(ids) > 1:
-            context = mx.array([ids[:-1]] * batch, dtype=mx.int32)
-            _, state = self.model(context, state)
+        context = ids[:-1]
+        for start in range(0, len(context), PROMPT_CHUNK):
+            _, state = self.model(mx.array([context[start : start + PROMPT_CHUNK]] * batch, dtype=mx.int32), state)
+            mx.eval(state)
         return ids, state
 
     def generate_ids(self, prompt: str, options: GenerationOptions) -> Iterator[mx.array]:

@@ -6,6 +6,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import pytest
+from mlx.utils import tree_flatten
 from typer.testing import CliRunner
 
 from mlxseq.checkpoint import save_model
@@ -86,8 +87,8 @@ def test_repetition_penalty_changes_greedy_text(folder):
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        (dict(max_tokens=-1), "max_tokens must be >= 0"),
-        (dict(temp=-0.5), "temp must be >= 0"),
+        (dict(max_tokens=-1), "max_tokens must be in \\[0, 1000000\\], got -1"),
+        (dict(temp=-0.5), "temp must be a finite number >= 0"),
         (dict(top_p=0.0), r"top_p must be in \(0, 1\]"),
         (dict(top_p=1.5), r"top_p must be in \(0, 1\]"),
         (dict(top_k=-1), "top_k"),
@@ -105,7 +106,22 @@ def test_cli_generate_streams_and_checks_options(folder):
     assert result.exit_code == 0, result.output
     assert result.output == "to be, or not to be: \n"
     result = runner.invoke(app, ["generate", "--model", str(folder), "--temp", "-1"])
-    assert result.exit_code == 1 and "temp must be >= 0" in result.output
+    assert result.exit_code == 1 and "temp must be a finite number >= 0" in result.output
     result = runner.invoke(app, ["generate", "--model", str(folder), "--prompt", "to", "--num-samples", "2",
                                  "--temp", "1", "--seed", "3", "-m", "5"])
     assert result.exit_code == 0 and result.output.count("--- sample") == 2
+
+
+def test_a_long_prompt_runs_in_chunks_to_the_state_of_one_pass(folder):
+    from mlxseq import generation
+
+    generator = Generator.load(folder)
+    prompt = "the quick brown fox jumps over the lazy dog " * 30  # 1,320 characters: three chunks
+    ids, chunked = generator._start(prompt, 2)
+    whole_state = generator.model.init_state(2)
+    _, whole_state = generator.model(mx.array([ids[:-1]] * 2, dtype=mx.int32), whole_state)
+    assert len(ids) - 1 > 2 * generation.PROMPT_CHUNK
+    chunked, whole_state = tree_flatten(chunked), tree_flatten(whole_state)
+    assert [k for k, _ in chunked] == [k for k, _ in whole_state] and chunked
+    for (_, a), (_, b) in zip(chunked, whole_state):
+        assert mx.allclose(a, b, atol=1e-5).item()

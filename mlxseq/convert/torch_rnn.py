@@ -107,7 +107,10 @@ def torch_rnn_config(state_dict: Mapping[str, Any],
 def _shape(weights: dict[str, Any], key: str, prefix: str) -> tuple[int, ...]:
     if key not in weights:
         raise ValueError(f"missing {prefix}{key}")
-    return tuple(int(n) for n in weights[key].shape)
+    shape = tuple(int(n) for n in getattr(weights[key], "shape", ()))
+    if len(shape) != 2:
+        raise ValueError(f"{prefix}{key} has shape {shape}; a recurrent weight is a matrix (2 dimensions)")
+    return shape
 
 
 def _kind(gate_rows: int, hidden: int, prefix: str) -> str:

@@ -78,6 +78,15 @@ def test_wrong_shape_is_reported():
         torch_rnn_config(state)
 
 
+@pytest.mark.parametrize("key, value", [("weight_ih_l0", np.zeros(24)), ("weight_hh_l0", np.zeros((2, 12, 3))),
+                                        ("weight_ih_l0", 1.5)])
+def test_a_weight_that_is_not_a_matrix_is_named(key, value):
+    state = numpy_state(torch.nn.LSTM(3, 2))
+    state[key] = value
+    with pytest.raises(ValueError, match=rf"{key} has shape \(.*\); a recurrent weight is a matrix \(2 dimensions\)"):
+        torch_rnn_config(state)
+
+
 def test_gate_rows_that_fit_no_kind():
     state = {"weight_ih_l0": np.zeros((8, 3)), "weight_hh_l0": np.zeros((8, 4))}  # 2 x hidden
     with pytest.raises(ValueError, match="not 1x \\(RNN\\), 3x \\(GRU\\) or 4x \\(LSTM\\)"):
