@@ -74,7 +74,9 @@ def resolve_folder(path_or_repo, revision: str | None = None) -> Path:
     path = Path(path_or_repo).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise ModelFolderError(f"{path} is a file; a model is a folder holding {CONFIG_FILE} and {WEIGHTS_FILE}")
+            hint = (f"; convert a PyTorch checkpoint first: mlxseq convert {path} FOLDER"
+                    if path.suffix in (".pt", ".pth", ".bin", ".ckpt", ".tar") else "")
+            raise ModelFolderError(f"{path} is a file; a model is a folder holding {CONFIG_FILE} and {WEIGHTS_FILE}{hint}")
         return path
     name = str(path_or_repo)
     if not _REPO_ID.match(name):

@@ -13,6 +13,7 @@ steps, then :func:`mlxseq.layers.scan.scan` runs the recurrence.
 """
 
 import math
+import os
 import warnings
 
 import mlx.core as mx
@@ -22,14 +23,19 @@ from mlxseq.layers import gates as gate_math
 from mlxseq.layers.scan import project_inputs, scan
 from mlxseq.layers.validation import check_input, check_lengths, check_state
 
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar")
+
 
 class _Recurrent(nn.Module):
     """Shared body of :class:`RNN`, :class:`GRU` and :class:`LSTM`."""
 
     _math: gate_math.GateMath
 
-    def __init__(self, input_size, hidden_size, num_layers, bias, dropout, bidirectional, proj_size=0):
+    def __init__(self, input_size, hidden_size, num_layers, bias, dropout, bidirectional, proj_size=0,
+                 batch_first=True):
         super().__init__()
+        if not isinstance(batch_first, bool):
+            raise ValueError(f"batch_first must be True or False, got {batch_first!r}")
         if not isinstance(hidden_size, int) or hidden_size < 1:
             raise ValueError(f"hidden_size must be a positive integer, got {hidden_size!r}")
         if not isinstance(input_size, int) or input_size < 1:
@@ -52,6 +58,7 @@ class _Recurrent(nn.Module):
         self.dropout = float(dropout)
         self.bidirectional = bidirectional
         self.proj_size = proj_size
+        self.batch_first = batch_first
 
         gates = self._math.gates * hidden_size
         out_size = proj_size or hidden_size
@@ -66,6 +73,15 @@ class _Recurrent(nn.Module):
                     shapes["weight_hr"] = (proj_size, hidden_size)
                 for name, shape in shapes.items():
                     setattr(self, f"{name}_l{k}{suffix}", mx.random.uniform(-scale, scale, shape))
+
+    def load_weights(self, file_or_weights, strict: bool = True):
+        """``nn.Module.load_weights``, with a pointer to the way in for a PyTorch checkpoint file."""
+        if isinstance(file_or_weights, (str, os.PathLike)) and str(file_or_weights).endswith(TORCH_SUFFIXES):
+            raise ValueError(
+                f"{file_or_weights} is a PyTorch checkpoint: read it without torch with "
+                "mlxseq.convert.load_torch_checkpoint(path) and pass [(name, mx.array(value)) for name, value in "
+                "state_dict.items()], or turn it into a model folder with `mlxseq convert`")
+        return super().load_weights(file_or_weights, strict=strict)
 
     @property
     def num_directions(self) -> int:
@@ -82,6 +98,9 @@ class _Recurrent(nn.Module):
 
     def _run(self, x, states, lengths):
         """Shared forward. ``states`` is a tuple of ``(L * dirs, B, ·)`` arrays or None."""
+        time_major = not self.batch_first and isinstance(x, mx.array) and x.ndim == 3
+        if time_major:
+            x = x.transpose(1, 0, 2)  # (T, B, D) -> (B, T, D)
         x, batched = check_input(x, self.input_size)
         B, T = x.shape[0], x.shape[1]
         out_size = self.proj_size or self.hidden_size
@@ -112,7 +131,7 @@ class _Recurrent(nn.Module):
                 keep = mx.random.bernoulli(1.0 - self.dropout, layer_input.shape)
                 layer_input = mx.where(keep, layer_input / (1.0 - self.dropout), 0.0)
 
-        output = layer_input.transpose(1, 0, 2)  # (B, T, dirs * P)
+        output = layer_input if time_major else layer_input.transpose(1, 0, 2)  # (B, T, dirs * P) or (T, B, ·)
         finals = [mx.stack(f) for f in finals]  # (L * dirs, B, ·)
         if not batched:
             output = output[0]
@@ -149,6 +168,9 @@ class RNN(_Recurrent):
         dropout (float): dropout on the outputs of each layer but the last,
             in training mode. Default: ``0``.
         bidirectional (bool): also run each layer backwards in time. Default: ``False``.
+        batch_first (bool): ``True``: input and output ``(B, T, ·)``, MLX's layout;
+            ``False``: time-major ``(T, B, ·)``, PyTorch's default. States are
+            ``(num_layers * dirs, B, H)`` either way. Default: ``True``.
 
     Call: ``output, h_n = rnn(x, state=None, lengths=None)`` with ``x`` of shape
     ``(B, T, D)`` or ``(T, D)``; ``output`` ``(B, T, dirs * H)``, ``h_n``
@@ -166,11 +188,12 @@ class RNN(_Recurrent):
         bias: bool = True,
         dropout: float = 0.0,
         bidirectional: bool = False,
+        batch_first: bool = True,
     ):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self._math = gate_math.GATE_MATH[f"rnn_{nonlinearity}"]
-        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional)
+        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional, batch_first=batch_first)
         self.nonlinearity = nonlinearity
 
     def __call__(self, x, state=None, lengths=None):
@@ -200,8 +223,9 @@ class GRU(_Recurrent):
         bias: bool = True,
         dropout: float = 0.0,
         bidirectional: bool = False,
+        batch_first: bool = True,
     ):
-        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional)
+        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional, batch_first=batch_first)
 
     def __call__(self, x, state=None, lengths=None):
         output, (h_n,) = self._run(x, None if state is None else (state,), lengths)
@@ -238,8 +262,9 @@ class LSTM(_Recurrent):
         dropout: float = 0.0,
         bidirectional: bool = False,
         proj_size: int = 0,
+        batch_first: bool = True,
     ):
-        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional, proj_size)
+        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional, proj_size, batch_first)
 
     def __call__(self, x, state=None, lengths=None):
         if state is not None and (not isinstance(state, (tuple, list)) or len(state) != 2):

@@ -29,9 +29,44 @@ import mlx.core as mx
 from mlxseq.layers.gates import GateMath
 
 
+# Untraced (inference) scans longer than this evaluate their steps chunk by chunk,
+# so the graph held at once is at most this many steps, whatever the length.
+EVAL_CHUNK = 256
+
+
 @lru_cache(maxsize=None)
 def _compiled(fn):
     return mx.compile(fn)
+
+
+_probe_calls = 0
+
+
+def _count_call(x):
+    global _probe_calls
+    _probe_calls += 1
+    return x
+
+
+_probe = mx.compile(_count_call)
+
+
+def is_traced(x: mx.array) -> bool:
+    """Whether ``x`` is traced by a transformation (``mx.grad``, ``mx.vjp``, ``mx.compile``, ...),
+    where evaluating it is impossible or would cut the graph; also True when compilation is off.
+
+    ``mx.compile`` runs a function's Python body again whenever its inputs are
+    tracers, and never once it has traced it for their shape and dtype: a
+    compiled function that counts its calls tells (two graph nodes, never evaluated).
+    """
+    probe_input = x.reshape(-1)[:1]
+    before = _probe_calls
+    _probe(probe_input)
+    if _probe_calls == before:
+        return False
+    before = _probe_calls
+    _probe(probe_input)  # the first call for a dtype traces it; the second one tells
+    return _probe_calls != before
 
 
 def _merge(m, new, old):
@@ -92,14 +127,19 @@ def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: b
         w_hr_t = args[layout.w_hr].T if projected else None
         mask = args[layout.mask] if masked else None
         T = xp.shape[0]
+        # Only a traced call can be differentiated: an untraced one (inference) keeps
+        # nothing for the backward pass and evaluates long sequences chunk by chunk.
+        traced = is_traced(xp)
+        evaluate_chunks = not traced and T > EVAL_CHUNK
         outs = [None] * T
         # What the backward step at t needs, one list per component indexed by t:
         # the step's states h_{t-1}, extra_{t-1}, its new extra states, y_t and
         # what its gates kept. Each list leaves as one stacked (T, B, ...) array:
         # a custom function with O(T) outputs costs O(T^2) memory, since MLX keeps
         # each output's list of siblings.
-        saved = [[None] * T for _ in range(num_saved)]
-        for t in steps(T):
+        saved = [[None] * T for _ in range(num_saved if traced else 0)]
+        blocks = {}  # first time index -> evaluated (chunk, B, P) outputs (untraced long scans)
+        for k, t in enumerate(steps(T)):
             if math.fused_input:
                 y, extra_new, step_saved = gates_fwd(mx.addmm(xp[t], h, w_hh_t), None, h, *extra)
             else:
@@ -116,6 +156,22 @@ def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: b
             else:
                 outs[t] = h = h_new
                 extra = extra_new
+            if evaluate_chunks and (k + 1) % EVAL_CHUNK == 0:
+                # The chunk's outputs become one evaluated (chunk, B, P) block in time order.
+                done = sorted(steps(T)[k + 1 - EVAL_CHUNK : k + 1])
+                block = mx.stack([outs[i] for i in done])
+                mx.eval(block, h, *extra)
+                blocks[done[0]] = block
+                for i in done:
+                    outs[i] = None
+        if not traced:
+            rest = [i for i in range(T) if outs[i] is not None]
+            if rest:
+                blocks[rest[0]] = mx.stack([outs[i] for i in rest])
+            ordered = [blocks[start] for start in sorted(blocks)]
+            output = mx.concatenate(ordered) if len(ordered) > 1 else ordered[0]
+            empty = mx.zeros((0,), dtype=xp.dtype)
+            return (output, h, *extra, *(empty for _ in range(num_saved)))
         return (mx.stack(outs), h, *extra, *(mx.stack(component) for component in saved))
 
     def backward(primals, cotangents, outputs):

@@ -7,6 +7,10 @@ import numpy as np
 def check_input(x, input_size):
     """Return ``(x as (B, T, D), batched)`` or raise ValueError."""
     if not isinstance(x, mx.array):
+        if type(x).__name__ == "PackedSequence":
+            raise ValueError(
+                "input is a torch PackedSequence; pass the padded batch as an mlx.core.array (B, T, D) and the "
+                "sequence lengths as lengths=: the layer then gives what pack_padded_sequence + pad_packed_sequence give")
         raise ValueError(f"input must be an mlx.core.array, got {type(x).__name__}")
     if x.ndim not in (2, 3):
         raise ValueError(

@@ -132,3 +132,66 @@ def test_lengths_inside_a_compiled_function():
     eager, _ = lstm(x, lengths=lengths)
     compiled, _ = mx.compile(lambda x, n: lstm(x, lengths=n))(x, lengths)
     np.testing.assert_allclose(np.array(compiled), np.array(eager), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_time_major_layers_match_torchs_default_layout(kind):
+    # batch_first=False on both sides: (T, B, D) in, (T, B, dirs * H) out, states as always.
+    torch_cls, mlx_cls, kwargs = KINDS[kind]
+    torch.manual_seed(4)
+    tl = torch_cls(D, H, num_layers=2, bidirectional=True, **kwargs)  # torch's default: batch_first=False
+    ml = mlx_cls(D, H, num_layers=2, bidirectional=True, batch_first=False, **kwargs)
+    load_torch_weights(ml, tl)
+    x = torch.randn(T, B, D)
+    out, final = tl(pack_padded_sequence(x, torch.tensor(RAGGED), enforce_sorted=False))
+    out, _ = pad_packed_sequence(out, total_length=T)
+    m_out, m_final = ml(to_mx(x), lengths=mx.array(RAGGED))
+    assert m_out.shape == (T, B, out.shape[-1])
+    assert_close(m_out, out, "output")
+    for name, m, t in zip(("h_n", "c_n"), _states(m_final, torch_cls is torch.nn.LSTM), _states(final, torch_cls is torch.nn.LSTM)):
+        assert_close(m, t, name)
+
+
+def test_torch_habits_get_errors_that_point_to_the_way_that_works(tmp_path):
+    lstm = mlxseq.LSTM(D, H)
+    packed = pack_padded_sequence(torch.randn(B, T, D), torch.tensor(RAGGED), batch_first=True, enforce_sorted=False)
+    with pytest.raises(ValueError, match=r"input is a torch PackedSequence; .* sequence lengths as lengths="):
+        lstm(packed)
+    torch.save(torch.nn.LSTM(D, H).state_dict(), tmp_path / "lstm.pt")
+    with pytest.raises(ValueError, match=r"lstm.pt is a PyTorch checkpoint: .*load_torch_checkpoint.*mlxseq convert"):
+        lstm.load_weights(str(tmp_path / "lstm.pt"))
+    with pytest.raises(mlxseq.checkpoint.ModelFolderError, match=r"convert a PyTorch checkpoint first: mlxseq convert"):
+        mlxseq.load(tmp_path / "lstm.pt")
+    with pytest.raises(ValueError, match="batch_first must be True or False, got 'yes'"):
+        mlxseq.GRU(D, H, batch_first="yes")
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_long_inference_runs_in_chunks_with_torchs_numbers(kind):
+    # 700 steps: untraced calls evaluate chunks of scan.EVAL_CHUNK steps and keep nothing for a
+    # backward pass; traced calls (here mx.vjp) build one graph. Both give torch's numbers.
+    from mlxseq.layers import scan
+
+    torch_cls, mlx_cls, kwargs = KINDS[kind]
+    torch.manual_seed(5)
+    tl = torch_cls(D, H, num_layers=2, bidirectional=True, batch_first=True, **kwargs)
+    ml = mlx_cls(D, H, num_layers=2, bidirectional=True, **kwargs)
+    load_torch_weights(ml, tl)
+    steps, lengths = 700, [700, 333, 1]
+    assert steps > 2 * scan.EVAL_CHUNK
+    x = torch.randn(B, steps, D)
+    out, final = _torch_run(tl, x, None, lengths)
+    is_lstm = torch_cls is torch.nn.LSTM
+    m_lengths = mx.array(lengths)
+    eager = ml(to_mx(x), lengths=m_lengths)
+    def flat(x):
+        out, final = ml(x, lengths=m_lengths)
+        return [out, *_states(final, is_lstm)]
+
+    shapes = [a.shape for a in flat(to_mx(x))]
+    traced_outputs, _ = mx.vjp(flat, [to_mx(x)], [mx.ones(shape) for shape in shapes])
+    traced = (traced_outputs[0], tuple(traced_outputs[1:]) if is_lstm else traced_outputs[1])
+    for m_out, m_final in (eager, traced):
+        assert_close(m_out, out, "output")
+        for name, m, t in zip(("h_n", "c_n"), _states(m_final, is_lstm), _states(final, is_lstm)):
+            assert_close(m, t, name)
