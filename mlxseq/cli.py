@@ -13,6 +13,18 @@ def _version(value: bool):
         raise typer.Exit()
 
 
+def _say_startup_notes() -> None:
+    """Tell a person at a terminal, on stderr, what would otherwise be a long silence (first kernel build, slow BLAS)."""
+    import sys
+
+    if not sys.stderr.isatty():
+        return
+    from mlxseq.environment import startup_notes
+
+    for note in startup_notes():
+        typer.echo(note, err=True)
+
+
 @app.callback()
 def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
@@ -37,6 +49,7 @@ def demo(
     hidden: int = typer.Option(256, min=1, help="Hidden size."),
 ):
     """Run a deep bidirectional layer on a ragged batch, forward and backward, and time it."""
+    _say_startup_notes()
     from mlxseq.demo import run_demo
 
     try:
@@ -113,6 +126,7 @@ def translate(
         False, help="Replace each <unk> of the output by the most attended source word (word tokenizers only)."),
 ):
     """Translate sentences with a seq2seq model (greedy or beam search)."""
+    _say_startup_notes()
     import sys
 
     from mlxseq.checkpoint import ModelFolderError
@@ -125,13 +139,19 @@ def translate(
             length_penalty_kind, max_length_offset)
         if attention:
             _check_writable_file(attention)
+        interactive = not text and not input and sys.stdin.isatty()
         if text:
             sentences = list(text)
         elif input:
             sentences = read_lines([input])
-        else:
+        elif not interactive:
             sentences = list(read_stream_lines(sys.stdin.buffer))
         translator = Translator.load(model)
+        if interactive:  # a person typing: each line is translated as it arrives
+            for line in read_stream_lines(sys.stdin.buffer):
+                for hyp in translator.translate([line], options)[0]:
+                    typer.echo(hyp.text if n_best == 1 else f"{hyp.text}\t{hyp.score:.4f}")
+            return
         found = translator.translate(sentences, options)
     except (ModelFolderError, DataError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
@@ -197,6 +217,7 @@ def evaluate(
 ):
     """Score a model: BLEU and chrF of translating --src against --ref (sacrebleu signatures);
     accuracy and macro-F1, tag accuracy (entity F1 for BIO tags), or MSE and MAE on --data."""
+    _say_startup_notes()
     from mlxseq.checkpoint import ModelFolderError
     from mlxseq.data import DataError, read_parallel
     from mlxseq.metrics import score_translations
@@ -248,6 +269,7 @@ def predict(
     threshold: float = typer.Option(0.5, help="Multi-label classifier: predict the labels of at least this probability."),
 ):
     """Label texts (label and probability), tag words, or forecast the steps after a CSV series."""
+    _say_startup_notes()
     import sys
 
     from mlxseq.checkpoint import ModelFolderError
@@ -313,7 +335,7 @@ def average(
 @app.command()
 def generate(
     model: str = typer.Option(None, help="Language-model folder or Hub repo id; default: the bundled model."),
-    prompt: str = typer.Option("", help="Text to continue; empty starts from the start token."),
+    prompt: str = typer.Option("", help="Text to continue; empty starts from the start token; - reads it from standard input."),
     max_tokens: int = typer.Option(100, "--max-tokens", "-m", help="Tokens to generate per sample."),
     temp: float = typer.Option(0.0, help="Sampling temperature; 0 is argmax."),
     top_k: int = typer.Option(0, help="Keep the k most likely tokens; 0 disables."),
@@ -326,17 +348,23 @@ def generate(
     beam_size: int = typer.Option(1, help="Beam search with this beam instead of sampling."),
 ):
     """Generate text with a language model, streaming it to the terminal."""
+    _say_startup_notes()
+    import sys
+
     from mlxseq.checkpoint import ModelFolderError
+    from mlxseq.data import DataError, read_stream_lines
     from mlxseq.generation import GenerationOptions, Generator
 
     try:
+        if prompt == "-":
+            prompt = "\n".join(read_stream_lines(sys.stdin.buffer))
         options = GenerationOptions(
             max_tokens=max_tokens, temp=temp, top_k=top_k, top_p=top_p, min_p=min_p,
             repetition_penalty=repetition_penalty, seed=seed, num_samples=num_samples,
             stop=tuple(stop), beam_size=beam_size,
         )
         generator = Generator.load(model)
-    except (ModelFolderError, ValueError) as error:
+    except (ModelFolderError, DataError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1)
     if num_samples == 1 and beam_size == 1:
@@ -369,6 +397,8 @@ def train(
     ),
 ):
     """Train the model a config describes; run the same command again to resume."""
+    if not quiet:
+        _say_startup_notes()
     from mlxseq.training.from_config import USER_ERRORS, train_from_config
 
     try:

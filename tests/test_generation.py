@@ -125,3 +125,9 @@ def test_a_long_prompt_runs_in_chunks_to_the_state_of_one_pass(folder):
     assert [k for k, _ in chunked] == [k for k, _ in whole_state] and chunked
     for (_, a), (_, b) in zip(chunked, whole_state):
         assert mx.allclose(a, b, atol=1e-5).item()
+
+
+def test_generate_reads_its_prompt_from_standard_input_with_a_dash(folder):
+    result = CliRunner().invoke(app, ["generate", "--model", str(folder), "--prompt", "-", "--max-tokens", "5"],
+                                input="the quick\n")
+    assert result.exit_code == 0 and result.output.startswith("the quick"), result.output

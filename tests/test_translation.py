@@ -210,3 +210,29 @@ def test_a_model_with_nan_weights_says_so(folder, tmp_path, arguments):
     assert result.exit_code == 1
     assert result.output.strip() == (f"error: the model produced NaN or infinite scores (model {tmp_path / 'nan'}): "
                                      "its weights hold NaN or infinite values, or it overflowed")
+
+
+def test_translate_at_a_terminal_answers_each_line_as_it_arrives(folder):
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    main, secondary = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-c", "from mlxseq.cli import app; app()", "translate", "--model", str(folder)],
+                               stdin=secondary, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    os.close(secondary)
+    try:
+        os.write(main, "eins zwei drei\n".encode())
+        ready, _, _ = select.select([process.stdout], [], [], 120)
+        assert ready, "no translation before the end of input"
+        assert process.stdout.readline().decode().strip() == expected("eins zwei drei")
+        os.write(main, "vier fünf\n".encode())
+        assert process.stdout.readline().decode().strip() == expected("vier fünf")
+        os.write(main, b"\x04")  # Ctrl-D: end of input
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
+        os.close(main)
+
