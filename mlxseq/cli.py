@@ -87,22 +87,21 @@ def convert(
     typer.echo(f"wrote {done.folder}")
 
 
-def _translation_options(beam_size, length_penalty, max_length_ratio, n_best, batch_size, search="mlxseq", max_length=0,
-                         replace_unk=False, length_penalty_kind="gnmt", max_length_offset=10):
+def _decoding_choices(beam_size=None, length_penalty=None, max_length_ratio=None, n_best=1, batch_size=32,
+                      search=None, max_length=None, replace_unk=False, length_penalty_kind=None,
+                      max_length_offset=None) -> dict:
+    """The decoding options given on the command line (None: the model folder's, else mlxseq's default).
+
+    Checked at once, so that a bad option fails before a model is loaded.
+    """
     from mlxseq.translation import TranslationOptions
 
-    return TranslationOptions(
-        beam_size=beam_size,
-        length_penalty=length_penalty,
-        length_penalty_kind=length_penalty_kind,
-        max_length_ratio=max_length_ratio,
-        max_length_offset=max_length_offset,
-        n_best=n_best,
-        batch_size=batch_size,
-        search=search,
-        max_length=max_length,
-        replace_unk=replace_unk,
-    )
+    given = dict(beam_size=beam_size, length_penalty=length_penalty, length_penalty_kind=length_penalty_kind,
+                 max_length_ratio=max_length_ratio, max_length_offset=max_length_offset, n_best=n_best,
+                 batch_size=batch_size, search=search, max_length=max_length, replace_unk=replace_unk)
+    given = {key: value for key, value in given.items() if value is not None}
+    TranslationOptions(**{"beam_size": max(given.get("n_best", 1), 1), **given})
+    return given
 
 
 @app.command()
@@ -111,17 +110,21 @@ def translate(
     model: str = typer.Option(None, help="Model folder or Hugging Face Hub repo id; default: the bundled model."),
     input: str = typer.Option(None, "--input", "-i", help="File with one sentence per line."),
     output: str = typer.Option(None, "--output", "-o", help="Write translations here instead of standard output."),
-    beam_size: int = typer.Option(5, help="Beam size; 1 is greedy search."),
-    length_penalty: float = typer.Option(0.6, help="GNMT length penalty alpha; 0 ranks by the sum of log-probabilities."),
+    beam_size: int = typer.Option(None, help="Beam size; 1 is greedy search. Default: the model's, else 5."),
+    length_penalty: float = typer.Option(
+        None, help="GNMT length penalty alpha; 0 ranks by the sum of log-probabilities. Default: the model's, else 0.6."),
     length_penalty_kind: str = typer.Option(
-        "gnmt", help="gnmt: ((5 + len) / 6) ** alpha; average: len ** alpha (OpenNMT-py's avg)."),
-    max_length_ratio: float = typer.Option(2.0, help="Output length limit as a multiple of the source length (+offset)."),
-    max_length_offset: int = typer.Option(10, help="Tokens added to the --max-length-ratio limit."),
+        None, help="gnmt: ((5 + len) / 6) ** alpha; average: len ** alpha (OpenNMT-py's avg). Default: the model's, else gnmt."),
+    max_length_ratio: float = typer.Option(
+        None, help="Output length limit as a multiple of the source length (+offset). Default: the model's, else 2."),
+    max_length_offset: int = typer.Option(None, help="Tokens added to the --max-length-ratio limit. Default: the model's, else 10."),
     n_best: int = typer.Option(1, help="Translations per input, with scores (tab-separated)."),
     batch_size: int = typer.Option(32, help="Sentences per batch."),
     attention: str = typer.Option(None, help="Save the attention heatmap of the first sentence to this PNG."),
-    search: str = typer.Option("mlxseq", help="mlxseq, or opennmt: OpenNMT-py's beam search and scoring, nothing banned."),
-    max_length: int = typer.Option(0, help="Fixed output length limit (tokens) instead of --max-length-ratio; 0: none."),
+    search: str = typer.Option(
+        None, help="mlxseq, or opennmt: OpenNMT-py's beam search and scoring, nothing banned. Default: the model's, else mlxseq."),
+    max_length: int = typer.Option(
+        None, help="Fixed output length limit (tokens) instead of --max-length-ratio; 0: none. Default: the model's, else 0."),
     replace_unk: bool = typer.Option(
         False, help="Replace each <unk> of the output by the most attended source word (word tokenizers only)."),
 ):
@@ -134,7 +137,7 @@ def translate(
     from mlxseq.translation import Translator
 
     try:
-        options = _translation_options(
+        given = _decoding_choices(
             beam_size, length_penalty, max_length_ratio, n_best, batch_size, search, max_length, replace_unk,
             length_penalty_kind, max_length_offset)
         if attention:
@@ -147,6 +150,7 @@ def translate(
         elif not interactive:
             sentences = list(read_stream_lines(sys.stdin.buffer))
         translator = Translator.load(model)
+        options = translator.options(**given)
         if interactive:  # a person typing: each line is translated as it arrives
             for line in read_stream_lines(sys.stdin.buffer):
                 for hyp in translator.translate([line], options)[0]:
@@ -210,9 +214,10 @@ def evaluate(
     ref: str = typer.Option(None, help="Translation: reference translations, one per line."),
     data: str = typer.Option(None, help="Classifier: TSV text<TAB>label; tagger: CoNLL-U; forecaster: the CSV series."),
     split: str = typer.Option("test", help="Forecaster: the rows scored (train, valid or test, as trained)."),
-    beam_size: int = typer.Option(5, help="Beam size; 1 is greedy search."),
-    length_penalty: float = typer.Option(0.6, help="GNMT length penalty alpha."),
-    max_length_ratio: float = typer.Option(2.0, help="Output length limit as a multiple of the source length (+10)."),
+    beam_size: int = typer.Option(None, help="Beam size; 1 is greedy search. Default: the model's, else 5."),
+    length_penalty: float = typer.Option(None, help="GNMT length penalty alpha. Default: the model's, else 0.6."),
+    max_length_ratio: float = typer.Option(
+        None, help="Output length limit as a multiple of the source length (+10). Default: the model's, else 2."),
     batch_size: int = typer.Option(32, help="Sentences (texts, windows) per batch."),
 ):
     """Score a model: BLEU and chrF of translating --src against --ref (sacrebleu signatures);
@@ -241,9 +246,10 @@ def evaluate(
         typer.echo("error: translation takes one --model (ensembles are for classifiers)", err=True)
         raise typer.Exit(1)
     try:
-        options = _translation_options(beam_size, length_penalty, max_length_ratio, 1, batch_size)
+        given = _decoding_choices(beam_size, length_penalty, max_length_ratio, 1, batch_size)
         corpus = read_parallel(src, ref)
         translator = Translator.load(model[0] if model else None)
+        options = translator.options(**given)
         found = translator.translate(list(corpus.source), options)
         scores = score_translations([h[0].text for h in found], list(corpus.target))
     except (ModelFolderError, DataError, ValueError) as error:
@@ -252,8 +258,10 @@ def evaluate(
     for line in scores.lines():
         typer.echo(line)
     typer.echo(
-        f"decoding: beam_size={beam_size} length_penalty={length_penalty} (gnmt) "
-        f"max_length_ratio={max_length_ratio}; {len(found)} sentences; model {translator.folder}"
+        f"decoding: beam_size={options.beam_size} length_penalty={options.length_penalty} "
+        f"({options.length_penalty_kind}) max_length_ratio={options.max_length_ratio} "
+        f"max_length_offset={options.max_length_offset} search={options.search}; {len(found)} sentences; "
+        f"model {translator.folder}"
     )
 
 

@@ -84,13 +84,49 @@ class Translation:
     attention: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
-class Translator:
-    """A seq2seq model with its tokenizers."""
+DECODING_FILE = "generation_config.json"
+# What a model folder's generation_config.json may set (the rest is the caller's business).
+DECODING_DEFAULT_KEYS = ("beam_size", "length_penalty", "length_penalty_kind", "max_length_ratio",
+                         "max_length_offset", "max_length", "search")
 
-    def __init__(self, model, tokenizers, folder: Path | None = None):
+
+def read_decoding_defaults(folder: Path | None) -> dict:
+    """The decoding settings a model folder recommends (``generation_config.json``), checked; {} if none."""
+    import json
+
+    from mlxseq.checkpoint import ModelFolderError
+
+    path = None if folder is None else Path(folder) / DECODING_FILE
+    if path is None or not path.is_file():
+        return {}
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelFolderError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(values, dict):
+        raise ModelFolderError(f"{path}: expected a JSON object of decoding settings")
+    unknown = sorted(set(values) - set(DECODING_DEFAULT_KEYS))
+    if unknown:
+        raise ModelFolderError(f"{path}: unknown key {unknown[0]!r}; known: {', '.join(DECODING_DEFAULT_KEYS)}")
+    try:
+        TranslationOptions(**values)
+    except (TypeError, ValueError) as error:
+        raise ModelFolderError(f"{path}: {error}") from None
+    return values
+
+
+class Translator:
+    """A seq2seq model with its tokenizers and the decoding settings its folder recommends."""
+
+    def __init__(self, model, tokenizers, folder: Path | None = None, decoding: dict | None = None):
         self.model = model
         self.tokenizers = tokenizers
         self.folder = folder
+        self.decoding = dict(decoding or {})  # generation_config.json of the folder
+
+    def options(self, **given) -> TranslationOptions:
+        """TranslationOptions: ``given`` values (None: not given) over the folder's defaults over mlxseq's."""
+        return TranslationOptions(**{**self.decoding, **{k: v for k, v in given.items() if v is not None}})
 
     @classmethod
     def load(cls, path_or_repo=None, *, revision: str | None = None) -> "Translator":
@@ -100,11 +136,14 @@ class Translator:
         model, tokenizers, folder = load_with_tokenizer(
             path_or_repo, "seq2seq", TokenizerPair.load, bundled=BUNDLED_MODEL, job="translation", revision=revision
         )
-        return cls(model, tokenizers, folder)
+        return cls(model, tokenizers, folder, read_decoding_defaults(folder))
 
     def translate(self, texts: list[str], options: TranslationOptions | None = None) -> list[list[Translation]]:
-        """The ``n_best`` translations of each text, best first, in input order."""
-        options = options or TranslationOptions()
+        """The ``n_best`` translations of each text, best first, in input order.
+
+        ``options`` None: the folder's recommended settings (:meth:`options`).
+        """
+        options = options or self.options()
         if options.replace_unk:
             self._check_replace_unk()
         # Sources carry no <s>/</s>, as in training (mlxseq.data.pad_pairs).
@@ -228,7 +267,7 @@ def translate(texts, model=None, **options) -> list[str]:
     """
     single = isinstance(texts, str)
     translator = model if isinstance(model, Translator) else Translator.load(model)
-    opts = TranslationOptions(**options)
+    opts = translator.options(**options)
     found = translator.translate([texts] if single else list(texts), opts)
     out = [[t.text for t in hyps] if opts.n_best > 1 else hyps[0].text for hyps in found]
     return out[0] if single else out

@@ -236,3 +236,30 @@ def test_translate_at_a_terminal_answers_each_line_as_it_arrives(folder):
         process.kill()
         os.close(main)
 
+
+
+def test_a_folder_recommends_its_decoding_settings_and_options_override_them(folder, tmp_path):
+    import json
+    import shutil
+
+    shutil.copytree(folder, tmp_path / "m")
+    (tmp_path / "m" / "generation_config.json").write_text(json.dumps({"beam_size": 3, "length_penalty": 1.0}))
+    translator = Translator.load(tmp_path / "m")
+    assert translator.options() == TranslationOptions(beam_size=3, length_penalty=1.0)
+    assert translator.options(beam_size=2, length_penalty=None) == TranslationOptions(beam_size=2, length_penalty=1.0)
+    (tmp_path / "src.txt").write_text("eins zwei\n")
+    (tmp_path / "ref.txt").write_text(expected("eins zwei") + "\n")
+    used = runner.invoke(app, ["evaluate", "--model", str(tmp_path / "m"), "--src", str(tmp_path / "src.txt"),
+                               "--ref", str(tmp_path / "ref.txt")])
+    assert used.exit_code == 0 and "beam_size=3 length_penalty=1.0 (gnmt)" in used.output, used.output
+    given = runner.invoke(app, ["evaluate", "--model", str(tmp_path / "m"), "--src", str(tmp_path / "src.txt"),
+                                "--ref", str(tmp_path / "ref.txt"), "--beam-size", "2"])
+    assert "beam_size=2 length_penalty=1.0 (gnmt)" in given.output, given.output
+    (tmp_path / "m" / "generation_config.json").write_text(json.dumps({"beam_size": 0}))
+    bad = runner.invoke(app, ["translate", "--model", str(tmp_path / "m"), "eins"])
+    assert bad.exit_code == 1
+    assert bad.output.strip() == f"error: {tmp_path / 'm' / 'generation_config.json'}: beam_size must be in [1, 1000], got 0"
+
+
+def test_the_bundled_model_decodes_with_the_settings_of_its_card():
+    assert Translator.load().options() == TranslationOptions(beam_size=10, length_penalty=1.0)
