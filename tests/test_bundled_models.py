@@ -85,3 +85,16 @@ def test_the_bundled_language_model_keeps_its_validation_loss_on_a_slice():
         total, count = total + loss.item(), count + n.item()
     nats = total / count
     assert nats < 1.6 and math.isfinite(nats), nats  # the whole split, read as 16 streams: see the model card
+
+
+def test_the_bundled_cards_carry_hub_front_matter_with_their_scores():
+    import yaml
+
+    for folder, tag, metric in ((TRANSLATION_MODEL, "translation", ("bleu", 36.1)),
+                                (GENERATION_MODEL, "text-generation", ("loss", 1.436))):
+        text = (folder / "README.md").read_text()
+        header = yaml.safe_load(text.split("---\n")[1])
+        assert header["library_name"] == "mlxseq" and header["pipeline_tag"] == tag
+        metrics = header["model-index"][0]["results"][0]["metrics"]
+        assert (metrics[0]["type"], metrics[0]["value"]) == metric
+        assert metric[1] is not None and str(metric[1]) in text.split("---\n", 2)[2]  # the card's own table says it

@@ -378,7 +378,8 @@ def make_loss(smoothing: float, adversarial: float = 0.0, per_token: bool = Fals
 def model_card(config, facts: dict, summary: dict) -> str:
     """README.md of a model folder: data, labels, scores with their settings, the command."""
     metrics = summary.get("metrics") or {}
-    lines = card_heading(config, f"{facts['kind']} text classifier", summary)
+    lines = card_heading(config, f"{facts['kind']} text classifier", summary, "text-classification",
+                         [config.data.train, config.data.valid])
     lines += scores_table(f"On {config.data.valid} ({metrics.get('settings', '')}):", metrics)
     lines += ["", "## Data", "", f"- training examples: {config.data.train}: {facts['examples']}",
               f"- labels: {', '.join(facts['labels'])}", f"- tokenizer: {facts['tokenizer']}"]

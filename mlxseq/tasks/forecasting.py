@@ -98,7 +98,8 @@ def forecast_loss(predictions: mx.array, targets: mx.array, kind: str = "mse"):
 def model_card(config, facts: dict, summary: dict) -> str:
     metrics = summary.get("metrics") or {}
     args = facts["args"]
-    lines = card_heading(config, f"recurrent forecaster, {args.input_length} steps in, {args.horizon} out", summary)
+    lines = card_heading(config, f"recurrent forecaster, {args.input_length} steps in, {args.horizon} out", summary,
+                         "time-series-forecasting", [config.data.path])
     lines += scores_table(f"Validation ({metrics.get('settings', '')}):", metrics)
     lines += ["", "## Data", "", f"- {config.data.path}: features {', '.join(facts['columns'])}",
               f"- rows: train {config.data.train_rows}, valid {config.data.valid_rows}, test {config.data.test_rows}; "

@@ -275,7 +275,7 @@ def make_validate(tokens, lines, settings: ValidationArgs, multiple: int):
 def model_card(config, facts: dict, summary: dict) -> str:
     """README.md of a model folder: data, training command and validation scores."""
     data, metrics = config.data, summary.get("metrics") or {}
-    lines = card_heading(config, "recurrent language model", summary)
+    lines = card_heading(config, "recurrent language model", summary, "text-generation", [data.train, data.valid])
     lines += scores_table(f"On the validation text ({facts['valid']}):", metrics)
     if metrics:
         lines += ["", "loss is in nats per token, bits in bits per token."]

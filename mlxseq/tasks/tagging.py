@@ -138,7 +138,8 @@ class SentenceBatches(SamplerBatches):
 
 def model_card(config, facts: dict, summary: dict) -> str:
     metrics = summary.get("metrics") or {}
-    lines = card_heading(config, f"{config.data.tag_column.upper()} tagger", summary)
+    lines = card_heading(config, f"{config.data.tag_column.upper()} tagger", summary, "token-classification",
+                         [config.data.train, config.data.valid])
     lines += scores_table(f"On {config.data.valid} ({metrics.get('settings', '')}):", metrics)
     lines += ["", "## Data", "", f"- training sentences: {config.data.train}: {facts['sentences']} "
               f"({facts['words']} words; {facts['dropped']} longer than {config.data.max_length} words dropped)",

@@ -227,7 +227,8 @@ def score_validation(model, sources: list[str], references: list[str], tokenizer
 def model_card(config, facts: dict, summary: dict) -> str:
     """README.md of a model folder: what was trained on what, how, and its scores with their settings."""
     data, metrics = config.data, summary.get("metrics") or {}
-    lines = card_heading(config, "seq2seq translation model", summary)
+    lines = card_heading(config, "seq2seq translation model", summary, "translation",
+                         [data.train_src, data.train_tgt, data.valid_src, data.valid_tgt])
     lines += scores_table(
         f"On the validation set {data.valid_src} -> {data.valid_tgt} ({metrics.get('decoding', 'loss only')}):", metrics)
     if metrics:
