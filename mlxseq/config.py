@@ -20,7 +20,12 @@ fault). Overrides ``key.sub=value`` are parsed with YAML's scalar rules, so
 Files written by an older format version keep loading: ``MIGRATIONS[v]`` turns a
 version-``v`` dict into version ``v + 1``, applied until the current version.
 
-Relative paths in a config are relative to the directory mlxseq is run from.
+Data files (``data.train``, ``data.valid_src``, ...) are found as
+:mod:`mlxseq.data.locations` says: a path that exists as written (absolute, or relative to
+the directory mlxseq is run from) is used as it is, ``hf://datasets/OWNER/NAME/PATH`` is
+fetched from the Hugging Face Hub, and other relative paths start at the data root
+(``data.root``, else ``$MLXSEQ_DATA``, else ``./data``). Other relative paths
+(``output_dir``) are relative to the directory mlxseq is run from.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from typing import Any, Callable, Iterable, Literal, Union
 
 import yaml
 
+from mlxseq.data.locations import DataLocationError, data_root, resolve_data_path
 from mlxseq.models import model_module
 from mlxseq.tasks import task_module
 from mlxseq.training.args import TrainingArgs
@@ -62,6 +68,10 @@ class ConfigError(ValueError):
         super().__init__(f"{where}{what} {message}".strip())
 
 
+# Fields of a task's DataArgs that name data files (a path or a list of paths).
+DATA_FILE_KEYS = ("train", "valid", "test", "path", "train_src", "train_tgt", "valid_src", "valid_tgt")
+
+
 @dataclass
 class ModelConfig:
     """The ``model`` section: a model type and the ModelArgs fields the config sets."""
@@ -86,6 +96,7 @@ class Config:
     validation: Any = None  # the task's ValidationArgs: how validation decodes and scores
     version: int = CONFIG_VERSION  # format version of the file
     source: str = field(default="<dict>", compare=False)  # where the config came from (not a key)
+    data_root: str = field(default="", compare=False)  # where relative data paths started (data.root, not a field)
 
 
 # --- errors with places -----------------------------------------------------------
@@ -282,11 +293,16 @@ def config_from_dict(
         task = task_module(name)
     except ValueError as error:
         raise context.error("task", str(error)) from None
+    data_raw, root = raw["data"], None
+    if isinstance(data_raw, dict) and "root" in data_raw:
+        data_raw = dict(data_raw)
+        root = _convert(data_raw.pop("root"), str, "data.root", context)
     config = Config(
         task=name,
         output_dir=_convert(raw["output_dir"], str, "output_dir", context),
         model=_read_model(raw["model"], task, context),
-        data=read_dataclass(task.DataArgs, raw["data"], prefix="data.", context=context),
+        data=_with_data_paths_resolved(read_dataclass(task.DataArgs, data_raw, prefix="data.", context=context),
+                                       data_root(root), context),
         training=read_dataclass(TrainingArgs, raw.get("training"), prefix="training.", context=context),
         validation=read_dataclass(task.ValidationArgs, raw.get("validation"), prefix="validation.", context=context),
         version=raw["version"],
@@ -294,7 +310,29 @@ def config_from_dict(
     for key, message in task.check_config(config):
         raise context.error(key, message)
     config.source = source
+    config.data_root = str(data_root(root))
     return config
+
+
+def _with_data_paths_resolved(data, root: Path, context: _Context):
+    """``data`` with each data file path resolved (:mod:`mlxseq.data.locations`): the data root, hf:// files."""
+    for key in DATA_FILE_KEYS:
+        value = getattr(data, key, None)
+        try:
+            if isinstance(value, str) and value:
+                setattr(data, key, _absolute(resolve_data_path(value, root), value))
+            elif isinstance(value, list):
+                setattr(data, key, [_absolute(resolve_data_path(v, root), v) if isinstance(v, str) and v else v
+                                    for v in value])
+        except DataLocationError as error:
+            raise context.error(f"data.{key}", str(error)) from None
+    return data
+
+
+def _absolute(resolved: str, given: str) -> str:
+    """Paths found under the data root become absolute (so a saved config reads back the same);
+    a path given absolute or relative to the working folder stays as written."""
+    return resolved if resolved == given or Path(resolved).is_absolute() else str(Path(resolved).resolve())
 
 
 def _migrate(raw: dict, context: _Context) -> dict:

@@ -172,16 +172,92 @@ def test_the_task_registry_is_open(tmp_path, monkeypatch):
     assert load_config(path).task == "paraphrase"
 
 
-def test_the_example_config_loads():
+def test_the_example_config_loads(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLXSEQ_DATA", raising=False)
     config = load_config(REPO / "configs" / "multi30k_de_en.yaml")
     assert config.task == "translation" and config.model.args["hidden_size"] == 512
-    assert config.data.train_src == "../shared/data/multi30k/raw/train.de.gz"
+    assert config.data.train_src == str(tmp_path / "data" / "multi30k" / "raw" / "train.de.gz")  # ./data by default
     assert config.training.metric == "bleu" and config.validation.decode == "greedy"
-    if (REPO / "../shared/data/multi30k").is_dir():  # relative to the repository root, where it is run
-        for side in ("train_src", "train_tgt", "valid_src", "valid_tgt"):
-            assert (REPO / getattr(config.data, side)).is_file(), side
+
+
+def test_data_paths_start_at_the_data_root_unless_they_exist_as_written(monkeypatch, tmp_path):
+    from mlxseq.config import config_from_dict, dump_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "here.txt").write_text("x\n")
+    monkeypatch.setenv("MLXSEQ_DATA", str(tmp_path / "env-root"))
+    raw = {"version": 1, "task": "lm", "output_dir": "run", "model": {"model_type": "lm"},
+           "data": {"train": ["here.txt", "corpus/a.txt", str(tmp_path / "abs.txt")], "valid_fraction": 0.1},
+           "training": {"max_steps": 1}}
+    assert config_from_dict(raw).data.train == ["here.txt", str(tmp_path / "env-root" / "corpus" / "a.txt"),
+                                                str(tmp_path / "abs.txt")]
+    raw["data"]["root"] = "mine"  # data.root wins over MLXSEQ_DATA
+    config = config_from_dict(raw)
+    assert config.data.train[1] == str(tmp_path / "mine" / "corpus" / "a.txt")
+    assert yaml.safe_load(dump_config(config))["data"]["train"] == config.data.train  # a saved config reads back
+
+
+def test_a_missing_corpus_file_says_where_to_get_it(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from mlxseq.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLXSEQ_DATA", str(tmp_path / "corpora"))
+    result = CliRunner().invoke(app, ["train", str(REPO / "configs" / "tinyshakespeare_char.yaml")])
+    assert result.exit_code == 1
+    missing = tmp_path / "corpora" / "tinyshakespeare" / "input.txt"
+    assert result.output.strip() == (
+        f"error: {missing}: no such file (from data.train; it is part of tinyshakespeare: get it from GitHub "
+        f"karpathy/char-rnn, data/tinyshakespeare/input.txt (public domain text, MIT repository) and put it at "
+        f"{missing} (relative data paths start at the data root: data.root, MLXSEQ_DATA or ./data))")
 
 
 def test_dict_configs_say_where_they_came_from():
     with pytest.raises(ConfigError, match=r"^<dict>: task: missing \(required\)$"):
         config_from_dict({"version": 1})
+
+
+HUB_DATA_SCRIPT = """
+import sys
+from mlxseq.config import ConfigError, config_from_dict
+raw = {"version": 1, "task": "lm", "output_dir": "run", "model": {"model_type": "lm"}, "training": {"max_steps": 1},
+       "data": {"train": [sys.argv[1]], "valid_fraction": 0.1}}
+try:
+    path = config_from_dict(raw).data.train[0]
+    print("file", open(path).read())
+except ConfigError as error:
+    print("error", error)
+"""
+
+
+def _resolve_in_subprocess(url, env):
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", HUB_DATA_SCRIPT, url], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, **env))
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_hub_data_files_are_fetched_once_then_read_offline_from_the_cache(tmp_path):
+    from tests.support.hub_standin import HubStandIn
+
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "train.txt").write_text("to be or not to be")
+    env = {"HF_HUB_CACHE": str(tmp_path / "cache"), "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_OFFLINE": "0"}
+    with HubStandIn({"someone/texts": tmp_path / "repo"}) as hub:
+        env["HF_ENDPOINT"] = hub.url
+        assert _resolve_in_subprocess("hf://datasets/someone/texts/train.txt", env) == "file to be or not to be"
+        assert any(path.startswith("/datasets/someone/texts/resolve/") for path in hub.requests)
+        missing = _resolve_in_subprocess("hf://datasets/someone/texts/other.txt", env)
+        assert missing.startswith("error <dict>: data.train: could not get other.txt of dataset 'someone/texts' from "
+                                  "the Hugging Face Hub"), missing
+    env["HF_HUB_OFFLINE"] = "1"  # the stand-in is gone: the cache serves the file
+    assert _resolve_in_subprocess("hf://datasets/someone/texts/train.txt", env) == "file to be or not to be"
+    offline = _resolve_in_subprocess("hf://datasets/someone/other/train.txt", env)
+    assert offline.startswith("error <dict>: data.train: could not get train.txt of dataset 'someone/other'") and \
+        "Offline?" in offline, offline

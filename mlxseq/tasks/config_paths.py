@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Callable
 
 from mlxseq.data import MissingFileError
+from mlxseq.data.locations import where_to_get
 
 
 @contextmanager
@@ -20,4 +21,7 @@ def from_config_key(key: str | Callable[[str], str]):
         yield
     except MissingFileError as error:
         name = key(error.path) if callable(key) else key
-        raise MissingFileError(f"no such file (from {name}; relative paths start at {os.getcwd()})", error.path) from None
+        hint = where_to_get(error.path) or (
+            f"; relative data paths start at the data root (data.root, MLXSEQ_DATA or ./data) unless they exist "
+            f"from {os.getcwd()}")
+        raise MissingFileError(f"no such file (from {name}{hint})", error.path) from None

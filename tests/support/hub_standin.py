@@ -1,8 +1,9 @@
 """A tiny stand-in for the Hugging Face Hub's download API on 127.0.0.1.
 
 Serves the files of local folders as model repos: ``repo_info`` (``/api/models/...``) and
-``resolve`` downloads, the two calls ``snapshot_download`` makes. Use as a context
-manager; point ``HF_ENDPOINT`` at ``.url``.
+``resolve`` downloads, the two calls ``snapshot_download`` makes; dataset repos' files
+(``/datasets/OWNER/NAME/resolve/...``, what ``hf_hub_download(repo_type="dataset")`` asks
+for) from the same folders. Use as a context manager; point ``HF_ENDPOINT`` at ``.url``.
 """
 
 import hashlib
@@ -53,6 +54,8 @@ class HubStandIn:
                 path = unquote(urlparse(self.path).path)
                 standin.requests.append(path)
                 parts = path.strip("/").split("/")
+                if parts[0] == "datasets":  # a dataset repo's file: the same resolve route
+                    parts = parts[1:]
                 if parts[:2] == ["api", "models"] and len(parts) >= 4:
                     repo = "/".join(parts[2:4])
                     folder = standin.repos.get(repo)

@@ -1,6 +1,7 @@
 """Tests of mlxseq/train.py and its command, ``mlxseq train``: one call from a config, errors in one line."""
 
 import json
+import os
 
 import yaml
 from typer.testing import CliRunner
@@ -46,7 +47,9 @@ def test_data_and_resume_problems_are_one_line_and_exit_1(tmp_path):
     config = write_config(tmp_path, training=TINY)
     result = runner.invoke(app, ["train", str(config), "--set", "data.valid_tgt=missing.en"])
     assert result.exit_code == 1
-    assert result.output.strip().startswith("error: missing.en: no such file (from data.valid_tgt; relative paths start at")
+    assert result.output.strip().endswith("missing.en: no such file (from data.valid_tgt; relative data paths start at the "
+                                          f"data root (data.root, MLXSEQ_DATA or ./data) unless they exist from {os.getcwd()})")
+    assert len(result.output.strip().splitlines()) == 1
     result = runner.invoke(app, ["train", str(config), "--resume"])
     assert result.exit_code == 1
     assert result.output.strip() == f"error: {tmp_path / 'run' / 'resume'}: no resume checkpoint to continue from"
