@@ -1,5 +1,7 @@
 """The ``mlxseq`` command line: one library call per command, heavy imports inside."""
 
+from contextlib import contextmanager
+
 import typer
 
 app = typer.Typer(help="Recurrent sequence models on MLX.", no_args_is_help=True, add_completion=False)
@@ -23,6 +25,31 @@ def _say_startup_notes() -> None:
 
     for note in startup_notes():
         typer.echo(note, err=True)
+
+
+@contextmanager
+def _sentence_progress(total: int, what: str = "sentences"):
+    """A rich progress bar on stderr with items/s and the time left, for a person at a terminal;
+    yields ``advance(n)``, or None (no bar: not a terminal, or too little work to show)."""
+    import sys
+
+    if not sys.stderr.isatty() or total < 64:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn(f"{what}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(what, total=total, rate="")
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+            speed = bar.tasks[0].speed
+            bar.update(task, rate=f"{speed:.1f}/s" if speed else "")
+
+        yield advance
 
 
 @app.callback()
@@ -156,7 +183,8 @@ def translate(
                 for hyp in translator.translate([line], options)[0]:
                     typer.echo(hyp.text if n_best == 1 else f"{hyp.text}\t{hyp.score:.4f}")
             return
-        found = translator.translate(sentences, options)
+        with _sentence_progress(len(sentences)) as advance:
+            found = translator.translate(sentences, options, on_progress=advance)
     except (ModelFolderError, DataError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1)
@@ -250,7 +278,8 @@ def evaluate(
         corpus = read_parallel(src, ref)
         translator = Translator.load(model[0] if model else None)
         options = translator.options(**given)
-        found = translator.translate(list(corpus.source), options)
+        with _sentence_progress(len(corpus.source)) as advance:
+            found = translator.translate(list(corpus.source), options, on_progress=advance)
         scores = score_translations([h[0].text for h in found], list(corpus.target))
     except (ModelFolderError, DataError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)

@@ -17,6 +17,7 @@ tokenizers on both sides (a subword piece is not a word to copy) and an attentio
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import mlx.core as mx
 import numpy as np
@@ -138,10 +139,12 @@ class Translator:
         )
         return cls(model, tokenizers, folder, read_decoding_defaults(folder))
 
-    def translate(self, texts: list[str], options: TranslationOptions | None = None) -> list[list[Translation]]:
+    def translate(self, texts: list[str], options: TranslationOptions | None = None,
+                  on_progress: Callable[[int], None] | None = None) -> list[list[Translation]]:
         """The ``n_best`` translations of each text, best first, in input order.
 
         ``options`` None: the folder's recommended settings (:meth:`options`).
+        ``on_progress(n)`` is called as each batch of ``n`` texts is done (empty texts first).
         """
         options = options or self.options()
         if options.replace_unk:
@@ -157,6 +160,8 @@ class Translator:
         # An empty input translates to an empty output without running the model.
         results = [[Translation("", 0.0, 0.0, [])] if not ids else None for ids in encoded]
         order = sorted((i for i, ids in enumerate(encoded) if ids), key=lambda i: len(encoded[i]))
+        if on_progress is not None and len(order) < len(texts):
+            on_progress(len(texts) - len(order))
         for start in range(0, len(order), options.batch_size):
             chunk = order[start : start + options.batch_size]
             for i, hyps in zip(chunk, self._translate_batch([encoded[i] for i in chunk], options)):
@@ -164,6 +169,8 @@ class Translator:
                 if options.replace_unk:
                     for translation in hyps:
                         translation.text = self._with_source_words(translation, texts[i].split())
+            if on_progress is not None:
+                on_progress(len(chunk))
         return results
 
     def _check_replace_unk(self):

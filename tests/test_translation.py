@@ -263,3 +263,12 @@ def test_a_folder_recommends_its_decoding_settings_and_options_override_them(fol
 
 def test_the_bundled_model_decodes_with_the_settings_of_its_card():
     assert Translator.load().options() == TranslationOptions(beam_size=10, length_penalty=1.0)
+
+
+def test_progress_is_reported_batch_by_batch_and_adds_up_to_every_text(folder):
+    reported = []
+    texts = ["eins zwei", "", "drei", "vier fünf sechs"] * 5
+    translator = Translator.load(folder)
+    found = translator.translate(texts, TranslationOptions(beam_size=1, batch_size=4), on_progress=reported.append)
+    assert sum(reported) == len(texts) == len(found) and reported[0] == 5  # the five empty texts first
+    assert max(reported[1:]) <= 4
