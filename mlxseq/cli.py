@@ -111,6 +111,9 @@ def convert(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1)
     typer.echo(f"found {done.description}")
+    if done.left_out:
+        shown = ", ".join(done.left_out[:12]) + (f", ... ({len(done.left_out) - 12} more)" if len(done.left_out) > 12 else "")
+        typer.echo(f"not converted ({len(done.left_out)} tensors): {shown}")
     typer.echo(f"wrote {done.folder}")
 
 

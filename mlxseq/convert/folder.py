@@ -13,7 +13,7 @@ Formats:
 ``auto`` recognises the format from the keys and says what it found.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -22,7 +22,8 @@ import numpy as np
 from mlxseq.convert.reader import load_torch_checkpoint
 from mlxseq.convert.opennmt import OPENNMT_GLOBALS, convert_opennmt, is_opennmt_checkpoint
 from mlxseq.convert.tutorial import TutorialError, convert_tutorial, find_tutorial_layout
-from mlxseq.convert.torch_rnn import build_torch_rnn, find_torch_rnn_prefixes, recurrent_args, torch_rnn_config
+from mlxseq.convert.torch_rnn import (build_torch_rnn, expected_shapes, find_torch_rnn_prefixes, recurrent_args,
+                                      torch_rnn_config)
 
 FORMATS = ("auto", "torch-rnn", "pytorch-tutorial", "opennmt")
 # Keys under which training scripts commonly nest the state dict.
@@ -40,14 +41,17 @@ class Conversion:
     folder: Path
     format: str
     description: str
+    left_out: list[str] = field(default_factory=list)  # tensors of the checkpoint the folder does not hold
 
 
 def state_dict_of(obj: Any, source, _depth: int = 0) -> dict[str, np.ndarray]:
     """The name -> array mapping inside a loaded checkpoint."""
     if isinstance(obj, Mapping):
-        arrays = {k: v for k, v in obj.items() if isinstance(v, np.ndarray)}
-        if arrays and len(arrays) == len(obj):
-            return dict(arrays)
+        # Parameter names are strings; other keys (ints, tuples) name no weight.
+        if obj and all(isinstance(v, np.ndarray) for v in obj.values()):
+            arrays = {k: v for k, v in obj.items() if isinstance(k, str)}
+            if arrays:
+                return arrays
         for key in NESTED_STATE_KEYS:
             if key in obj and isinstance(obj[key], Mapping) and obj[key] is not obj and _depth < MAX_NESTING:
                 return state_dict_of(obj[key], source, _depth + 1)
@@ -174,4 +178,6 @@ def _convert_torch_rnn(state, source, out_dir, found, prefix, nonlinearity) -> C
         "Load with `mlxseq.load(folder)`; parameter names are PyTorch's.\n"
     )
     folder = save_model(out_dir, model, "recurrent", args, readme=readme)
-    return Conversion(folder, found, description)
+    used = {config.prefix + key for key in expected_shapes(config)}
+    left_out = sorted(key for key in state if key not in used)
+    return Conversion(folder, found, description, left_out)

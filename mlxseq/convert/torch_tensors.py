@@ -374,6 +374,9 @@ class TensorAssembler:
             "torch._utils._rebuild_parameter": parameter,
             "torch._utils._rebuild_parameter_with_state": parameter,
             "torch.nn.parameter.Parameter": parameter,
+            # torch <= 0.3: a Variable (what Parameter derived from) pickles like a Parameter
+            "torch.autograd.variable.Variable": parameter,
+            "torch.autograd.Variable": parameter,
             "torch._tensor._rebuild_from_type_v2": from_type,
             "torch.Size": size,
             "torch.device": device,

@@ -26,6 +26,8 @@ import struct
 from collections import OrderedDict
 from typing import Any, Callable
 
+import numpy as np
+
 from .bounded_stream import BoundedStream
 from .errors import CheckpointError
 from .pickled_objects import PickledGlobal, PickledObject
@@ -230,7 +232,15 @@ class RestrictedUnpickler:
             target.state = state
         elif type(target) is OrderedDict and isinstance(state, dict) and all(map(_is_str, state)):
             # torch state dicts carry `_metadata` as an instance attribute.
+            shadowing = sorted(key for key in state if hasattr(OrderedDict, key))
+            if shadowing:
+                raise CheckpointError(
+                    f"the pickle sets attribute {shadowing[0]!r} on an OrderedDict, which would hide its method")
             target.__dict__.update(state)
+        elif isinstance(target, np.ndarray) and _is_variable_metadata(state):
+            # torch <= 0.3 pickled a Parameter/Variable as its tensor, then BUILD with
+            # (requires_grad, volatile, backward_hooks): metadata, the values are the tensor's.
+            pass
         else:
             raise CheckpointError(
                 f"the pickle sets state on a {type(target).__name__}, which is not supported")
@@ -326,6 +336,12 @@ def _new(cls: Any, args: Any, kwargs: dict) -> Any:
 
 def _is_str(value: Any) -> bool:
     return isinstance(value, str)
+
+
+def _is_variable_metadata(state: Any) -> bool:
+    """torch 0.1-0.3's Variable state: (requires_grad, volatile, hooks), or 5 fields in the oldest files."""
+    return (isinstance(state, tuple) and len(state) in (3, 5)
+            and all(value is None or isinstance(value, (bool, dict)) for value in state))
 
 
 def _pairs(items: list) -> list[tuple]:

@@ -97,3 +97,35 @@ def test_unsupported_and_bad_inputs_fail_with_a_message(tmp_path):
     result = _convert(tmp_path / "module.pt", tmp_path / "o5")
     assert result.exit_code == 1 and "torch.nn.modules.rnn.LSTM" in result.output
     assert not (tmp_path / "o5").exists()
+
+
+def test_tensors_left_out_of_the_folder_are_listed(tmp_path):
+    class Tagger(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(10, 3)
+            self.gru = torch.nn.GRU(3, 4)
+            self.fc = torch.nn.Linear(4, 2)
+
+    torch.save(Tagger().state_dict(), tmp_path / "tagger.pt")
+    result = CliRunner().invoke(app, ["convert", str(tmp_path / "tagger.pt"), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "not converted (3 tensors): emb.weight, fc.bias, fc.weight" in result.output.splitlines()
+
+
+def test_keys_that_are_not_names_are_passed_over(tmp_path):
+    state = dict(torch.nn.LSTM(3, 4).state_dict())
+    state[1], state[("a", 1)] = torch.zeros(2), torch.zeros(2)
+    torch.save(state, tmp_path / "mixed.pt")
+    result = CliRunner().invoke(app, ["convert", str(tmp_path / "mixed.pt"), str(tmp_path / "out")])
+    assert result.exit_code == 0 and "found torch-rnn: LSTM(input_size=3, hidden_size=4" in result.output, result.output
+
+
+def test_a_pickled_ordered_dict_cannot_hide_its_methods(tmp_path):
+    from mlxseq.convert import CheckpointError, load_torch_checkpoint
+    from tests.convert.checkpoint_builders import global_op, pickle_of, plain, write_zip_checkpoint
+
+    body = global_op("collections", "OrderedDict") + b")R" + plain({"items": [1, 2]}) + b"b"
+    path = write_zip_checkpoint(tmp_path / "shadow.pt", pickle_of(body))
+    with pytest.raises(CheckpointError, match="sets attribute 'items' on an OrderedDict, which would hide its method"):
+        load_torch_checkpoint(path)
