@@ -97,6 +97,7 @@ def convert(
     decoder: str = typer.Option(None, help="PyTorch tutorial: the decoder's state dict, when SOURCE holds the encoder's."),
     src_vocab: str = typer.Option(None, help="PyTorch tutorial: source words, one per line in index order (SOS, EOS, ...)."),
     tgt_vocab: str = typer.Option(None, help="PyTorch tutorial: target words, one per line in index order (SOS, EOS, ...)."),
+    key: str = typer.Option(None, help="Dotted path to the part of a nested checkpoint to convert, e.g. 'model_state'."),
 ):
     """Convert a PyTorch checkpoint into an mlxseq model folder, without torch and without running pickled code."""
     from mlxseq.convert.errors import CheckpointError
@@ -105,7 +106,7 @@ def convert(
     try:
         done = convert_checkpoint(
             source, out_dir, format=format, prefix=prefix, nonlinearity=nonlinearity, allow=tuple(allow),
-            decoder=decoder, src_vocab=src_vocab, tgt_vocab=tgt_vocab,
+            decoder=decoder, src_vocab=src_vocab, tgt_vocab=tgt_vocab, key=key,
         )
     except (ConversionError, CheckpointError, OSError) as error:  # OSError: missing source, unwritable output
         typer.echo(f"error: {error}", err=True)

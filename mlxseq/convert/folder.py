@@ -27,7 +27,7 @@ from mlxseq.convert.torch_rnn import (build_torch_rnn, expected_shapes, find_tor
 
 FORMATS = ("auto", "torch-rnn", "pytorch-tutorial", "opennmt")
 # Keys under which training scripts commonly nest the state dict.
-NESTED_STATE_KEYS = ("state_dict", "model_state_dict", "model", "net")
+NESTED_STATE_KEYS = ("state_dict", "model_state_dict", "model_state", "model", "net")
 # Mappings inside mappings deeper than this are not a model's weights.
 MAX_NESTING = 100
 
@@ -112,6 +112,7 @@ def convert_checkpoint(
     decoder=None,
     src_vocab=None,
     tgt_vocab=None,
+    key: str | None = None,
 ) -> Conversion:
     """Read ``source`` without torch and write an mlxseq model folder to ``out_dir``.
 
@@ -121,6 +122,7 @@ def convert_checkpoint(
         allow: extra pickled globals to read as inert records.
         decoder: ``pytorch-tutorial`` only: the decoder's file when ``source`` holds the encoder alone.
         src_vocab, tgt_vocab: ``pytorch-tutorial`` only: word-list files, one word per line in index order.
+        key: a dotted path to the part of the checkpoint to convert (``model_state``), when it holds several.
     """
     if format not in FORMATS:
         raise ConversionError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
@@ -136,6 +138,19 @@ def convert_checkpoint(
         raise ConversionError(f"{source}: not an OpenNMT-py checkpoint (a dict with 'model' and 'vocab' or 'dicts')")
     if decoder is not None:
         loaded = {"encoder": loaded, "decoder": load_torch_checkpoint(decoder, allow=allow)}
+    if key is not None:
+        loaded = subtree(loaded, key, source)
+    elif isinstance(loaded, Mapping):  # {"epoch": 3, "model_state_dict": {...}}: prefixes start inside it
+        nested = next((k for k in NESTED_STATE_KEYS if isinstance(loaded.get(k), Mapping)), None)
+        if nested is not None and flat_arrays(loaded[nested], source):
+            left = sorted(k for k in flat_arrays(loaded, source) if not k.startswith(f"{nested}."))
+            result = _convert_loaded(loaded[nested], source, out_dir, format, prefix, nonlinearity, src_vocab, tgt_vocab)
+            result.left_out += left
+            return result
+    return _convert_loaded(loaded, source, out_dir, format, prefix, nonlinearity, src_vocab, tgt_vocab)
+
+
+def _convert_loaded(loaded, source, out_dir, format, prefix, nonlinearity, src_vocab, tgt_vocab) -> Conversion:
     flat = flat_arrays(loaded, source)
     if not flat:
         state_dict_of(loaded, source)  # says what was found instead
@@ -148,7 +163,25 @@ def convert_checkpoint(
         except (TutorialError, ValueError) as error:
             raise ConversionError(f"{source}: {error}") from None
         return Conversion(folder, found, description)
-    return _convert_torch_rnn(state_dict_of(loaded, source), source, out_dir, found, prefix, nonlinearity)
+    # Layers are found wherever they sit in the tree: {"checkpoint": {"rnn.weight_ih_l0": ...}} has
+    # the layer under the prefix 'checkpoint.rnn.'.
+    return _convert_torch_rnn(flat, source, out_dir, found, prefix, nonlinearity)
+
+
+def subtree(loaded: Any, key: str, source) -> Any:
+    """The part of a loaded checkpoint at dotted ``key`` (``model_state``, ``checkpoint.model``)."""
+    node, walked = loaded, []
+    for part in key.split("."):
+        if not isinstance(node, Mapping):
+            raise ConversionError(f"{source}: --key {key}: {'.'.join(walked) or 'the file'} holds a "
+                                  f"{type(node).__name__}, not a mapping")
+        match = next((k for k in node if str(k) == part), None)
+        if match is None:
+            keys = ", ".join(map(str, list(node)[:10]))
+            raise ConversionError(f"{source}: --key {key}: no {part!r} in {'.'.join(walked) or 'the file'} "
+                                  f"(keys: {keys})")
+        node, walked = node[match], walked + [part]
+    return node
 
 
 def _convert_torch_rnn(state, source, out_dir, found, prefix, nonlinearity) -> Conversion:
@@ -158,7 +191,7 @@ def _convert_torch_rnn(state, source, out_dir, found, prefix, nonlinearity) -> C
     if prefix is None:
         if len(prefixes) != 1:
             listed = ", ".join(repr(p) for p in prefixes) or "none"
-            raise ConversionError(f"{source}: {len(prefixes)} recurrent layers found ({listed}); choose one with --prefix")
+            raise ConversionError(f"{source}: {len(prefixes)} recurrent layers found ({listed}); choose one with --prefix (or a part of the file with --key)")
         prefix = prefixes[0]
     try:
         config, weights = torch_rnn_config(state, prefix)

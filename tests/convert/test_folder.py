@@ -129,3 +129,29 @@ def test_a_pickled_ordered_dict_cannot_hide_its_methods(tmp_path):
     path = write_zip_checkpoint(tmp_path / "shadow.pt", pickle_of(body))
     with pytest.raises(CheckpointError, match="sets attribute 'items' on an OrderedDict, which would hide its method"):
         load_torch_checkpoint(path)
+
+
+def test_layers_are_found_in_nested_checkpoints_and_key_picks_a_part(tmp_path):
+    torch.manual_seed(0)
+    net, ema = torch.nn.LSTM(3, 4, num_layers=2), torch.nn.GRU(3, 5)
+    optimizer = torch.optim.Adam(net.parameters())
+    net(torch.randn(2, 1, 3))[0].sum().backward()
+    optimizer.step()  # optimizer state: int keys, step counters
+    torch.save({"step": 10, "model_state": net.state_dict(), "optimizer_state": optimizer.state_dict()},
+               tmp_path / "run.pt")
+    torch.save({"checkpoint": {"net": net.state_dict(), "ema": {"net": ema.state_dict()}}}, tmp_path / "deep.pt")
+    runner = CliRunner()
+    result = runner.invoke(app, ["convert", str(tmp_path / "run.pt"), str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    assert "found torch-rnn: LSTM(input_size=3, hidden_size=4, num_layers=2" in result.output
+    assert "not converted (24 tensors): optimizer_state.state.0.exp_avg" in result.output
+    x = torch.randn(2, 6, 3)
+    np.testing.assert_allclose(np.array(mlxseq.load(tmp_path / "a")(mx.array(x.numpy()))[0]),
+                               net(x.transpose(0, 1))[0].transpose(0, 1).detach().numpy(), atol=1e-5)
+    two = runner.invoke(app, ["convert", str(tmp_path / "deep.pt"), str(tmp_path / "b")])
+    assert two.exit_code == 1 and "2 recurrent layers found ('checkpoint.net.', 'checkpoint.ema.net.')" in two.output
+    picked = runner.invoke(app, ["convert", str(tmp_path / "deep.pt"), str(tmp_path / "c"), "--key", "checkpoint.ema"])
+    assert picked.exit_code == 0 and "GRU(input_size=3, hidden_size=5" in picked.output, picked.output
+    wrong = runner.invoke(app, ["convert", str(tmp_path / "deep.pt"), str(tmp_path / "d"), "--key", "checkpoint.nope"])
+    assert wrong.exit_code == 1
+    assert wrong.output.strip() == f"error: {tmp_path / 'deep.pt'}: --key checkpoint.nope: no 'nope' in checkpoint (keys: net, ema)"
