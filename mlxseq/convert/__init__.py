@@ -2,6 +2,9 @@
 
 - :func:`load_torch_checkpoint`: a ``torch.save`` file (zip or legacy layout),
   ``.safetensors`` or ``.npz`` -> Python objects with numpy arrays.
+- :func:`module_state_dict`: what ``model.state_dict()`` gives, from a whole module
+  saved with ``torch.save(model)`` and loaded as records
+  (``allow=MODULE_PATTERNS + ("__main__.*",)``).
 - :func:`torch_rnn_config` / :func:`find_torch_rnn_prefixes` /
   :func:`build_torch_rnn`: recognise ``nn.RNN/GRU/LSTM`` (and cell) weights in a
   state dict and build the matching mlxseq layer.
@@ -10,6 +13,7 @@ This package never imports torch.
 """
 
 from .errors import CheckpointError, UnsafeGlobalError
+from .pickled_modules import MODULE_PATTERNS, module_state_dict
 from .pickled_objects import PickledGlobal, PickledObject
 from .reader import load_torch_checkpoint
 from .torch_rnn import TorchRNNConfig, build_torch_rnn, find_torch_rnn_prefixes, torch_rnn_config
@@ -17,6 +21,7 @@ from .torch_tensors import TorchDtype, TorchStorage
 
 __all__ = [
     "CheckpointError",
+    "MODULE_PATTERNS",
     "PickledGlobal",
     "PickledObject",
     "TorchDtype",
@@ -26,5 +31,6 @@ __all__ = [
     "build_torch_rnn",
     "find_torch_rnn_prefixes",
     "load_torch_checkpoint",
+    "module_state_dict",
     "torch_rnn_config",
 ]

@@ -19,6 +19,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from mlxseq.convert.errors import UnsafeGlobalError
+from mlxseq.convert.pickled_modules import MODULE_PATTERNS, is_module_record, looks_like_class, module_state_dict
 from mlxseq.convert.reader import load_torch_checkpoint
 from mlxseq.convert.opennmt import OPENNMT_GLOBALS, convert_opennmt, is_opennmt_checkpoint
 from mlxseq.convert.tutorial import TutorialError, convert_tutorial, find_tutorial_layout
@@ -46,6 +48,8 @@ class Conversion:
 
 def state_dict_of(obj: Any, source, _depth: int = 0) -> dict[str, np.ndarray]:
     """The name -> array mapping inside a loaded checkpoint."""
+    if is_module_record(obj):
+        return dict(module_state_dict(obj))
     if isinstance(obj, Mapping):
         # Parameter names are strings; other keys (ints, tuples) name no weight.
         if obj and all(isinstance(v, np.ndarray) for v in obj.values()):
@@ -60,11 +64,26 @@ def state_dict_of(obj: Any, source, _depth: int = 0) -> dict[str, np.ndarray]:
     raise ConversionError(f"{source}: expected a state dict, found a {type(obj).__name__}")
 
 
+def load_accepting_module_classes(source, allow: tuple[str, ...]) -> Any:
+    """:func:`load_torch_checkpoint`, also reading the user's own classes (capitalised names, as in
+    ``torch.save(model)``) as inert records: they are never imported or called either way."""
+    accepted: list[str] = []
+    while True:
+        try:
+            return load_torch_checkpoint(source, allow=allow + tuple(accepted))
+        except UnsafeGlobalError as error:
+            if not looks_like_class(error.global_name) or error.global_name in accepted or len(accepted) >= 100:
+                raise
+            accepted.append(error.global_name)
+
+
 def flat_arrays(obj: Any, source, prefix: str = "", _ancestors: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
     """Every array inside nested mappings, keyed by its dotted path (``{"encoder": {"gru.x": a}}``
     gives ``{"encoder.gru.x": a}``); other values are left out. A mapping that holds itself, or
     mappings nested more than :data:`MAX_NESTING` deep, are a :class:`ConversionError`."""
     found = {}
+    if is_module_record(obj):  # torch.save(model): what model.state_dict() would give
+        obj = module_state_dict(obj)
     if isinstance(obj, Mapping):
         where = repr(prefix[:-1][:200]) if prefix else "the top level"
         if id(obj) in _ancestors:
@@ -75,7 +94,7 @@ def flat_arrays(obj: Any, source, prefix: str = "", _ancestors: tuple[int, ...] 
         for key, value in obj.items():
             if isinstance(value, np.ndarray):
                 found[f"{prefix}{key}"] = value
-            elif isinstance(value, Mapping):
+            elif isinstance(value, Mapping) or is_module_record(value):
                 found.update(flat_arrays(value, source, f"{prefix}{key}.", inside))
     return found
 
@@ -126,8 +145,8 @@ def convert_checkpoint(
     """
     if format not in FORMATS:
         raise ConversionError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
-    allow = tuple(allow) + OPENNMT_GLOBALS  # inert records either way; OpenNMT-py pickles these
-    loaded = load_torch_checkpoint(source, allow=allow)
+    allow = tuple(allow) + OPENNMT_GLOBALS + MODULE_PATTERNS  # inert records either way
+    loaded = load_accepting_module_classes(source, allow)
     if format in ("auto", "opennmt") and is_opennmt_checkpoint(loaded):
         try:
             folder, description = convert_opennmt(loaded, out_dir, source_name=Path(source).name)
@@ -137,11 +156,12 @@ def convert_checkpoint(
     if format == "opennmt":
         raise ConversionError(f"{source}: not an OpenNMT-py checkpoint (a dict with 'model' and 'vocab' or 'dicts')")
     if decoder is not None:
-        loaded = {"encoder": loaded, "decoder": load_torch_checkpoint(decoder, allow=allow)}
+        loaded = {"encoder": loaded, "decoder": load_accepting_module_classes(decoder, allow)}
     if key is not None:
         loaded = subtree(loaded, key, source)
     elif isinstance(loaded, Mapping):  # {"epoch": 3, "model_state_dict": {...}}: prefixes start inside it
-        nested = next((k for k in NESTED_STATE_KEYS if isinstance(loaded.get(k), Mapping)), None)
+        nested = next((k for k in NESTED_STATE_KEYS
+                       if isinstance(loaded.get(k), Mapping) or is_module_record(loaded.get(k))), None)
         if nested is not None and flat_arrays(loaded[nested], source):
             left = sorted(k for k in flat_arrays(loaded, source) if not k.startswith(f"{nested}."))
             result = _convert_loaded(loaded[nested], source, out_dir, format, prefix, nonlinearity, src_vocab, tgt_vocab)
