@@ -9,6 +9,10 @@ every parameter and persistent buffer under its dotted module path.
 
 torch <= 0.3 pickled modules the same way; their ``_backend`` (``torch.nn.backends.thnn``)
 and similar attributes are records too and are ignored.
+
+TorchScript archives (``torch.jit.save``) hold ``data.pkl`` of ``__torch__.*`` objects whose
+attributes are the tensors and child modules themselves; their ``code/`` is never read, let
+alone run.
 """
 
 from __future__ import annotations
@@ -23,13 +27,15 @@ from .pickled_objects import PickledObject
 
 # What the conversion command accepts as inert records besides the allowlist: torch's own
 # module classes, and the user's module classes (a capitalised last name), never imported.
-MODULE_PATTERNS = ("torch.nn.modules.*", "torch.nn.backends.*", "torch.nn.utils.*")
+MODULE_PATTERNS = ("torch.nn.modules.*", "torch.nn.backends.*", "torch.nn.utils.*", "__torch__.*")
 MAX_DEPTH = 100
 
 
 def is_module_record(value: Any) -> bool:
-    """Whether ``value`` is a pickled ``nn.Module`` (a record whose state has ``_modules``)."""
-    return isinstance(value, PickledObject) and isinstance(value.state, dict) and "_modules" in value.state
+    """Whether ``value`` is a pickled ``nn.Module``: a record whose state has ``_modules``, or a
+    TorchScript module (``__torch__.*``, its attributes held directly)."""
+    return isinstance(value, PickledObject) and isinstance(value.state, dict) and (
+        "_modules" in value.state or value.class_path.startswith("__torch__."))
 
 
 def looks_like_class(global_name: str) -> bool:
@@ -44,6 +50,13 @@ def module_state_dict(record: PickledObject, prefix: str = "", _depth: int = 0) 
         raise CheckpointError(f"pickled modules nested more than {MAX_DEPTH} levels deep at {prefix[:80]!r}")
     state = record.state
     found: OrderedDict = OrderedDict()
+    if "_modules" not in state:  # TorchScript: parameters, buffers and children are plain attributes
+        for name, value in state.items():
+            if isinstance(value, np.ndarray):
+                found[f"{prefix}{name}"] = value
+            elif is_module_record(value):
+                found.update(module_state_dict(value, f"{prefix}{name}.", _depth + 1))
+        return found
     skipped = state.get("_non_persistent_buffers_set") or set()
     for section in ("_parameters", "_buffers"):
         entries = state.get(section) or {}

@@ -367,6 +367,16 @@ class TensorAssembler:
         def not_callable(*args):
             raise CheckpointError("the pickle calls torch.Tensor directly")
 
+        # TorchScript's data.pkl wraps typed values: restore_type_tag(value, "List[str]") is the value,
+        # build_tensorlist([...]) / build_intlist([...]) the list itself.
+        def restore_type_tag(value, type_tag=None):
+            return value
+
+        def build_list(values=()):
+            if not isinstance(values, (list, tuple)):
+                raise CheckpointError("corrupt TorchScript list record")
+            return list(values)
+
         entries = {
             "torch._utils._rebuild_tensor": tensor_v1,
             "torch._utils._rebuild_tensor_v2": tensor_v2,
@@ -381,5 +391,10 @@ class TensorAssembler:
             "torch.Size": size,
             "torch.device": device,
             "torch.Tensor": not_callable,
+            "torch.jit._pickle.restore_type_tag": restore_type_tag,
+            "torch.jit._pickle.build_tensorlist": build_list,
+            "torch.jit._pickle.build_intlist": build_list,
+            "torch.jit._pickle.build_doublelist": build_list,
+            "torch.jit._pickle.build_boollist": build_list,
         }
         return {path: PickledGlobal(path, call, call) for path, call in entries.items()}
