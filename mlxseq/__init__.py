@@ -6,6 +6,7 @@ Public API::
     mlxseq.RNNCell, mlxseq.GRUCell, mlxseq.LSTMCell    # single steps
     mlxseq.load(path_or_repo_id)                      # a model folder (mlxseq.checkpoint)
     mlxseq.convert.load_torch_checkpoint(path)        # PyTorch files without torch
+    mlxseq.load_torch_weights(module, path_or_state)  # a whole torch model's weights onto an MLX model
     mlxseq.data                                       # corpora, tokenizers, length-bucketed batches
     mlxseq.greedy_decode, beam_search, sample, make_sampler   # decoding over StepModel.step
     mlxseq.translate(texts, model=...), mlxseq.Translator     # seq2seq translation
@@ -35,6 +36,7 @@ from mlxseq.tagging import SequenceTagger  # noqa: E402
 from mlxseq.forecasting import TimeSeriesForecaster  # noqa: E402
 from mlxseq.prediction import evaluate, predict  # noqa: E402
 from mlxseq.averaging import average_folders  # noqa: E402
+from mlxseq.convert.module_weights import load_torch_weights  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -46,6 +48,7 @@ __all__ = [
     "GRUCell",
     "LSTMCell",
     "load",
+    "load_torch_weights",
     "average_folders",
     "StepModel",
     "Hypothesis",

@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterable, Literal, Union
 
 import yaml
 
-from mlxseq.data.locations import DataLocationError, data_root, resolve_data_path
+from mlxseq.data.locations import DataLocationError, data_root, resolve_data_files
 from mlxseq.models import model_module
 from mlxseq.tasks import task_module
 from mlxseq.training.args import TrainingArgs
@@ -66,10 +66,6 @@ class ConfigError(ValueError):
         where = "" if source is None else f"{source}:" + ("" if line is None else f"{line}:")
         what = f" {key}:" if key else ""
         super().__init__(f"{where}{what} {message}".strip())
-
-
-# Fields of a task's DataArgs that name data files (a path or a list of paths).
-DATA_FILE_KEYS = ("train", "valid", "test", "path", "train_src", "train_tgt", "valid_src", "valid_tgt")
 
 
 @dataclass
@@ -315,24 +311,11 @@ def config_from_dict(
 
 
 def _with_data_paths_resolved(data, root: Path, context: _Context):
-    """``data`` with each data file path resolved (:mod:`mlxseq.data.locations`): the data root, hf:// files."""
-    for key in DATA_FILE_KEYS:
-        value = getattr(data, key, None)
-        try:
-            if isinstance(value, str) and value:
-                setattr(data, key, _absolute(resolve_data_path(value, root), value))
-            elif isinstance(value, list):
-                setattr(data, key, [_absolute(resolve_data_path(v, root), v) if isinstance(v, str) and v else v
-                                    for v in value])
-        except DataLocationError as error:
-            raise context.error(f"data.{key}", str(error)) from None
-    return data
-
-
-def _absolute(resolved: str, given: str) -> str:
-    """Paths found under the data root become absolute (so a saved config reads back the same);
-    a path given absolute or relative to the working folder stays as written."""
-    return resolved if resolved == given or Path(resolved).is_absolute() else str(Path(resolved).resolve())
+    """``data`` with its data file paths resolved (:func:`mlxseq.data.locations.resolve_data_files`)."""
+    try:
+        return resolve_data_files(data, root)
+    except DataLocationError as error:
+        raise context.error(f"data.{error.key}", str(error)) from None
 
 
 def _migrate(raw: dict, context: _Context) -> dict:

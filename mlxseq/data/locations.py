@@ -36,8 +36,18 @@ KNOWN_CORPORA = {
 }
 
 
+# Fields of a task's DataArgs that name data files (a path or a list of paths).
+DATA_FILE_KEYS = ("train", "valid", "test", "path", "train_src", "train_tgt", "valid_src", "valid_tgt")
+
+
 class DataLocationError(ValueError):
-    """A data path cannot be resolved (a Hub dataset that cannot be fetched); the message says why."""
+    """A data path cannot be resolved (a Hub dataset that cannot be fetched); the message says why.
+
+    Attributes:
+        key: the DataArgs field the path came from, once known.
+    """
+
+    key = ""
 
 
 def data_root(configured: str | None = None) -> Path:
@@ -53,6 +63,29 @@ def resolve_data_path(value: str, root: Path) -> str:
     if path.is_absolute() or path.exists():
         return str(path)
     return str(root / path)
+
+
+def resolve_data_files(data, root: Path):
+    """``data`` (a task's DataArgs) with each of its :data:`DATA_FILE_KEYS` paths resolved.
+
+    Paths found under the data root become absolute, so that a saved config reads back the
+    same; a path given absolute or found relative to the working folder stays as written.
+    """
+    def resolved(value: str) -> str:
+        local = resolve_data_path(value, root)
+        return local if local == value or Path(local).is_absolute() else str(Path(local).resolve())
+
+    for key in DATA_FILE_KEYS:
+        value = getattr(data, key, None)
+        try:
+            if isinstance(value, str) and value:
+                setattr(data, key, resolved(value))
+            elif isinstance(value, list):
+                setattr(data, key, [resolved(v) if isinstance(v, str) and v else v for v in value])
+        except DataLocationError as error:
+            error.key = key
+            raise
+    return data
 
 
 def fetch_hub_file(url: str) -> Path:
