@@ -4,6 +4,7 @@ A crash, a full disk or ``kill -9`` mid-write never leaves a half-written file u
 the real name; the previous version stays until the new one is complete.
 """
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -51,3 +52,14 @@ def write_bytes(path, data: bytes) -> None:
 def write_text(path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     write_bytes(path, text.encode("utf-8"))
+
+
+def read_json_object(path, error: type[Exception], what: str = "a JSON object") -> dict:
+    """The JSON object in ``path``; ``error`` naming the file when it is not valid JSON or not an object."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as problem:
+        raise error(f"{path}: not valid JSON ({problem})") from None
+    if not isinstance(value, dict):
+        raise error(f"{path}: expected {what}")
+    return value

@@ -93,19 +93,13 @@ DECODING_DEFAULT_KEYS = ("beam_size", "length_penalty", "length_penalty_kind", "
 
 def read_decoding_defaults(folder: Path | None) -> dict:
     """The decoding settings a model folder recommends (``generation_config.json``), checked; {} if none."""
-    import json
-
     from mlxseq.checkpoint import ModelFolderError
+    from mlxseq.files import read_json_object
 
     path = None if folder is None else Path(folder) / DECODING_FILE
     if path is None or not path.is_file():
         return {}
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ModelFolderError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(values, dict):
-        raise ModelFolderError(f"{path}: expected a JSON object of decoding settings")
+    values = read_json_object(path, ModelFolderError, "a JSON object of decoding settings")
     unknown = sorted(set(values) - set(DECODING_DEFAULT_KEYS))
     if unknown:
         raise ModelFolderError(f"{path}: unknown key {unknown[0]!r}; known: {', '.join(DECODING_DEFAULT_KEYS)}")

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any, Callable
 
+from mlxseq.training.progress import TOKENS, LossUnits
+
 TASKS = {
     "translation": "mlxseq.tasks.translation",
     "lm": "mlxseq.tasks.language_model",
@@ -51,3 +53,4 @@ class TaskParts:
     validate: Callable | None  # validate(model) -> metrics
     save_model: Callable  # save_model(folder, model, summary): a complete model folder
     description: str = ""  # a few lines on the data and model, for the log
+    units: LossUnits = TOKENS  # what the loss counts: tokens, examples, values (logs, bar, curves)

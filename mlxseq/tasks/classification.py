@@ -50,6 +50,7 @@ from mlxseq.losses import label_smoothed_cross_entropy, smoothed_nll
 from mlxseq.models import model_module
 from mlxseq.tasks.config_paths import from_config_key
 from mlxseq.tasks import TaskParts
+from mlxseq.training.progress import LossUnits
 from mlxseq.tasks.batches import SamplerBatches
 from mlxseq.tasks.model_card import card_heading, scores_table, training_section
 from mlxseq.tasks.run_tokenizer import tokenizer_for_run
@@ -465,4 +466,8 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
     ])
     loss = make_loss(training.label_smoothing, args.adversarial, args.adversarial_per_token,
                      data.teacher_weight if data.teachers else None, spans=bool(table))
-    return TaskParts(model, batches, loss, validate, save_model, description)
+    item = "span" if table else "example"
+    units = LossUnits(item, perplexity=False,
+                      loss_label=f"{'binary ' if multi else ''}cross-entropy per {item}",
+                      training_note="adversarial" if args.adversarial > 0 else "")
+    return TaskParts(model, batches, loss, validate, save_model, description, units)

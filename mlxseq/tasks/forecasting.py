@@ -28,6 +28,7 @@ from mlxseq.forecasting import SeriesSettings, TimeSeriesForecaster, window_star
 from mlxseq.models import model_module
 from mlxseq.tasks.config_paths import from_config_key
 from mlxseq.tasks import TaskParts
+from mlxseq.training.progress import LossUnits
 from mlxseq.tasks.batches import SamplerBatches
 from mlxseq.tasks.model_card import card_heading, scores_table, training_section
 
@@ -150,4 +151,5 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
         f"model: {config.model.model_type}, {facts['parameters']:,} parameters, loss {data.loss}",
         f"batches: {len(sampler)} per epoch of {training.max_batch_size} windows",
     ])
-    return TaskParts(model, WindowBatches(values, starts, L, H, sampler), loss, validate, save_model, description)
+    units = LossUnits("value", perplexity=False, loss_label=f"{data.loss.upper()} per predicted value")
+    return TaskParts(model, WindowBatches(values, starts, L, H, sampler), loss, validate, save_model, description, units)

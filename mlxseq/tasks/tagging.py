@@ -31,6 +31,7 @@ from mlxseq.models import model_module
 from mlxseq.tagging import CHARS_NAME, SequenceTagger, WordEncoder, _read_vocabularies
 from mlxseq.tasks.config_paths import from_config_key
 from mlxseq.tasks import TaskParts
+from mlxseq.training.progress import LossUnits
 from mlxseq.tasks.batches import SamplerBatches
 from mlxseq.tasks.model_card import card_heading, scores_table, training_section
 from mlxseq.tasks.run_tokenizer import tokenizer_for_run
@@ -209,4 +210,6 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
         f"batches: {len(sampler)} per epoch in {len(sampler.shapes())} shapes, at most {training.batch_tokens} words",
     ])
     batches = SentenceBatches(encoder, word_ids, char_ids, tag_ids, sampler, data.bucket_multiple)
-    return TaskParts(model, batches, make_loss(training.label_smoothing), validate, save_model, description)
+    units = LossUnits("word", perplexity=False, loss_label="negative log-likelihood per word" if args.crf
+                      else "cross-entropy per word")
+    return TaskParts(model, batches, make_loss(training.label_smoothing), validate, save_model, description, units)

@@ -101,5 +101,5 @@ def train_from_config(
         return train(
             parts.model, parts.batches, parts.loss, config.training, Path(config.output_dir),
             validate=parts.validate, save_model=parts.save_model, resume=resuming,
-            progress=False if quiet else progress, log=log, on_step=on_step, world=world,
+            progress=False if quiet else progress, log=log, on_step=on_step, world=world, units=parts.units,
         )

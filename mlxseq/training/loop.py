@@ -45,7 +45,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from mlxseq.training.args import TrainingArgs
 from mlxseq.training.distributed import World
-from mlxseq.training.progress import Log, Progress, perplexity, stderr_log
+from mlxseq.training.progress import TOKENS, Log, LossUnits, Progress, perplexity, stderr_log
 from mlxseq.training.resume import ResumeError, load_rank_arrays, set_leaves
 from mlxseq.training.run_folder import RunFolder
 from mlxseq.training.schedule import Plateau, Tracker, learning_rate_schedule
@@ -128,6 +128,7 @@ def train(
     log: Log | None = stderr_log,
     on_step: Callable[[int, float], None] | None = None,
     world: World | None = None,
+    units: LossUnits = TOKENS,
 ) -> TrainingResult:
     """Train ``model`` until ``args`` says stop; checkpoints and metrics go to ``output_dir``.
 
@@ -148,6 +149,7 @@ def train(
         world: this process's rank among data-parallel processes
             (:func:`mlxseq.training.distributed.init_world`); None trains alone. Every rank
             passes the same model, batches and arguments; rank 0's ``output_dir`` is the run.
+        units: what the loss counts (tokens, examples, values), for the log, the bar and the curves.
     """
     world = world or World()
     if len(batches) == 0:
@@ -161,6 +163,7 @@ def train(
         optimizer.init(model.trainable_parameters())
         model.train()
         loop = _Loop(model, batches, loss_fn, args, run, optimizer, validate, save_model, log, on_step, world)
+        loop.units = units
         loop.check_ranks_agree()
         if world.broadcast_json(resolve_resume(run, resume) if world.primary else None):
             loop.restore()
@@ -200,13 +203,15 @@ class _Window:
     def tokens_per_s(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
-    def record(self, step: int, epoch: int, lr: float, elapsed: float) -> dict:
+    def record(self, step: int, epoch: int, lr: float, elapsed: float, units: LossUnits = TOKENS) -> dict:
+        """The window as a metrics.jsonl record; ``units``: what the loss counts (ppl only where it means something)."""
         loss = self.loss_sum / max(self.tokens, 1.0)
-        return {
-            "kind": "train", "step": step, "epoch": epoch, "loss": loss, "ppl": perplexity(loss),
-            "tokens_per_s": self.tokens_per_s(), "lr": lr, "grad_norm": self.norm_sum / max(self.steps, 1),
-            "elapsed": round(elapsed, 3),
-        }
+        record = {"kind": "train", "step": step, "epoch": epoch, "loss": loss}
+        if units.perplexity:
+            record["ppl"] = perplexity(loss)
+        record.update({units.rate_key: self.tokens_per_s(), "lr": lr, "grad_norm": self.norm_sum / max(self.steps, 1),
+                       "elapsed": round(elapsed, 3)})
+        return record
 
 
 @contextmanager
@@ -231,6 +236,8 @@ def _interrupt_flag():
 
 class _Loop:
     """The mutable state of one ``train`` call; see the module docstring for the order of things."""
+
+    units: LossUnits = TOKENS
 
     def __init__(self, model, batches, loss_fn, args, run, optimizer, validate, save_model, log, on_step, world):
         self.model, self.batches, self.args, self.folder, self.optimizer = model, batches, args, run, optimizer
@@ -342,7 +349,7 @@ class _Loop:
     def run(self, progress: bool | None) -> TrainingResult:
         self.t0 = time.perf_counter()
         stopped = None
-        with Progress(self.total, self.step, progress, self.log) as self.progress, _interrupt_flag() as interrupted:
+        with Progress(self.total, self.step, progress, self.log, self.units) as self.progress, _interrupt_flag() as interrupted:
             try:
                 while stopped is None:
                     stopped = self.limit_reached()
@@ -413,7 +420,7 @@ class _Loop:
     def log_window(self) -> None:
         if self.window.steps == 0:
             return
-        record = self.window.record(self.step, self.batches.epoch, self.lr, self.elapsed())
+        record = self.window.record(self.step, self.batches.epoch, self.lr, self.elapsed(), self.units)
         with self.writing("metrics.jsonl"):
             self.folder.append_metrics(record)
         self.records.append(record)
@@ -431,7 +438,7 @@ class _Loop:
             self.write_model("best")
         if self.validate is not None:
             with self.writing("curves.png"):
-                self.folder.write_curves(self.records, title=str(self.folder.path.name))
+                self.folder.write_curves(self.records, title=str(self.folder.path.name), units=self.units)
         self.save()
 
     def run_validation(self) -> bool:

@@ -10,9 +10,28 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import dataclass
 from typing import Callable
 
 Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class LossUnits:
+    """What a task's training loss is averaged over, so that logs, the bar and the curves say it honestly."""
+
+    item: str = "token"  # one counted unit of the loss: token, example, value, span
+    perplexity: bool = True  # exp(loss) means something: a per-token cross-entropy of a language model
+    loss_label: str = "nats per token"  # the loss axis of curves.png
+    training_note: str = ""  # how the training loss differs from the validation loss (e.g. "adversarial")
+
+    @property
+    def rate_key(self) -> str:
+        """The metrics.jsonl field of the training speed: tokens_per_s, examples_per_s, ..."""
+        return f"{self.item}s_per_s"
+
+
+TOKENS = LossUnits()
 
 
 def stderr_log(text: str) -> None:
@@ -29,8 +48,9 @@ class Progress:
         log: where messages and (without a bar) window summaries go; ``None`` is silent.
     """
 
-    def __init__(self, total: int, start: int, enabled: bool | None = None, log: Log | None = stderr_log):
-        self.total, self.start, self.log = total, start, log
+    def __init__(self, total: int, start: int, enabled: bool | None = None, log: Log | None = stderr_log,
+                 units: LossUnits = TOKENS):
+        self.total, self.start, self.log, self.units = total, start, log, units
         self.enabled = (sys.stderr.isatty() if enabled is None else enabled) and log is not None
         self._bar = self._task = None
 
@@ -40,7 +60,9 @@ class Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
             from rich.progress import Progress as RichProgress
 
-            fields = "loss {task.fields[loss]:.3f}  ppl {task.fields[ppl]:.1f}  {task.fields[tps]:,.0f} tok/s  lr {task.fields[lr]:.2e}"
+            ppl = "  ppl {task.fields[ppl]:.1f}" if self.units.perplexity else ""
+            fields = ("loss {task.fields[loss]:.3f}" + ppl + "  {task.fields[tps]:,.0f} "
+                      + f"{self.units.item}s/s" + "  lr {task.fields[lr]:.2e}")
             self._bar = RichProgress(
                 TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn(fields),
                 TextColumn("eta"), TimeRemainingColumn(), console=Console(stderr=True),
@@ -66,9 +88,10 @@ class Progress:
     def window(self, record: dict) -> None:
         """After each logged window: a line when there is no bar."""
         if self._bar is None and self.log is not None:
+            ppl = f"ppl {record['ppl']:.2f}  " if self.units.perplexity else ""
             self.log(
                 f"step {record['step']}/{self.total}  epoch {record['epoch']}  loss {record['loss']:.4f}  "
-                f"ppl {record['ppl']:.2f}  {record['tokens_per_s']:,.0f} tok/s  lr {record['lr']:.3e}"
+                f"{ppl}{record[self.units.rate_key]:,.0f} {self.units.item}s/s  lr {record['lr']:.3e}"
             )
 
     def message(self, text: str) -> None:

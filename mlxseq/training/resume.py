@@ -33,7 +33,7 @@ from mlx.utils import tree_flatten
 
 from mlxseq._version import __version__
 from mlxseq.checkpoint import ModelFolderError, load_weights
-from mlxseq.files import atomic_write, write_text
+from mlxseq.files import atomic_write, read_json_object, write_text
 
 FORMAT_VERSION = 1
 STATE_FILE = "state.json"
@@ -92,12 +92,7 @@ def read_state(folder) -> dict:
     path = Path(folder) / STATE_FILE
     if not path.is_file():
         raise ResumeError(f"{path}: no resume checkpoint (nothing to resume)")
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ResumeError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(state, dict):
-        raise ResumeError(f"{path}: expected a JSON object")
+    state = read_json_object(path, ResumeError)
     version = state.get("format_version")
     if version != FORMAT_VERSION:
         raise ResumeError(f"{path}: format_version {version!r} is not supported (expected {FORMAT_VERSION})")

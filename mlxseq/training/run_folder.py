@@ -38,6 +38,7 @@ import mlx.optimizers as optim
 from mlxseq.files import write_text
 from mlxseq.training import resume
 from mlxseq.training.curves import plot_curves
+from mlxseq.training.progress import TOKENS, LossUnits
 
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
@@ -201,8 +202,8 @@ class RunFolder:
             write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in records))
         return records
 
-    def write_curves(self, records: list[dict], title: str = "") -> bool:
-        return self.primary and plot_curves(records, self.curves_path, title)
+    def write_curves(self, records: list[dict], title: str = "", units: LossUnits = TOKENS) -> bool:
+        return self.primary and plot_curves(records, self.curves_path, title, units)
 
     def write_text(self, name: str, text: str) -> None:
         if self.primary:

@@ -74,6 +74,10 @@ def test_a_tiny_classifier_learns_whether_a_word_occurs(tmp_path):
     config = json.loads((best / "config.json").read_text())
     assert config["model_type"] == "classifier" and config["num_classes"] == 2 and config["vocab_size"] == 4 + 10  # specials, a-h, x, y
     assert "| accuracy |" in (best / "README.md").read_text()
+    # A classifier's loss is per example: no perplexity, examples per second.
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["kind"] == "train"]
+    assert train and all("ppl" not in r and "tokens_per_s" not in r and r["examples_per_s"] > 0 for r in train)
 
 
 def test_a_tiny_multi_label_classifier_learns_which_words_occur(tmp_path):

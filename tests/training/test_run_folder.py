@@ -147,3 +147,25 @@ def test_recover_removes_atomic_writes_cut_short(tmp_path):
     (tmp_path / "curves.png").write_bytes(b"kept")
     run.recover()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png"]
+
+
+def test_curves_and_log_lines_say_what_the_loss_counts(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    from mlxseq.training.curves import plot_curves
+    from mlxseq.training.progress import LossUnits, Progress
+
+    units = LossUnits("example", perplexity=False, loss_label="cross-entropy per example", training_note="adversarial")
+    labels = []
+    monkeypatch.setattr(Axes, "set_ylabel", lambda self, text, *a, **k: labels.append(text))
+    legends = []
+    monkeypatch.setattr(Axes, "legend", lambda self, *a, **k: legends.append([l.get_label() for l in self.lines]))
+    records = [{"kind": "train", "step": 10, "loss": 0.5, "examples_per_s": 100.0},
+               {"kind": "validation", "step": 10, "loss": 0.4, "accuracy": 80.0}]
+    assert plot_curves(records, tmp_path / "curves.png", units=units)
+    assert labels == ["loss (cross-entropy per example)", "validation metric"]
+    assert legends[0] == ["training loss (adversarial)", "validation loss"] and legends[1] == ["accuracy"]
+    lines = []
+    with Progress(100, 0, enabled=False, log=lines.append, units=units) as progress:
+        progress.window({"step": 10, "epoch": 0, "loss": 0.5, "examples_per_s": 100.0, "lr": 0.001})
+    assert lines == ["step 10/100  epoch 0  loss 0.5000  100 examples/s  lr 1.000e-03"]
