@@ -151,7 +151,8 @@ def translate(
     max_length_offset: int = typer.Option(None, help="Tokens added to the --max-length-ratio limit. Default: the model's, else 10."),
     n_best: int = typer.Option(1, help="Translations per input, with scores (tab-separated)."),
     batch_size: int = typer.Option(32, help="Sentences per batch."),
-    attention: str = typer.Option(None, help="Save the attention heatmap of the first sentence to this PNG."),
+    attention: str = typer.Option(
+        None, help="Save each sentence's attention heatmap to this PNG (several sentences: NAME-1.png, NAME-2.png, ...)."),
     search: str = typer.Option(
         None, help="mlxseq, or opennmt: OpenNMT-py's beam search and scoring, nothing banned. Default: the model's, else mlxseq."),
     max_length: int = typer.Option(
@@ -210,20 +211,20 @@ def translate(
         for line in lines:
             typer.echo(line)
     if attention and sentences:
-        from mlxseq.plots import save_attention_heatmap
+        from mlxseq.plots import attention_paths, save_attention_heatmap
 
-        best = found[0][0]
-        source = translator.tokenizers.source
-        target = translator.tokenizers.target
-        weights = translator.attention(sentences[0], best)
-        src_tokens = [source.decode([i]) or "·" for i in source.encode(sentences[0])]
-        tgt_tokens = [target.decode([i]) or "·" for i in best.tokens] + ["</s>"]
-        try:
-            save_attention_heatmap(attention, weights, src_tokens, tgt_tokens)
-        except OSError as error:
-            typer.echo(f"error: cannot write {attention}: {error.strerror or error}", err=True)
-            raise typer.Exit(1)
-        typer.echo(f"attention heatmap: {attention}", err=True)
+        source, target = translator.tokenizers.source, translator.tokenizers.target
+        for path, sentence, hyps in zip(attention_paths(attention, len(sentences)), sentences, found):
+            best = hyps[0]
+            weights = translator.attention(sentence, best)
+            src_tokens = [source.decode([i]) or "·" for i in source.encode(sentence)]
+            tgt_tokens = [target.decode([i]) or "·" for i in best.tokens] + ["</s>"]
+            try:
+                save_attention_heatmap(path, weights, src_tokens, tgt_tokens)
+            except OSError as error:
+                typer.echo(f"error: cannot write {path}: {error.strerror or error}", err=True)
+                raise typer.Exit(1)
+            typer.echo(f"attention heatmap: {path}", err=True)
 
 
 def _check_writable_file(path: str) -> None:

@@ -118,7 +118,11 @@ def test_cli_translate_arguments_file_stdin_and_attention(folder, tmp_path):
                                  "--attention", str(tmp_path / "att.png")])
     assert result.exit_code == 0, result.output
     assert out.read_text() == "FIVE FOUR\nTWO SIX\n"
-    assert (tmp_path / "att.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("att-1.png", "att-2.png"):  # one heatmap per sentence
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "att.png").exists()
+    result = runner.invoke(app, ["translate", "--model", str(folder), "eins zwei", "--attention", str(tmp_path / "one.png")])
+    assert result.exit_code == 0 and (tmp_path / "one.png").is_file()
 
     result = runner.invoke(app, ["translate", "--model", str(folder), "--n-best", "2"], input="sieben acht\n")
     assert result.exit_code == 0, result.output
@@ -272,3 +276,18 @@ def test_progress_is_reported_batch_by_batch_and_adds_up_to_every_text(folder):
     found = translator.translate(texts, TranslationOptions(beam_size=1, batch_size=4), on_progress=reported.append)
     assert sum(reported) == len(texts) == len(found) and reported[0] == 5  # the five empty texts first
     assert max(reported[1:]) <= 4
+
+
+def test_attention_rows_are_the_output_tokens_in_order(folder):
+    # The toy model reverses its input: output token i translates source word S-1-i, so the
+    # attention row of each output token (the step that predicts it) peaks on that word.
+    translator = Translator.load(folder)
+    for sentence in ["eins zwei drei", "vier fünf sechs sieben acht", "zwei acht"]:
+        (found,) = translator.translate([sentence], TranslationOptions(beam_size=1))[0:1]
+        best = found[0]
+        assert best.text == expected(sentence)
+        weights = translator.attention(sentence, best)
+        words = len(sentence.split())
+        assert weights.shape == (len(best.tokens) + 1, words)  # one row per output token, then </s>
+        assert np.allclose(weights.sum(axis=1), 1.0, atol=1e-5)
+        assert [int(np.argmax(row)) for row in weights[:-1]] == list(range(words - 1, -1, -1)), weights.round(2)
