@@ -157,7 +157,7 @@ def test_the_example_shakespeare_config_loads():
 
 def test_a_missing_text_file_names_its_config_key(tmp_path):
     path = write_config(tmp_path, data={"train": [str(tmp_path / "train.txt"), str(tmp_path / "more.txt")]})
-    with pytest.raises(mlxseq.data.MissingFileError, match=r"more.txt: no such file \(from data.train; relative paths"):
+    with pytest.raises(mlxseq.data.MissingFileError, match=r"more.txt: no such file \(from data.train; relative data paths"):
         train_from_config(path, quiet=True)
 
 
