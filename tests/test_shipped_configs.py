@@ -30,7 +30,7 @@ def test_a_shipped_config_loads_and_its_data_files_exist(path, monkeypatch, tmp_
     assert all(f.startswith(str(tmp_path / "corpora")) for f in files), files
     shared = REPO.parent / "shared" / "data"
     if not shared.is_dir():
-        pytest.skip(f"the corpora are not in {shared} (see the README's Data section)")
+        pytest.skip(f"the corpora are not in {shared} (see docs/data.md)")
     monkeypatch.setenv("MLXSEQ_DATA", str(shared))
     config = load_config(path)
     files = [value for key, value in vars(config.data).items() if key in ("train", "valid", "path") or key.startswith(("train_", "valid_"))]
