@@ -145,15 +145,19 @@ def convert_checkpoint(
     """
     if format not in FORMATS:
         raise ConversionError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
-    if str(source).lower().endswith(".onnx"):
-        from mlxseq.convert.onnx_rnn import read_onnx_recurrent
+    suffix = str(source).lower().rpartition(".")[2]
+    if suffix in ("onnx", "keras"):
+        if suffix == "onnx":
+            from mlxseq.convert.onnx_rnn import read_onnx_recurrent as read_recurrent
+        else:
+            from mlxseq.convert.keras_rnn import read_keras_recurrent as read_recurrent
 
-        state, activations = read_onnx_recurrent(source)
+        state, activations = read_recurrent(source)
         prefixes = find_torch_rnn_prefixes(state)
         chosen = prefix if prefix is not None else (prefixes[0] if len(prefixes) == 1 else None)
         if chosen in activations and activations[chosen] == "relu":
             nonlinearity = "relu"  # the node says so; its weights could not
-        return _convert_torch_rnn(state, source, out_dir, "onnx", prefix, nonlinearity)
+        return _convert_torch_rnn(state, source, out_dir, suffix, prefix, nonlinearity)
     allow = tuple(allow) + OPENNMT_GLOBALS + MODULE_PATTERNS  # inert records either way
     loaded = load_accepting_module_classes(source, allow)
     if format in ("auto", "opennmt") and is_opennmt_checkpoint(loaded):

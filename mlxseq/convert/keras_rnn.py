@@ -1,0 +1,156 @@
+"""Keras 3 ``.keras`` files' LSTM, GRU, SimpleRNN and Bidirectional layers as PyTorch-named weights.
+
+A ``.keras`` file is a zip of ``config.json`` (the layers and their settings) and
+``model.weights.h5`` (read with ``h5py``: ``pip install "mlxseq[keras]"``), whose groups are
+named after each layer's class in order (``layers/lstm``, ``layers/lstm_1``, ...,
+``layers/bidirectional/forward_layer``). Keras stores ``kernel`` ``(D, gates * H)`` and
+``recurrent_kernel`` ``(H, gates * H)``, transposed against PyTorch, with gate orders LSTM
+``i, f, c, o`` (PyTorch's) and GRU ``z, r, h`` (PyTorch: ``r, z, n``); an LSTM's or
+SimpleRNN's one bias becomes ``bias_ih`` with a zero ``bias_hh``, a GRU's two
+(``reset_after=True``) are PyTorch's two. :func:`read_keras_recurrent` gives a flat state dict
+``{"<layer name>.weight_ih_l0": ...}`` for the torch-rnn conversion.
+
+Refused by name: a GRU with ``reset_after=False`` (Cho et al.'s original), activations other
+than tanh/sigmoid (a SimpleRNN's relu is read as ``nonlinearity: relu``), ``go_backwards``,
+and Bidirectional merge modes other than ``concat``. Nothing in the file is executed: the
+config is JSON, the weights are arrays.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CheckpointError
+from .torch_checkpoint import _member_size
+
+_GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}
+_TORCH_ORDER = {"LSTM": (0, 1, 2, 3), "GRU": (1, 0, 2), "SimpleRNN": (0,)}
+_MAX_CONFIG_BYTES = 64 << 20
+
+
+def read_keras_recurrent(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """``(state dict, nonlinearity by prefix)`` of every recurrent layer of a ``.keras`` model."""
+    try:
+        import h5py
+    except ImportError:
+        raise CheckpointError('reading Keras files needs h5py: pip install "mlxseq[keras]"') from None
+    path = Path(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as error:
+        raise CheckpointError(f"not a .keras archive ({error})", str(path)) from None
+    with archive:
+        infos = {info.filename: info for info in archive.infolist()}
+        for name in ("config.json", "model.weights.h5"):
+            if name not in infos:
+                raise CheckpointError(f"not a Keras 3 model: {name} is missing", str(path))
+        if _member_size(infos["config.json"]) > _MAX_CONFIG_BYTES:
+            raise CheckpointError("config.json is too large for a model description", str(path))
+        _member_size(infos["model.weights.h5"])
+        try:
+            config = json.loads(archive.read("config.json"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise CheckpointError(f"config.json is not valid JSON ({error})", str(path)) from None
+        weights = io.BytesIO(archive.read("model.weights.h5"))
+    try:
+        with h5py.File(weights, "r") as h5:
+            return _layers(config, h5, str(path))
+    except OSError as error:
+        raise CheckpointError(f"model.weights.h5 is not readable HDF5 ({error})", str(path)) from None
+
+
+def _layers(config: dict, h5, path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    layers = (config.get("config") or {}).get("layers") if isinstance(config, dict) else None
+    if not isinstance(layers, list):
+        raise CheckpointError("config.json lists no layers (only Sequential and Functional models are read)", path)
+    seen: dict[str, int] = {}
+    state, nonlinearity = {}, {}
+    for layer in layers:
+        kind, settings = layer.get("class_name"), layer.get("config") or {}
+        group = _snake_case(kind)
+        count = seen.get(group, 0)
+        seen[group] = count + 1
+        group = f"layers/{group}" + (f"_{count}" if count else "")
+        if kind not in _GATES and kind != "Bidirectional":
+            continue
+        name = re.sub(r"[^\w]", "_", str(settings.get("name") or group))
+        try:
+            if kind == "Bidirectional":
+                if settings.get("merge_mode", "concat") != "concat":
+                    raise CheckpointError(f"merge_mode {settings.get('merge_mode')!r} is not supported (only concat)")
+                inner = settings.get("layer") or {}
+                weights, activation = _recurrent(inner.get("class_name"), inner.get("config") or {},
+                                                 h5, f"{group}/forward_layer", "")
+                backward, _ = _recurrent(inner.get("class_name"), inner.get("config") or {},
+                                         h5, f"{group}/backward_layer", "_reverse", reversed_ok=True)
+                weights.update(backward)
+            else:
+                weights, activation = _recurrent(kind, settings, h5, group, "")
+        except CheckpointError as error:
+            raise CheckpointError(f"layer {settings.get('name')!r} ({kind}): {error.message}", path) from None
+        state.update({f"{name}.{key}": value for key, value in weights.items()})
+        nonlinearity[f"{name}."] = activation
+    if not state:
+        kinds = sorted({str(layer.get("class_name")) for layer in layers})
+        raise CheckpointError(f"no LSTM, GRU, SimpleRNN or Bidirectional layer (layers: {', '.join(kinds)})", path)
+    return state, nonlinearity
+
+
+def _recurrent(kind, settings: dict, h5, group: str, suffix: str, reversed_ok: bool = False):
+    if kind not in _GATES:
+        raise CheckpointError(f"{kind} is not a recurrent layer mlxseq reads")
+    if settings.get("go_backwards") and not reversed_ok:
+        raise CheckpointError("go_backwards=True alone has no mlxseq layer (use Bidirectional)")
+    if kind == "GRU" and not settings.get("reset_after", True):
+        raise CheckpointError("reset_after=False (the reset gate before the recurrent matmul, Cho et al. 2014) "
+                              "is not supported; PyTorch's GRU is reset_after=True")
+    activation = settings.get("activation", "tanh")
+    nonlinearity = "tanh"
+    if kind == "SimpleRNN" and activation == "relu":
+        nonlinearity = "relu"
+    elif activation != "tanh":
+        raise CheckpointError(f"activation {activation!r} is not supported (tanh)")
+    if kind != "SimpleRNN" and settings.get("recurrent_activation", "sigmoid") != "sigmoid":
+        raise CheckpointError(f"recurrent_activation {settings.get('recurrent_activation')!r} is not supported (sigmoid)")
+    variables = h5.get(f"{group}/cell/vars")
+    if variables is None:
+        raise CheckpointError(f"no weights at {group}/cell/vars in model.weights.h5")
+    arrays = [np.asarray(variables[str(i)], dtype=np.float32) for i in range(len(variables))]
+    if len(arrays) not in (2, 3):
+        raise CheckpointError(f"expected kernel, recurrent kernel and bias, found {len(arrays)} arrays")
+    kernel, recurrent = arrays[0], arrays[1]
+    gates, order = _GATES[kind], _TORCH_ORDER[kind]
+    hidden = recurrent.shape[0] if recurrent.ndim == 2 else -1
+    if kernel.ndim != 2 or recurrent.shape != (hidden, gates * hidden) or kernel.shape[1] != gates * hidden:
+        raise CheckpointError(f"kernel {kernel.shape} and recurrent kernel {recurrent.shape} do not fit a {kind}")
+
+    def torch_rows(matrix: np.ndarray) -> np.ndarray:  # (gates * H, ...) in PyTorch's gate order
+        blocks = matrix.reshape((gates, hidden) + matrix.shape[1:])
+        return np.ascontiguousarray(np.concatenate([blocks[i] for i in order], axis=0))
+
+    weights = {f"weight_ih_l0{suffix}": torch_rows(kernel.T), f"weight_hh_l0{suffix}": torch_rows(recurrent.T)}
+    if len(arrays) == 3:
+        bias = arrays[2]
+        if kind == "GRU":
+            if bias.shape != (2, gates * hidden):
+                raise CheckpointError(f"GRU bias {bias.shape}: expected (2, {gates * hidden}) (reset_after=True)")
+            input_bias, recurrent_bias = bias[0], bias[1]
+        else:
+            input_bias, recurrent_bias = bias, np.zeros_like(bias)
+        weights[f"bias_ih_l0{suffix}"] = torch_rows(input_bias)
+        weights[f"bias_hh_l0{suffix}"] = torch_rows(recurrent_bias)
+    return weights, nonlinearity
+
+
+def _snake_case(name) -> str:
+    """Keras's group name of a class: ``SimpleRNN`` -> ``simple_rnn``, ``LSTM`` -> ``lstm``."""
+    name = re.sub(r"\W+", "", str(name))
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()

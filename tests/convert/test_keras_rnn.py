@@ -1,0 +1,81 @@
+"""Keras 3 models saved by Keras itself (.keras): each recurrent layer converted and compared with Keras."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import mlxseq
+from mlxseq.cli import app
+
+pytest.importorskip("h5py", reason='Keras import is an optional extra: pip install "mlxseq[keras]"')
+if importlib.util.find_spec("keras") is None:  # not imported here: Keras picks its backend at import
+    pytest.skip("Keras makes the files and the reference outputs: pip install keras", allow_module_level=True)
+
+# Keras runs in its own process (its backend is chosen at import: torch, the one installed).
+MAKE = """
+import sys
+import numpy as np
+import keras
+
+folder = sys.argv[1]
+keras.utils.set_random_seed(0)
+inputs = keras.Input((6, 3))
+layers = {
+    "bi": keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True), name="bi"),
+    "gru": keras.layers.GRU(4, return_sequences=True, name="gru"),
+    "srnn": keras.layers.SimpleRNN(5, return_sequences=True, activation="relu", name="srnn"),
+    "plain": keras.layers.LSTM(3, return_sequences=True, use_bias=False, name="plain"),
+}
+x = inputs
+outputs = {}
+for name, layer in layers.items():
+    x = layer(x)
+    outputs[name] = x
+model = keras.Model(inputs, x)
+model.save(f"{folder}/model.keras")
+data = np.random.default_rng(1).standard_normal((2, 6, 3)).astype("float32")
+results = {"x": data}
+seen = data
+for name in layers:  # each layer's own output on its own input
+    results[f"{name}_in"] = seen
+    seen = keras.ops.convert_to_numpy(keras.Model(inputs, outputs[name])(data))
+    results[name] = seen
+np.savez(f"{folder}/reference.npz", **results)
+keras.Model(inputs, keras.layers.GRU(4, reset_after=False, name="cho")(inputs)).save(f"{folder}/cho.keras")
+"""
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("keras")
+    env = dict(os.environ, KERAS_BACKEND="torch")
+    done = subprocess.run([sys.executable, "-c", MAKE, str(folder)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return folder, dict(np.load(folder / "reference.npz"))
+
+
+@pytest.mark.parametrize("name", ["bi", "gru", "srnn", "plain"])
+def test_each_keras_layer_converts_to_keras_outputs(saved, tmp_path, name):
+    folder, reference = saved
+    result = CliRunner().invoke(app, ["convert", str(folder / "model.keras"), str(tmp_path / name), "--prefix", f"{name}."])
+    assert result.exit_code == 0, result.output
+    model = mlxseq.load(tmp_path / name)
+    got = model(mx.array(reference[f"{name}_in"]))[0]
+    np.testing.assert_allclose(np.array(got), reference[name], atol=1e-5)
+
+
+def test_the_original_gru_is_refused_by_name(saved, tmp_path):
+    folder, _ = saved
+    result = CliRunner().invoke(app, ["convert", str(folder / "cho.keras"), str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "layer 'cho' (GRU): reset_after=False (the reset gate before the recurrent matmul" in result.output
+    assert len(result.output.strip().splitlines()) == 1
