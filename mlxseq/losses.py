@@ -35,3 +35,82 @@ def smoothed_nll(logits: mx.array, targets: mx.array, smoothing: float = 0.0) ->
     if smoothing > 0:
         nll = (1.0 - smoothing) * nll - smoothing * log_probs.mean(axis=-1)
     return nll
+
+
+# --- CTC ------------------------------------------------------------------------------
+# Connectionist temporal classification (Graves et al. 2006), as torch.nn.CTCLoss computes it.
+# Over the extended label sequence l' = (blank, l_1, blank, l_2, ..., l_S, blank) of length 2S+1:
+#   alpha_0(0) = y_0(blank), alpha_0(1) = y_0(l_1)
+#   alpha_t(s) = logsumexp(alpha_{t-1}(s), alpha_{t-1}(s-1), alpha_{t-1}(s-2) if l'_s != blank and
+#                l'_s != l'_{s-2}) + y_t(l'_s)
+#   loss = -logsumexp(alpha_{T-1}(2S), alpha_{T-1}(2S-1))
+# in log space, batched: steps past a sequence's input length keep its alphas.
+
+CTC_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _safe_logsumexp(*terms: mx.array) -> mx.array:
+    """logsumexp over ``terms`` that is -inf, with zero gradients, where every term is -inf."""
+    stacked = mx.stack(terms)
+    peak = mx.stop_gradient(stacked.max(axis=0))
+    shift = mx.where(mx.isinf(peak), 0.0, peak)
+    total = mx.exp(stacked - shift).sum(axis=0)
+    empty = total == 0
+    return mx.where(empty, -mx.inf, shift + mx.log(mx.where(empty, 1.0, total)))
+
+
+def ctc_loss(log_probs: mx.array, targets: mx.array, input_lengths, target_lengths, blank: int = 0,
+             reduction: str = "mean", zero_infinity: bool = False) -> mx.array:
+    """CTC loss with torch.nn.CTCLoss's arguments, semantics and numbers.
+
+    Args:
+        log_probs: ``(T, B, C)`` log-probabilities (log_softmax over C), time-major as in torch.
+        targets: ``(B, S)`` label ids padded past each target's length (blank never among them).
+        input_lengths, target_lengths: ``(B,)`` valid frames and labels of each sequence.
+        blank: the blank class.
+        reduction: ``"mean"`` (each loss divided by its target length, then the batch mean),
+            ``"sum"`` or ``"none"`` (``(B,)``).
+        zero_infinity: impossible alignments (input too short) give 0 and zero gradients
+            instead of inf.
+    """
+    if reduction not in CTC_REDUCTIONS:
+        raise ValueError(f"reduction must be one of {CTC_REDUCTIONS}, got {reduction!r}")
+    if log_probs.ndim != 3:
+        raise ValueError(f"log_probs must be (T, B, C), got shape {tuple(log_probs.shape)}")
+    T, B, C = log_probs.shape
+    targets = mx.array(targets).astype(mx.int32)
+    if targets.ndim != 2 or targets.shape[0] != B:
+        raise ValueError(f"targets must be (B, S) = ({B}, S) padded label ids, got shape {tuple(targets.shape)}")
+    input_lengths = mx.array(input_lengths).astype(mx.int32)
+    target_lengths = mx.array(target_lengths).astype(mx.int32)
+    S = targets.shape[1]
+    L = 2 * S + 1
+    # l' per sequence: (B, L), blanks at even positions.
+    extended = mx.full((B, L), blank, dtype=mx.int32)
+    if S:
+        extended = extended.at[:, 1::2].add(targets - blank)
+    previous_two = mx.concatenate([mx.full((B, 2), -1, dtype=mx.int32), extended[:, :-2]], axis=1)
+    skip_allowed = (extended != blank) & (extended != previous_two)  # (B, L)
+    positions = mx.arange(L)[None, :]
+    valid = positions < (2 * target_lengths[:, None] + 1)  # (B, L): inside each extended sequence
+    emissions = mx.take_along_axis(log_probs, mx.broadcast_to(extended[None], (T, B, L)), axis=2)  # (T, B, L)
+    neg_inf = mx.full((B, 1), -mx.inf, dtype=log_probs.dtype)
+    alpha = mx.where(positions < 2, emissions[0], -mx.inf)
+    alpha = mx.where(valid, alpha, -mx.inf)
+    for t in range(1, T):
+        stay = alpha
+        step = mx.concatenate([neg_inf, alpha[:, :-1]], axis=1)
+        skip = mx.where(skip_allowed, mx.concatenate([neg_inf, neg_inf, alpha[:, :-2]], axis=1), -mx.inf)
+        advanced = mx.where(valid, _safe_logsumexp(stay, step, skip) + emissions[t], -mx.inf)
+        alpha = mx.where((t < input_lengths)[:, None], advanced, alpha)
+    last = mx.take_along_axis(alpha, (2 * target_lengths)[:, None], axis=1)[:, 0]
+    before_last = mx.take_along_axis(alpha, mx.maximum(2 * target_lengths - 1, 0)[:, None], axis=1)[:, 0]
+    before_last = mx.where(target_lengths > 0, before_last, -mx.inf)
+    losses = -_safe_logsumexp(last, before_last)  # (B,)
+    if zero_infinity:
+        losses = mx.where(mx.isinf(losses), 0.0, losses)
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return losses.sum()
+    return (losses / mx.maximum(target_lengths, 1).astype(losses.dtype)).mean()
