@@ -1,4 +1,8 @@
-"""Speech recognition pieces: decoding CTC frame scores into label sequences.
+"""Speech recognition pieces: the audio front end and decoding CTC frame scores.
+
+- :mod:`mlxseq.speech.features`: WAV reading, resampling, log-mel spectrograms (MLX),
+  per-utterance normalisation, SpecAugment masking.
+- :mod:`mlxseq.speech.ctc_decoding`: greedy and prefix beam search (with an LM hook).
 
 The CTC loss itself is :func:`mlxseq.losses.ctc_loss`.
 """

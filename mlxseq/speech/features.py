@@ -1,0 +1,144 @@
+"""Audio in, features out: WAV reading, resampling, log-mel spectrograms in MLX, SpecAugment.
+
+The spectrogram follows librosa's defaults (``librosa.feature.melspectrogram``): frames
+centred on ``t * hop_length`` with zero padding of ``n_fft // 2`` on both sides, a periodic
+Hann window, the power spectrum ``|rfft|^2``, and Slaney's mel filter bank (the Slaney mel
+scale, each filter normalised to unit area). Then ``log(max(mel, floor))``.
+
+Shapes: ``samples`` ``(N,)``; features ``(frames, n_mels)`` with
+``frames = 1 + N // hop_length``.
+"""
+
+from __future__ import annotations
+
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+
+
+class AudioError(ValueError):
+    """An audio file cannot be read; the message names the file and what is wrong."""
+
+
+def read_wav(path) -> tuple[np.ndarray, int]:
+    """``(samples in [-1, 1] as float32 (N,), sample rate)`` of a PCM WAV file (channels averaged)."""
+    path = Path(path)
+    try:
+        with wave.open(str(path), "rb") as audio:
+            channels, width, rate, count = (audio.getnchannels(), audio.getsampwidth(), audio.getframerate(),
+                                            audio.getnframes())
+            raw = audio.readframes(count)
+    except FileNotFoundError:
+        raise AudioError(f"{path}: no such file") from None
+    except (wave.Error, EOFError) as error:
+        raise AudioError(f"{path}: not a PCM WAV file ({error})") from None
+    if width not in (1, 2, 3, 4):
+        raise AudioError(f"{path}: {8 * width}-bit samples are not supported (8, 16, 24 or 32-bit PCM)")
+    if width == 3:  # 24-bit little-endian: widen to 32 bits
+        bytes3 = np.frombuffer(raw[: len(raw) // 3 * 3], np.uint8).reshape(-1, 3)
+        values = (bytes3[:, 0].astype(np.int32) | bytes3[:, 1].astype(np.int32) << 8
+                  | bytes3[:, 2].astype(np.int32) << 16)
+        values = np.where(values >= 1 << 23, values - (1 << 24), values) / float(1 << 23)
+    elif width == 1:  # 8-bit WAV is unsigned
+        values = (np.frombuffer(raw, np.uint8).astype(np.float64) - 128.0) / 128.0
+    else:
+        dtype = {2: np.int16, 4: np.int32}[width]
+        values = np.frombuffer(raw, dtype).astype(np.float64) / float(np.iinfo(dtype).max + 1)
+    values = values[: len(values) // channels * channels].reshape(-1, channels).mean(axis=1)
+    return values.astype(np.float32), rate
+
+
+def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Band-limited resampling by the Fourier method (as ``scipy.signal.resample``)."""
+    if from_rate == to_rate or len(samples) == 0:
+        return np.asarray(samples, np.float32)
+    count = int(round(len(samples) * to_rate / from_rate))
+    spectrum = np.fft.rfft(samples)
+    keep = min(len(spectrum), count // 2 + 1)
+    resized = np.zeros(count // 2 + 1, dtype=complex)
+    resized[:keep] = spectrum[:keep]
+    return (np.fft.irfft(resized, n=count) * (count / len(samples))).astype(np.float32)
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz / (200.0 / 3)
+    log_region = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(hz >= 1000.0, log_region, linear)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    return np.where(mel >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0)), mel * (200.0 / 3))
+
+
+def mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
+    """Slaney-normalised triangular mel filters ``(n_mels, n_fft // 2 + 1)`` (librosa.filters.mel's defaults)."""
+    fmax = sample_rate / 2 if fmax is None else fmax
+    bins = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    widths = np.diff(edges)
+    ramps = edges[:, None] - bins[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    filters = np.maximum(0.0, np.minimum(lower, upper))
+    filters *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return filters.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class FeatureArgs:
+    """How audio becomes features; stored in a speech model's folder."""
+
+    sample_rate: int = 8000  # audio is resampled to this rate first
+    n_fft: int = 256  # frame length in samples (32 ms at 8 kHz)
+    hop_length: int = 80  # frame step in samples (10 ms at 8 kHz)
+    n_mels: int = 40
+    log_floor: float = 1e-10
+
+
+def log_mel_spectrogram(samples, args: FeatureArgs = FeatureArgs()) -> mx.array:
+    """``log(max(mel power spectrogram, floor))`` of ``samples`` ``(N,)`` at ``args.sample_rate``: ``(frames, n_mels)``."""
+    x = mx.array(np.asarray(samples, np.float32))
+    if x.ndim != 1:
+        raise ValueError(f"samples must be one channel (N,), got shape {tuple(x.shape)}")
+    pad = args.n_fft // 2
+    x = mx.pad(x, (pad, pad))  # centred frames, zero padding as librosa's default
+    frames = 1 + (x.shape[0] - args.n_fft) // args.hop_length
+    starts = mx.arange(frames)[:, None] * args.hop_length + mx.arange(args.n_fft)[None, :]
+    window = mx.array(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(args.n_fft) / args.n_fft), dtype=mx.float32)
+    spectrum = mx.fft.rfft(x[starts] * window, axis=-1)  # (frames, n_fft // 2 + 1)
+    power = mx.real(spectrum) ** 2 + mx.imag(spectrum) ** 2
+    mel = power @ mx.array(mel_filters(args.sample_rate, args.n_fft, args.n_mels)).T  # (frames, n_mels)
+    return mx.log(mx.maximum(mel, args.log_floor))
+
+
+def normalize(features: mx.array) -> mx.array:
+    """Per-utterance normalisation: each mel bin to mean 0 and standard deviation 1 over time."""
+    mean = features.mean(axis=0, keepdims=True)
+    std = mx.sqrt(((features - mean) ** 2).mean(axis=0, keepdims=True))
+    return (features - mean) / mx.maximum(std, 1e-5)
+
+
+def spec_augment(features: mx.array, key: mx.array, *, freq_masks: int = 2, freq_width: int = 8,
+                 time_masks: int = 2, time_width: int = 20) -> mx.array:
+    """SpecAugment's masking (Park et al. 2019): ``freq_masks`` bands of up to ``freq_width`` mel bins and
+    ``time_masks`` spans of up to ``time_width`` frames set to 0 (the mean after :func:`normalize`)."""
+    frames, bins = features.shape
+    keys = mx.random.split(key, 2 * (freq_masks + time_masks))
+    keep = mx.ones(features.shape, dtype=mx.bool_)
+    n = 0
+    for count, width, size, axis in ((freq_masks, freq_width, bins, 1), (time_masks, time_width, frames, 0)):
+        for _ in range(count):
+            k_width, k_start = keys[n], keys[n + 1]
+            n += 2
+            w = mx.random.randint(0, min(width, size) + 1, (), key=k_width)
+            start = mx.random.randint(0, mx.maximum(size - w, 0) + 1, (), key=k_start)
+            index = mx.arange(size)
+            inside = (index >= start) & (index < start + w)
+            keep = keep & ~(inside[None, :] if axis == 1 else inside[:, None])
+    return mx.where(keep, features, 0.0)

@@ -1,0 +1,81 @@
+"""The audio front end against librosa (a test dependency only) and the standard library's wave."""
+
+import wave
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from mlxseq.speech.features import (AudioError, FeatureArgs, log_mel_spectrogram, mel_filters, normalize, read_wav,
+                                    resample, spec_augment)
+
+librosa = pytest.importorskip("librosa", reason="librosa is the reference for the mel front end")
+
+
+@pytest.mark.parametrize("rate, n_fft, n_mels", [(8000, 256, 40), (16000, 400, 80)])
+def test_mel_filters_equal_librosas(rate, n_fft, n_mels):
+    np.testing.assert_allclose(mel_filters(rate, n_fft, n_mels), librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=n_mels),
+                               atol=1e-6)
+
+
+def test_the_log_mel_spectrogram_equals_librosas():
+    rng = np.random.default_rng(0)
+    t = np.arange(8000 * 1.3) / 8000
+    samples = (0.5 * np.sin(2 * np.pi * 440 * t) + 0.1 * rng.standard_normal(t.shape)).astype(np.float32)
+    args = FeatureArgs()
+    ours = np.array(log_mel_spectrogram(samples, args))
+    theirs = librosa.feature.melspectrogram(y=samples, sr=8000, n_fft=256, hop_length=80, n_mels=40, center=True,
+                                            pad_mode="constant", power=2.0)
+    assert ours.shape == theirs.T.shape == (1 + len(samples) // 80, 40)
+    np.testing.assert_allclose(ours, np.log(np.maximum(theirs.T, 1e-10)), atol=2e-4)
+
+
+def _write_wav(path, samples, rate, width=2, channels=1):
+    scale = {1: 127, 2: 32767, 4: 2**31 - 1}[width]
+    values = np.round(np.repeat(samples[:, None], channels, axis=1) * scale).astype({1: np.int16, 2: np.int16, 4: np.int32}[width])
+    if width == 1:
+        data = (values + 128).astype(np.uint8).tobytes()
+    else:
+        data = values.tobytes()
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(width)
+        out.setframerate(rate)
+        out.writeframes(data)
+
+
+@pytest.mark.parametrize("width, channels", [(1, 1), (2, 1), (2, 2), (4, 1)])
+def test_wav_files_of_every_common_pcm_width_read_back(tmp_path, width, channels):
+    samples = np.sin(np.linspace(0, 20, 1000)).astype(np.float32) * 0.8
+    _write_wav(tmp_path / "a.wav", samples, 8000, width, channels)
+    read, rate = read_wav(tmp_path / "a.wav")
+    assert rate == 8000 and read.shape == (1000,)
+    np.testing.assert_allclose(read, samples, atol=2.0 / {1: 127, 2: 32767, 4: 2**31 - 1}[width] + 1e-6)
+
+
+def test_a_file_that_is_not_wav_is_one_clear_error(tmp_path):
+    (tmp_path / "x.wav").write_bytes(b"ID3 this is an mp3")
+    with pytest.raises(AudioError, match=r"x.wav: not a PCM WAV file"):
+        read_wav(tmp_path / "x.wav")
+    with pytest.raises(AudioError, match=r"missing.wav: no such file"):
+        read_wav(tmp_path / "missing.wav")
+
+
+def test_resampling_keeps_a_tone_below_the_new_nyquist():
+    t = np.arange(16000) / 16000
+    tone = np.sin(2 * np.pi * 300 * t).astype(np.float32)
+    down = resample(tone, 16000, 8000)
+    np.testing.assert_allclose(down, np.sin(2 * np.pi * 300 * np.arange(8000) / 8000), atol=1e-3)
+
+
+def test_normalisation_and_masking():
+    features = mx.array(np.random.default_rng(1).standard_normal((100, 40)).astype(np.float32) * 3 + 5)
+    normal = normalize(features)
+    np.testing.assert_allclose(np.array(normal.mean(axis=0)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(np.array(normal.std(axis=0)), 1.0, atol=1e-4)
+    masked = np.array(spec_augment(normal, mx.random.key(3), freq_masks=2, freq_width=5, time_masks=2, time_width=10))
+    zero_bins = (masked == 0).all(axis=0).sum()
+    zero_frames = (masked == 0).all(axis=1).sum()
+    assert 0 < zero_bins <= 10 and 0 < zero_frames <= 20
+    unmasked = (masked != 0)
+    np.testing.assert_array_equal(masked[unmasked], np.array(normal)[unmasked])
