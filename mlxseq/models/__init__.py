@@ -13,6 +13,7 @@ MODEL_TYPES = {
     "classifier": "mlxseq.models.classifier",
     "tagger": "mlxseq.models.tagger",
     "forecaster": "mlxseq.models.forecaster",
+    "speech_ctc": "mlxseq.models.speech_ctc",
 }
 
 
