@@ -18,7 +18,8 @@ import typing
 from pathlib import Path
 
 import mlx.core as mx
-from mlx.utils import tree_flatten
+import mlx.nn as nn
+from mlx.utils import tree_flatten, tree_unflatten
 
 from mlxseq._version import __version__
 from mlxseq.files import atomic_write, write_text
@@ -27,7 +28,8 @@ from mlxseq.models import model_module
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-META_KEYS = ("model_type", "format_version", "mlxseq_version")
+META_KEYS = ("model_type", "format_version", "mlxseq_version", "quantization")
+QUANTIZATION_BITS = (4, 8)
 # What a model folder may hold; nothing else is downloaded from the Hub.
 HUB_PATTERNS = ["config.json", "*.safetensors", "*.model", "*.vocab", "*.json", "*.txt", "README.md"]
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -46,7 +48,13 @@ def save_weights(path, model) -> None:
 # --- saving ---------------------------------------------------------------------
 
 
-def save_model(folder, model, model_type: str, args, *, readme: str | None = None) -> Path:
+def quantizable(path: str, module, group_size: int) -> bool:
+    """Linear and Embedding weights whose rows split into groups: what :func:`quantize_folder` stores quantized."""
+    return isinstance(module, (nn.Linear, nn.Embedding)) and module.weight.shape[-1] % group_size == 0
+
+
+def save_model(folder, model, model_type: str, args, *, readme: str | None = None,
+               quantization: dict | None = None) -> Path:
     """Write ``model`` and its ``ModelArgs`` as a model folder; returns the folder.
 
     Weights go first and ``config.json`` last, so a folder with a config is complete.
@@ -60,6 +68,7 @@ def save_model(folder, model, model_type: str, args, *, readme: str | None = Non
         "model_type": model_type,
         "format_version": FORMAT_VERSION,
         "mlxseq_version": __version__,
+        **({"quantization": quantization} if quantization else {}),
         **dataclasses.asdict(args),
     }
     write_text(folder / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
@@ -285,9 +294,62 @@ def load(path_or_repo, *, revision: str | None = None):
         model = model_module(model_type).build_model(args)
     except (ValueError, TypeError, OverflowError) as error:
         raise ModelFolderError(f"{folder / CONFIG_FILE}: cannot build the model ({error})") from None
+    quantization = config.get("quantization")
+    if quantization is not None:
+        bits, group_size = _quantization(quantization, folder / CONFIG_FILE)
+        nn.quantize(model, group_size=group_size, bits=bits,
+                    class_predicate=lambda path, module: quantizable(path, module, group_size))
     load_weights(model, weights)
     model.eval()
     return model
+
+
+def _quantization(value, source) -> tuple[int, int]:
+    if not isinstance(value, dict) or set(value) != {"bits", "group_size"}:
+        raise ModelFolderError(f"{source}: quantization must be {{\"bits\": 4 or 8, \"group_size\": 32, 64 or 128}}")
+    bits, group_size = value["bits"], value["group_size"]
+    if bits not in QUANTIZATION_BITS or group_size not in (32, 64, 128):
+        raise ModelFolderError(f"{source}: quantization bits {bits!r} / group_size {group_size!r} "
+                               f"(bits 4 or 8, group_size 32, 64 or 128)")
+    return bits, group_size
+
+
+def quantize_folder(source, out, *, bits: int = 8, group_size: int = 64) -> Path:
+    """Write ``source``'s model to ``out`` with its Linear and Embedding weights quantized (MLX's
+    affine quantization, ``bits`` per weight in groups of ``group_size``); the other files are copied.
+
+    The recurrent weights stay as they are: the scan multiplies them at every step in full precision.
+    """
+    import shutil
+
+    if bits not in QUANTIZATION_BITS or group_size not in (32, 64, 128):
+        raise ModelFolderError(f"bits must be 4 or 8 and group_size 32, 64 or 128, got {bits} and {group_size}")
+    source = resolve_folder(source)
+    config = read_config(source)
+    if config.get("quantization"):
+        raise ModelFolderError(f"{source} is quantized already")
+    model_type, args = model_args(config, source / CONFIG_FILE)
+    model = load(source)
+    nn.quantize(model, group_size=group_size, bits=bits,
+                class_predicate=lambda path, module: quantizable(path, module, group_size))
+    stored = {value.dtype for value in mx.load(str(Path(source) / WEIGHTS_FILE)).values()}
+    if mx.float16 in stored or mx.bfloat16 in stored:  # keep the rest as compact as the source kept it
+        half = mx.bfloat16 if mx.bfloat16 in stored else mx.float16
+        model.update(tree_unflatten([(k, v.astype(half) if mx.issubdtype(v.dtype, mx.floating) else v)
+                                     for k, v in tree_flatten(model.parameters())]))
+    out = Path(out)
+    if out.resolve() == Path(source).resolve():
+        raise ModelFolderError("the quantized folder must be another folder than the source")
+    out.mkdir(parents=True, exist_ok=True)
+    for item in Path(source).iterdir():
+        if item.is_file() and item.name not in (CONFIG_FILE, WEIGHTS_FILE):
+            shutil.copy2(item, out / item.name)
+    readme = (out / "README.md").read_text(encoding="utf-8") if (out / "README.md").is_file() else None
+    if readme is not None:
+        readme += f"\n## Quantization\n\nLinear and embedding weights stored with {bits}-bit affine quantization " \
+                  f"in groups of {group_size} (`mlxseq quantize`); recurrent weights in full precision.\n"
+    return save_model(out, model, model_type, args, readme=readme,
+                      quantization={"bits": bits, "group_size": group_size})
 
 
 def upload(folder, repo_id: str, *, private: bool = False, message: str | None = None) -> str:

@@ -355,6 +355,27 @@ def upload(
 
 
 @app.command()
+def quantize(
+    folder: str = typer.Argument(..., help="Model folder or Hub repo id to quantize."),
+    output: str = typer.Argument(..., help="Model folder to write."),
+    bits: int = typer.Option(8, help="Bits per weight: 8 or 4."),
+    group_size: int = typer.Option(64, help="Weights sharing one scale and bias: 32, 64 or 128."),
+):
+    """Store a model's Linear and Embedding weights quantized (smaller folder; loads like any folder)."""
+    from mlxseq.checkpoint import ModelFolderError, quantize_folder
+
+    try:
+        out = quantize_folder(folder, output, bits=bits, group_size=group_size)
+    except ModelFolderError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1)
+    except OSError as error:
+        typer.echo(f"error: cannot write {output}: {error.strerror or error}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"wrote {out} ({bits}-bit, groups of {group_size})")
+
+
+@app.command()
 def average(
     folders: list[str] = typer.Argument(..., help="Model folders of one model, e.g. runs/x/checkpoints/step-*."),
     output: str = typer.Option(..., "--output", "-o", help="Model folder to write with the averaged weights."),

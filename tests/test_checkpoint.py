@@ -217,3 +217,56 @@ def test_a_half_precision_folder_loads_and_computes_in_float32(tmp_path):
         assert mx.array_equal(params[name], value.astype(mx.float16).astype(mx.float32))
     x = mx.random.normal((2, 5, 3))
     assert loaded(x)[0].dtype == mx.float32 and mx.allclose(model(x)[0], loaded(x)[0], atol=1e-2)
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_a_quantized_folder_is_smaller_loads_like_any_folder_and_stays_close(tmp_path, bits):
+    from typer.testing import CliRunner
+
+    from mlxseq.cli import app
+    from mlxseq.translation import BUNDLED_MODEL, Translator
+
+    result = CliRunner().invoke(app, ["quantize", str(BUNDLED_MODEL), str(tmp_path / "q"), "--bits", str(bits)])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "q" / "config.json").read_text())
+    assert config["quantization"] == {"bits": bits, "group_size": 64}
+    size = (tmp_path / "q" / "model.safetensors").stat().st_size
+    assert size < (0.72 if bits == 8 else 0.55) * (BUNDLED_MODEL / "model.safetensors").stat().st_size
+    for name in ("tokenizer.model", "generation_config.json"):
+        assert (tmp_path / "q" / name).is_file()
+    assert "## Quantization" in (tmp_path / "q" / "README.md").read_text()
+    sentences = ["Ein Mann fährt mit dem Fahrrad.", "Zwei Hunde spielen im Schnee."]
+    original = [h[0].text for h in Translator.load(BUNDLED_MODEL).translate(sentences)]
+    quantized = [h[0].text for h in Translator.load(tmp_path / "q").translate(sentences)]
+    if bits == 8:
+        assert quantized == original
+    else:
+        assert all(q.split()[:2] == o.split()[:2] for q, o in zip(quantized, original)), (quantized, original)
+    again = CliRunner().invoke(app, ["quantize", str(tmp_path / "q"), str(tmp_path / "qq")])
+    assert again.exit_code == 1 and "is quantized already" in again.output
+
+
+def test_quantization_settings_are_checked(tmp_path):
+    from mlxseq.checkpoint import quantize_folder
+
+    _saved_lstm(tmp_path / "m")
+    with pytest.raises(ModelFolderError, match="bits must be 4 or 8"):
+        quantize_folder(tmp_path / "m", tmp_path / "q", bits=3)
+    _edit(tmp_path / "m", quantization={"bits": 2, "group_size": 64})
+    with pytest.raises(ModelFolderError, match="quantization bits 2 / group_size 64"):
+        mlxseq.load(tmp_path / "m")
+
+
+def test_a_language_model_with_tied_embeddings_quantizes(tmp_path):
+    from mlxseq.checkpoint import quantize_folder
+    from mlxseq.models import language_model
+
+    mx.random.seed(0)
+    args = language_model.ModelArgs(vocab_size=40, embed_size=64, hidden_size=64, num_layers=1, tie_embeddings=True)
+    model = language_model.build_model(args)
+    model.eval()
+    save_model(tmp_path / "lm", model, "lm", args)
+    quantize_folder(tmp_path / "lm", tmp_path / "q", bits=8)
+    tokens = mx.array([[3, 7, 11, 5, 2]])
+    a, b = model(tokens, None)[0], mlxseq.load(tmp_path / "q")(tokens, None)[0]
+    assert float(mx.abs(a - b).max() / mx.abs(a).max()) < 0.02

@@ -85,7 +85,7 @@ class LanguageModel(nn.Module):
 
     def _logits(self, out):
         out = self.dropout(out)
-        return out @ self.embedding.weight.T if self.args.tie_embeddings else self.output(out)
+        return self.embedding.as_linear(out) if self.args.tie_embeddings else self.output(out)
 
     def _to_layer_state(self, state):
         # The layers take (L, B, H); the decoding state keeps the batch axis first.

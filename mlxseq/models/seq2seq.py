@@ -273,7 +273,7 @@ class Seq2Seq(nn.Module):
 
     def _project(self, out):
         """Output scores (..., V) of attentional states ``out`` (..., H)."""
-        return out @ self.embedding.weight.T if self.args.tie_embeddings else self.output(out)
+        return self.embedding.as_linear(out) if self.args.tie_embeddings else self.output(out)
 
     # --- one step -----------------------------------------------------------------
 
