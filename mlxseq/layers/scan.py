@@ -20,6 +20,13 @@ a masked step keeps the state, so the final state is the one at each
 sequence's last valid element; stepping backward (``reverse``), the state
 stays at its initial value through the padding and starts at the last valid
 element. Outputs at masked steps are 0, as after ``pad_packed_sequence``.
+
+Memory is linear in T: what the backward pass needs leaves the forward as one
+stacked ``(T, B, ...)`` array per component (a custom function's outputs each
+hold the list of their siblings, so O(T) outputs would cost O(T^2)). A call
+that is not traced by a transformation (inference; :func:`is_traced`) keeps
+nothing for a backward pass and evaluates long sequences ``EVAL_CHUNK`` steps
+at a time, so its graph never holds more than a chunk.
 """
 
 from functools import lru_cache
