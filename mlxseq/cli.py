@@ -362,17 +362,26 @@ def quantize(
     group_size: int = typer.Option(64, help="Weights sharing one scale and bias: 32, 64 or 128."),
 ):
     """Store a model's Linear and Embedding weights quantized (smaller folder; loads like any folder)."""
-    from mlxseq.checkpoint import ModelFolderError, quantize_folder
+    from mlxseq.checkpoint import quantize_folder
+
+    with _folder_errors(output):
+        out = quantize_folder(folder, output, bits=bits, group_size=group_size)
+    typer.echo(f"wrote {out} ({bits}-bit, groups of {group_size})")
+
+
+@contextmanager
+def _folder_errors(output: str):
+    """A model-folder problem or a failed write of ``output``: one ``error:`` line and exit status 1."""
+    from mlxseq.checkpoint import ModelFolderError
 
     try:
-        out = quantize_folder(folder, output, bits=bits, group_size=group_size)
+        yield
     except ModelFolderError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1)
     except OSError as error:
         typer.echo(f"error: cannot write {output}: {error.strerror or error}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"wrote {out} ({bits}-bit, groups of {group_size})")
 
 
 @app.command()
@@ -382,16 +391,9 @@ def average(
 ):
     """Average the weights of several checkpoints of one model into a new model folder."""
     from mlxseq.averaging import average_folders
-    from mlxseq.checkpoint import ModelFolderError
 
-    try:
+    with _folder_errors(output):
         out = average_folders(folders, output)
-    except ModelFolderError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1)
-    except OSError as error:
-        typer.echo(f"error: cannot write {output}: {error.strerror or error}", err=True)
-        raise typer.Exit(1)
     typer.echo(f"averaged {len(folders)} model folders into {out}")
 
 
