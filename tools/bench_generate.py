@@ -10,7 +10,7 @@ the equivalent loop under ``torch.inference_mode()``. Batch 1 checks that both
 produce the same tokens. Each side runs in its own process (torch and MLX do not
 share threads); medians of several runs after a warm-up.
 
-    python tools/bench_generate.py                     # the README table
+    python tools/bench_generate.py                     # the table in docs/speed.md
     python tools/bench_generate.py --tokens 100 --runs 3 --batch 1,32
 """
 

@@ -10,7 +10,7 @@ runs on a random ``(B, T, D)`` batch. Reported per run:
 - ``mx peak``: MLX's own peak of array memory (``mx.get_peak_memory``), MLX only;
 - ``s``: wall time of that one pass, compilation included (the first call).
 
-    python tools/bench_memory.py                           # the README table (LSTM, B=1, D=H=64)
+    python tools/bench_memory.py                           # the table in docs/reliability.md (LSTM, B=1, D=H=64)
     python tools/bench_memory.py --kind gru --lengths 100,1000 --only mlxseq,torch
 """
 

@@ -10,7 +10,7 @@ Measured: inference (forward) and a training step (forward, backward of
 MLX functions run eagerly and under ``mx.compile``, the faster counts;
 torch runs eagerly (its fused CPU kernels). Tokens are B * T.
 
-    python tools/bench_recurrent.py                 # the README table
+    python tools/bench_recurrent.py                 # the table in docs/speed.md
     python tools/bench_recurrent.py --runs 3 --only mlxseq,torch
 """
 

@@ -19,7 +19,7 @@ makes the same tokens on both sides and both decode the same number of steps.
 
 Each side runs in its own process; medians after a warm-up.
 
-    python tools/bench_seq2seq.py                     # the README table
+    python tools/bench_seq2seq.py                     # the table in docs/speed.md
     python tools/bench_seq2seq.py --runs 3 --sentences 64
 """
 
