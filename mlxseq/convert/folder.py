@@ -146,11 +146,13 @@ def convert_checkpoint(
     if format not in FORMATS:
         raise ConversionError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     suffix = str(source).lower().rpartition(".")[2]
-    if suffix in ("onnx", "keras"):
+    if suffix in ("onnx", "keras", "h5"):
         if suffix == "onnx":
             from mlxseq.convert.onnx_rnn import read_onnx_recurrent as read_recurrent
-        else:
+        elif suffix == "keras":
             from mlxseq.convert.keras_rnn import read_keras_recurrent as read_recurrent
+        else:
+            from mlxseq.convert.keras_rnn import read_keras2_h5 as read_recurrent
 
         state, activations = read_recurrent(source)
         prefixes = find_torch_rnn_prefixes(state)

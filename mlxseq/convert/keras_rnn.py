@@ -66,6 +66,85 @@ def read_keras_recurrent(path: str | os.PathLike) -> tuple[dict[str, np.ndarray]
         raise CheckpointError(f"model.weights.h5 is not readable HDF5 ({error})", str(path)) from None
 
 
+def read_keras2_h5(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The same for a Keras 2 ``.h5`` model (``model.save("model.h5")``, TensorFlow 2 era).
+
+    Its root attribute ``model_config`` is the model's JSON; group ``model_weights/<layer>``
+    lists its arrays in order in the attribute ``weight_names`` (``lstm/lstm_cell/kernel:0``,
+    recurrent kernel, bias; a Bidirectional layer's forward ones, then its backward ones).
+    """
+    try:
+        import h5py
+    except ImportError:
+        raise CheckpointError('reading Keras files needs h5py: pip install "mlxseq[keras]"') from None
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as h5:
+            raw = h5.attrs.get("model_config")
+            if raw is None:
+                raise CheckpointError("no model_config attribute: not a Keras 2 .h5 model (weights only?)", str(path))
+            config = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
+            weights = h5["model_weights"] if "model_weights" in h5 else h5
+            return _keras2_layers(config, weights, str(path))
+    except OSError as error:
+        raise CheckpointError(f"not readable HDF5 ({error})", str(path)) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"model_config is not valid JSON ({error})", str(path)) from None
+
+
+class _ListedVariables:
+    """A Keras 2 layer's arrays in ``weight_names`` order, looked up like Keras 3's ``cell/vars``."""
+
+    def __init__(self, arrays: list):
+        self._arrays = arrays
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+    def __getitem__(self, index: str):
+        return self._arrays[int(index)]
+
+
+def _keras2_layers(config: dict, weights, path: str):
+    layers = (config.get("config") or {}).get("layers") if isinstance(config, dict) else None
+    if isinstance(config.get("config"), list):  # Keras 2 Sequential: config is the list of layers
+        layers = config["config"]
+    if not isinstance(layers, list):
+        raise CheckpointError("model_config lists no layers", path)
+    state, nonlinearity = {}, {}
+    for layer in layers:
+        kind, settings = layer.get("class_name"), layer.get("config") or {}
+        if kind not in _GATES and kind != "Bidirectional":
+            continue
+        name = str(settings.get("name"))
+        group = weights.get(name)
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get("weight_names", [])] \
+            if group is not None else []
+        arrays = [np.asarray(group[n], dtype=np.float32) for n in names]
+        try:
+            if kind == "Bidirectional":
+                if settings.get("merge_mode", "concat") != "concat":
+                    raise CheckpointError(f"merge_mode {settings.get('merge_mode')!r} is not supported (only concat)")
+                inner = settings.get("layer") or {}
+                half = len(arrays) // 2
+                found, activation = _recurrent(inner.get("class_name"), inner.get("config") or {},
+                                               {"g/cell/vars": _ListedVariables(arrays[:half])}, "g", "")
+                backward, _ = _recurrent(inner.get("class_name"), inner.get("config") or {},
+                                         {"g/cell/vars": _ListedVariables(arrays[half:])}, "g", "_reverse",
+                                         reversed_ok=True)
+                found.update(backward)
+            else:
+                found, activation = _recurrent(kind, settings, {"g/cell/vars": _ListedVariables(arrays)}, "g", "")
+        except CheckpointError as error:
+            raise CheckpointError(f"layer {name!r} ({kind}): {error.message}", path) from None
+        key = re.sub(r"[^\w]", "_", name)
+        state.update({f"{key}.{k}": v for k, v in found.items()})
+        nonlinearity[f"{key}."] = activation
+    if not state:
+        raise CheckpointError("no LSTM, GRU, SimpleRNN or Bidirectional layer with weights", path)
+    return state, nonlinearity
+
+
 def _layers(config: dict, h5, path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     layers = (config.get("config") or {}).get("layers") if isinstance(config, dict) else None
     if not isinstance(layers, list):
@@ -118,6 +197,7 @@ def _recurrent(kind, settings: dict, h5, group: str, suffix: str, reversed_ok: b
     elif activation != "tanh":
         raise CheckpointError(f"activation {activation!r} is not supported (tanh)")
     if kind != "SimpleRNN" and settings.get("recurrent_activation", "sigmoid") != "sigmoid":
+        # Keras before 2.3 defaulted to hard_sigmoid: a different function
         raise CheckpointError(f"recurrent_activation {settings.get('recurrent_activation')!r} is not supported (sigmoid)")
     variables = h5.get(f"{group}/cell/vars")
     if variables is None:

@@ -79,3 +79,64 @@ def test_the_original_gru_is_refused_by_name(saved, tmp_path):
     assert result.exit_code == 1
     assert "layer 'cho' (GRU): reset_after=False (the reset gate before the recurrent matmul" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def _keras2_h5(keras_file, out):
+    """A Keras 2 (TensorFlow 2 era) .h5 holding the arrays of a Keras 3 file: model_config, and per layer
+    its arrays under the names Keras 2 gave them, listed in the weight_names attribute."""
+    import json
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(keras_file) as archive:
+        config = json.loads(archive.read("config.json"))
+        archive.extract("model.weights.h5", out.parent)
+    cells = {"LSTM": "lstm_cell", "GRU": "gru_cell", "SimpleRNN": "simple_rnn_cell"}
+    with h5py.File(out.parent / "model.weights.h5", "r") as source, h5py.File(out, "w") as target:
+        target.attrs["model_config"] = json.dumps(config).encode()
+        target.attrs["keras_version"] = b"2.15.0"
+        weights = target.create_group("model_weights")
+        groups = {"Bidirectional": "layers/bidirectional", "GRU": "layers/gru", "SimpleRNN": "layers/simple_rnn"}
+        seen_lstm = 0
+        for layer in config["config"]["layers"]:
+            kind, name = layer["class_name"], layer["config"]["name"]
+            if kind == "LSTM":
+                group_path = "layers/lstm" + (f"_{seen_lstm}" if seen_lstm else "")
+                seen_lstm += 1
+            elif kind in groups:
+                group_path = groups[kind]
+            else:
+                continue
+            sources = ([f"{group_path}/forward_layer", f"{group_path}/backward_layer"] if kind == "Bidirectional"
+                       else [group_path])
+            inner = layer["config"]["layer"]["class_name"] if kind == "Bidirectional" else kind
+            group, names = weights.create_group(name), []
+            for direction, src in zip(("forward_", "backward_"), sources):
+                prefix = f"{name}/{direction + inner.lower() if kind == 'Bidirectional' else ''}"
+                for i, var in enumerate(("kernel", "recurrent_kernel", "bias")):
+                    if str(i) in source[f"{src}/cell/vars"]:
+                        path = f"{prefix.rstrip('/')}/{cells[inner]}/{var}:0"
+                        group.create_dataset(path, data=source[f"{src}/cell/vars/{i}"][()])
+                        names.append(path.encode())
+            group.attrs["weight_names"] = names
+    return out
+
+
+@pytest.mark.parametrize("name", ["bi", "gru", "srnn", "plain"])
+def test_a_keras_2_h5_file_converts_to_the_same_outputs(saved, tmp_path, name):
+    folder, reference = saved
+    h5 = _keras2_h5(folder / "model.keras", tmp_path / "model.h5")
+    result = CliRunner().invoke(app, ["convert", str(h5), str(tmp_path / name), "--prefix", f"{name}."])
+    assert result.exit_code == 0, result.output
+    got = mlxseq.load(tmp_path / name)(mx.array(reference[f"{name}_in"]))[0]
+    np.testing.assert_allclose(np.array(got), reference[name], atol=1e-5)
+
+
+def test_a_weights_only_h5_is_named(tmp_path):
+    import h5py
+
+    with h5py.File(tmp_path / "w.h5", "w") as out:
+        out.create_dataset("dense/kernel:0", data=np.zeros((2, 2)))
+    result = CliRunner().invoke(app, ["convert", str(tmp_path / "w.h5"), str(tmp_path / "out")])
+    assert result.exit_code == 1 and "no model_config attribute: not a Keras 2 .h5 model" in result.output
