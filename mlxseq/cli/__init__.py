@@ -1,8 +1,9 @@
 """The ``mlxseq`` command line: one library call per command, heavy imports inside."""
 
-from contextlib import contextmanager
-
 import typer
+
+from mlxseq.cli.helpers import (check_writable_file, decoding_choices, folder_errors, say_startup_notes,
+                                sentence_progress)
 
 app = typer.Typer(help="Recurrent sequence models on MLX.", no_args_is_help=True, add_completion=False)
 
@@ -13,43 +14,6 @@ def _version(value: bool):
 
         typer.echo(f"mlxseq {__version__}")
         raise typer.Exit()
-
-
-def _say_startup_notes() -> None:
-    """Tell a person at a terminal, on stderr, what would otherwise be a long silence (first kernel build, slow BLAS)."""
-    import sys
-
-    if not sys.stderr.isatty():
-        return
-    from mlxseq.environment import startup_notes
-
-    for note in startup_notes():
-        typer.echo(note, err=True)
-
-
-@contextmanager
-def _sentence_progress(total: int, what: str = "sentences"):
-    """A rich progress bar on stderr with items/s and the time left, for a person at a terminal;
-    yields ``advance(n)``, or None (no bar: not a terminal, or too little work to show)."""
-    import sys
-
-    if not sys.stderr.isatty() or total < 64:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn(f"{what}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(what, total=total, rate="")
-
-        def advance(n: int) -> None:
-            bar.advance(task, n)
-            speed = bar.tasks[0].speed
-            bar.update(task, rate=f"{speed:.1f}/s" if speed else "")
-
-        yield advance
 
 
 @app.callback()
@@ -76,7 +40,7 @@ def demo(
     hidden: int = typer.Option(256, min=1, help="Hidden size."),
 ):
     """Run a deep bidirectional layer on a ragged batch, forward and backward, and time it."""
-    _say_startup_notes()
+    say_startup_notes()
     from mlxseq.demo import run_demo
 
     try:
@@ -118,23 +82,6 @@ def convert(
     typer.echo(f"wrote {done.folder}")
 
 
-def _decoding_choices(beam_size=None, length_penalty=None, max_length_ratio=None, n_best=1, batch_size=32,
-                      search=None, max_length=None, replace_unk=False, length_penalty_kind=None,
-                      max_length_offset=None) -> dict:
-    """The decoding options given on the command line (None: the model folder's, else mlxseq's default).
-
-    Checked at once, so that a bad option fails before a model is loaded.
-    """
-    from mlxseq.translation import TranslationOptions
-
-    given = dict(beam_size=beam_size, length_penalty=length_penalty, length_penalty_kind=length_penalty_kind,
-                 max_length_ratio=max_length_ratio, max_length_offset=max_length_offset, n_best=n_best,
-                 batch_size=batch_size, search=search, max_length=max_length, replace_unk=replace_unk)
-    given = {key: value for key, value in given.items() if value is not None}
-    TranslationOptions(**{"beam_size": max(given.get("n_best", 1), 1), **given})
-    return given
-
-
 @app.command()
 def translate(
     text: list[str] = typer.Argument(None, help="Sentences to translate; default: --input, or standard input."),
@@ -161,7 +108,7 @@ def translate(
         False, help="Replace each <unk> of the output by the most attended source word (word tokenizers only)."),
 ):
     """Translate sentences with a seq2seq model (greedy or beam search)."""
-    _say_startup_notes()
+    say_startup_notes()
     import sys
 
     from mlxseq.checkpoint import ModelFolderError
@@ -169,11 +116,11 @@ def translate(
     from mlxseq.translation import Translator
 
     try:
-        given = _decoding_choices(
+        given = decoding_choices(
             beam_size, length_penalty, max_length_ratio, n_best, batch_size, search, max_length, replace_unk,
             length_penalty_kind, max_length_offset)
         if attention:
-            _check_writable_file(attention)
+            check_writable_file(attention)
         interactive = not text and not input and sys.stdin.isatty()
         if text:
             sentences = list(text)
@@ -188,7 +135,7 @@ def translate(
                 for hyp in translator.translate([line], options)[0]:
                     typer.echo(hyp.text if n_best == 1 else f"{hyp.text}\t{hyp.score:.4f}")
             return
-        with _sentence_progress(len(sentences)) as advance:
+        with sentence_progress(len(sentences)) as advance:
             found = translator.translate(sentences, options, on_progress=advance)
     except (ModelFolderError, DataError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
@@ -227,17 +174,6 @@ def translate(
             typer.echo(f"attention heatmap: {path}", err=True)
 
 
-def _check_writable_file(path: str) -> None:
-    """ValueError unless ``path`` can become a file: not a folder, in an existing folder."""
-    from pathlib import Path
-
-    target = Path(path)
-    if target.is_dir():
-        raise ValueError(f"{path} is a folder; pass a file name (e.g. {target / 'attention.png'})")
-    if not target.resolve().parent.is_dir():
-        raise ValueError(f"cannot write {path}: folder {target.parent} does not exist")
-
-
 @app.command()
 def evaluate(
     model: list[str] = typer.Option(
@@ -255,7 +191,7 @@ def evaluate(
 ):
     """Score a model: BLEU and chrF of translating --src against --ref (sacrebleu signatures);
     accuracy and macro-F1, tag accuracy (entity F1 for BIO tags), or MSE and MAE on --data."""
-    _say_startup_notes()
+    say_startup_notes()
     from mlxseq.checkpoint import ModelFolderError
     from mlxseq.data import DataError, read_parallel
     from mlxseq.metrics import score_translations
@@ -279,11 +215,11 @@ def evaluate(
         typer.echo("error: translation takes one --model (ensembles are for classifiers)", err=True)
         raise typer.Exit(1)
     try:
-        given = _decoding_choices(beam_size, length_penalty, max_length_ratio, 1, batch_size)
+        given = decoding_choices(beam_size, length_penalty, max_length_ratio, 1, batch_size)
         corpus = read_parallel(src, ref)
         translator = Translator.load(model[0] if model else None)
         options = translator.options(**given)
-        with _sentence_progress(len(corpus.source)) as advance:
+        with sentence_progress(len(corpus.source)) as advance:
             found = translator.translate(list(corpus.source), options, on_progress=advance)
         scores = score_translations([h[0].text for h in found], list(corpus.target))
     except (ModelFolderError, DataError, ValueError) as error:
@@ -311,7 +247,7 @@ def predict(
     threshold: float = typer.Option(0.5, help="Multi-label classifier: predict the labels of at least this probability."),
 ):
     """Label texts (label and probability), tag words, or forecast the steps after a CSV series."""
-    _say_startup_notes()
+    say_startup_notes()
     import sys
 
     from mlxseq.checkpoint import ModelFolderError
@@ -364,24 +300,9 @@ def quantize(
     """Store a model's Linear and Embedding weights quantized (smaller folder; loads like any folder)."""
     from mlxseq.checkpoint import quantize_folder
 
-    with _folder_errors(output):
+    with folder_errors(output):
         out = quantize_folder(folder, output, bits=bits, group_size=group_size)
     typer.echo(f"wrote {out} ({bits}-bit, groups of {group_size})")
-
-
-@contextmanager
-def _folder_errors(output: str):
-    """A model-folder problem or a failed write of ``output``: one ``error:`` line and exit status 1."""
-    from mlxseq.checkpoint import ModelFolderError
-
-    try:
-        yield
-    except ModelFolderError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1)
-    except OSError as error:
-        typer.echo(f"error: cannot write {output}: {error.strerror or error}", err=True)
-        raise typer.Exit(1)
 
 
 @app.command()
@@ -392,7 +313,7 @@ def average(
     """Average the weights of several checkpoints of one model into a new model folder."""
     from mlxseq.averaging import average_folders
 
-    with _folder_errors(output):
+    with folder_errors(output):
         out = average_folders(folders, output)
     typer.echo(f"averaged {len(folders)} model folders into {out}")
 
@@ -413,7 +334,7 @@ def generate(
     beam_size: int = typer.Option(1, help="Beam search with this beam instead of sampling."),
 ):
     """Generate text with a language model, streaming it to the terminal."""
-    _say_startup_notes()
+    say_startup_notes()
     import sys
 
     from mlxseq.checkpoint import ModelFolderError
@@ -463,7 +384,7 @@ def train(
 ):
     """Train the model a config describes; run the same command again to resume."""
     if not quiet:
-        _say_startup_notes()
+        say_startup_notes()
     from mlxseq.training.from_config import USER_ERRORS, train_from_config
 
     try:
