@@ -23,6 +23,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from mlxseq._version import __version__
 from mlxseq.files import atomic_write, write_text
+from mlxseq.layers.recurrent import TORCH_SUFFIXES
 from mlxseq.models import model_module
 
 FORMAT_VERSION = 1
@@ -30,6 +31,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 META_KEYS = ("model_type", "format_version", "mlxseq_version", "quantization")
 QUANTIZATION_BITS = (4, 8)
+QUANTIZATION_GROUP_SIZES = (32, 64, 128)
 # What a model folder may hold; nothing else is downloaded from the Hub.
 HUB_PATTERNS = ["config.json", "*.safetensors", "*.model", "*.vocab", "*.json", "*.txt", "README.md"]
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -84,7 +86,7 @@ def resolve_folder(path_or_repo, revision: str | None = None) -> Path:
     if path.exists():
         if not path.is_dir():
             hint = (f"; convert a PyTorch checkpoint first: mlxseq convert {path} FOLDER"
-                    if path.suffix in (".pt", ".pth", ".bin", ".ckpt", ".tar") else "")
+                    if path.suffix in TORCH_SUFFIXES else "")
             raise ModelFolderError(f"{path} is a file; a model is a folder holding {CONFIG_FILE} and {WEIGHTS_FILE}{hint}")
         return path
     name = str(path_or_repo)
@@ -308,7 +310,7 @@ def _quantization(value, source) -> tuple[int, int]:
     if not isinstance(value, dict) or set(value) != {"bits", "group_size"}:
         raise ModelFolderError(f"{source}: quantization must be {{\"bits\": 4 or 8, \"group_size\": 32, 64 or 128}}")
     bits, group_size = value["bits"], value["group_size"]
-    if bits not in QUANTIZATION_BITS or group_size not in (32, 64, 128):
+    if bits not in QUANTIZATION_BITS or group_size not in QUANTIZATION_GROUP_SIZES:
         raise ModelFolderError(f"{source}: quantization bits {bits!r} / group_size {group_size!r} "
                                f"(bits 4 or 8, group_size 32, 64 or 128)")
     return bits, group_size
@@ -322,9 +324,12 @@ def quantize_folder(source, out, *, bits: int = 8, group_size: int = 64) -> Path
     """
     import shutil
 
-    if bits not in QUANTIZATION_BITS or group_size not in (32, 64, 128):
+    if bits not in QUANTIZATION_BITS or group_size not in QUANTIZATION_GROUP_SIZES:
         raise ModelFolderError(f"bits must be 4 or 8 and group_size 32, 64 or 128, got {bits} and {group_size}")
     source = resolve_folder(source)
+    out = Path(out)
+    if out.resolve() == Path(source).resolve():
+        raise ModelFolderError("the quantized folder must be another folder than the source")
     config = read_config(source)
     if config.get("quantization"):
         raise ModelFolderError(f"{source} is quantized already")
@@ -337,9 +342,6 @@ def quantize_folder(source, out, *, bits: int = 8, group_size: int = 64) -> Path
         half = mx.bfloat16 if mx.bfloat16 in stored else mx.float16
         model.update(tree_unflatten([(k, v.astype(half) if mx.issubdtype(v.dtype, mx.floating) else v)
                                      for k, v in tree_flatten(model.parameters())]))
-    out = Path(out)
-    if out.resolve() == Path(source).resolve():
-        raise ModelFolderError("the quantized folder must be another folder than the source")
     out.mkdir(parents=True, exist_ok=True)
     for item in Path(source).iterdir():
         if item.is_file() and item.name not in (CONFIG_FILE, WEIGHTS_FILE):

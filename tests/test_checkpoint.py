@@ -250,6 +250,10 @@ def test_quantization_settings_are_checked(tmp_path):
     _saved_lstm(tmp_path / "m")
     with pytest.raises(ModelFolderError, match="bits must be 4 or 8"):
         quantize_folder(tmp_path / "m", tmp_path / "q", bits=3)
+    before = (tmp_path / "m" / "model.safetensors").read_bytes()
+    with pytest.raises(ModelFolderError, match="must be another folder than the source"):
+        quantize_folder(tmp_path / "m", tmp_path / "m")
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
     _edit(tmp_path / "m", quantization={"bits": 2, "group_size": 64})
     with pytest.raises(ModelFolderError, match="quantization bits 2 / group_size 64"):
         mlxseq.load(tmp_path / "m")
