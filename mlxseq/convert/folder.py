@@ -177,8 +177,9 @@ def convert_checkpoint(
     elif isinstance(loaded, Mapping):  # {"epoch": 3, "model_state_dict": {...}}: prefixes start inside it
         nested = next((k for k in NESTED_STATE_KEYS
                        if isinstance(loaded.get(k), Mapping) or is_module_record(loaded.get(k))), None)
-        if nested is not None and flat_arrays(loaded[nested], source):
-            left = sorted(k for k in flat_arrays(loaded, source) if not k.startswith(f"{nested}."))
+        whole = flat_arrays(loaded, source) if nested is not None else {}
+        if any(k.startswith(f"{nested}.") for k in whole):
+            left = sorted(k for k in whole if not k.startswith(f"{nested}."))
             result = _convert_loaded(loaded[nested], source, out_dir, format, prefix, nonlinearity, src_vocab, tgt_vocab)
             result.left_out += left
             return result
