@@ -154,12 +154,12 @@ def convert_checkpoint(
         else:
             from mlxseq.convert.keras_rnn import read_keras2_h5 as read_recurrent
 
-        state, activations = read_recurrent(source)
+        state, layer_options = read_recurrent(source)
         prefixes = find_torch_rnn_prefixes(state)
         chosen = prefix if prefix is not None else (prefixes[0] if len(prefixes) == 1 else None)
-        if chosen in activations and activations[chosen] == "relu":
-            nonlinearity = "relu"  # the node says so; its weights could not
-        return _convert_torch_rnn(state, source, out_dir, suffix, prefix, nonlinearity)
+        options = layer_options.get(chosen, {})  # what the file says and its weights could not
+        return _convert_torch_rnn(state, source, out_dir, suffix, prefix, options.get("nonlinearity", nonlinearity),
+                                  reset_after=options.get("reset_after", True))
     allow = tuple(allow) + OPENNMT_GLOBALS + MODULE_PATTERNS  # inert records either way
     loaded = load_accepting_module_classes(source, allow)
     if format in ("auto", "opennmt") and is_opennmt_checkpoint(loaded):
@@ -220,7 +220,7 @@ def subtree(loaded: Any, key: str, source) -> Any:
     return node
 
 
-def _convert_torch_rnn(state, source, out_dir, found, prefix, nonlinearity) -> Conversion:
+def _convert_torch_rnn(state, source, out_dir, found, prefix, nonlinearity, *, reset_after=True) -> Conversion:
     from mlxseq.checkpoint import save_model
 
     prefixes = find_torch_rnn_prefixes(state)
@@ -230,7 +230,7 @@ def _convert_torch_rnn(state, source, out_dir, found, prefix, nonlinearity) -> C
             raise ConversionError(f"{source}: {len(prefixes)} recurrent layers found ({listed}); choose one with --prefix (or a part of the file with --key)")
         prefix = prefixes[0]
     try:
-        config, weights = torch_rnn_config(state, prefix)
+        config, weights = torch_rnn_config(state, prefix, reset_after=reset_after)
     except ValueError as error:
         raise ConversionError(f"{source}: {error}") from None
     model = build_torch_rnn(config, weights, nonlinearity=nonlinearity)
@@ -238,7 +238,11 @@ def _convert_torch_rnn(state, source, out_dir, found, prefix, nonlinearity) -> C
     what = (
         f"{config.kind.upper()}{'Cell' if config.cell else ''}(input_size={config.input_size}, "
         f"hidden_size={config.hidden_size}, num_layers={config.num_layers}, bias={config.bias}, "
-        f"bidirectional={config.bidirectional}, proj_size={config.proj_size})"
+        f"bidirectional={config.bidirectional}, proj_size={config.proj_size}"
+        + "".join(f", {name}={value}" for name, value, default in (
+            ("peephole", config.peephole, False), ("reset_after", config.reset_after, True),
+            ("learn_initial_state", config.learn_initial_state, False)) if value != default)
+        + ")"
     )
     where = f" under prefix {prefix!r}" if prefix else ""
     description = f"{found}: {what}{where}"

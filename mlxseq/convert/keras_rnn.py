@@ -7,11 +7,12 @@ named after each layer's class in order (``layers/lstm``, ``layers/lstm_1``, ...
 ``recurrent_kernel`` ``(H, gates * H)``, transposed against PyTorch, with gate orders LSTM
 ``i, f, c, o`` (PyTorch's) and GRU ``z, r, h`` (PyTorch: ``r, z, n``); an LSTM's or
 SimpleRNN's one bias becomes ``bias_ih`` with a zero ``bias_hh``, a GRU's two
-(``reset_after=True``) are PyTorch's two. :func:`read_keras_recurrent` gives a flat state dict
-``{"<layer name>.weight_ih_l0": ...}`` for the torch-rnn conversion.
+(``reset_after=True``) are PyTorch's two. A GRU with ``reset_after=False`` (Cho et al.'s
+original, one bias) becomes ``mlxseq.GRU(..., reset_after=False)``. :func:`read_keras_recurrent`
+gives a flat state dict ``{"<layer name>.weight_ih_l0": ...}`` for the torch-rnn conversion.
 
-Refused by name: a GRU with ``reset_after=False`` (Cho et al.'s original), activations other
-than tanh/sigmoid (a SimpleRNN's relu is read as ``nonlinearity: relu``), ``go_backwards``,
+Refused by name: activations other than tanh/sigmoid (a SimpleRNN's relu is read as
+``nonlinearity: relu``), ``go_backwards`` alone,
 and Bidirectional merge modes other than ``concat``. Nothing in the file is executed: the
 config is JSON, the weights are arrays.
 """
@@ -36,7 +37,10 @@ _MAX_CONFIG_BYTES = 64 << 20
 
 
 def read_keras_recurrent(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """``(state dict, nonlinearity by prefix)`` of every recurrent layer of a ``.keras`` model."""
+    """``(state dict, layer options by prefix)`` of every recurrent layer of a ``.keras`` model.
+
+    The options are what the weights cannot tell: ``{"nonlinearity": "relu"}`` for a SimpleRNN,
+    ``{"reset_after": False}`` for a GRU in Cho et al.'s form."""
     try:
         import h5py
     except ImportError:
@@ -111,7 +115,7 @@ def _keras2_layers(config: dict, weights, path: str):
         layers = config["config"]
     if not isinstance(layers, list):
         raise CheckpointError("model_config lists no layers", path)
-    state, nonlinearity = {}, {}
+    state, options = {}, {}
     for layer in layers:
         kind, settings = layer.get("class_name"), layer.get("config") or {}
         if kind not in _GATES and kind != "Bidirectional":
@@ -127,22 +131,22 @@ def _keras2_layers(config: dict, weights, path: str):
                     raise CheckpointError(f"merge_mode {settings.get('merge_mode')!r} is not supported (only concat)")
                 inner = settings.get("layer") or {}
                 half = len(arrays) // 2
-                found, activation = _recurrent(inner.get("class_name"), inner.get("config") or {},
+                found, layer_options = _recurrent(inner.get("class_name"), inner.get("config") or {},
                                                {"g/cell/vars": _ListedVariables(arrays[:half])}, "g", "")
                 backward, _ = _recurrent(inner.get("class_name"), inner.get("config") or {},
                                          {"g/cell/vars": _ListedVariables(arrays[half:])}, "g", "_reverse",
                                          reversed_ok=True)
                 found.update(backward)
             else:
-                found, activation = _recurrent(kind, settings, {"g/cell/vars": _ListedVariables(arrays)}, "g", "")
+                found, layer_options = _recurrent(kind, settings, {"g/cell/vars": _ListedVariables(arrays)}, "g", "")
         except CheckpointError as error:
             raise CheckpointError(f"layer {name!r} ({kind}): {error.message}", path) from None
         key = re.sub(r"[^\w]", "_", name)
         state.update({f"{key}.{k}": v for k, v in found.items()})
-        nonlinearity[f"{key}."] = activation
+        options[f"{key}."] = layer_options
     if not state:
         raise CheckpointError("no LSTM, GRU, SimpleRNN or Bidirectional layer with weights", path)
-    return state, nonlinearity
+    return state, options
 
 
 def _layers(config: dict, h5, path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -150,7 +154,7 @@ def _layers(config: dict, h5, path: str) -> tuple[dict[str, np.ndarray], dict[st
     if not isinstance(layers, list):
         raise CheckpointError("config.json lists no layers (only Sequential and Functional models are read)", path)
     seen: dict[str, int] = {}
-    state, nonlinearity = {}, {}
+    state, options = {}, {}
     for layer in layers:
         kind, settings = layer.get("class_name"), layer.get("config") or {}
         group = _snake_case(kind)
@@ -165,21 +169,21 @@ def _layers(config: dict, h5, path: str) -> tuple[dict[str, np.ndarray], dict[st
                 if settings.get("merge_mode", "concat") != "concat":
                     raise CheckpointError(f"merge_mode {settings.get('merge_mode')!r} is not supported (only concat)")
                 inner = settings.get("layer") or {}
-                weights, activation = _recurrent(inner.get("class_name"), inner.get("config") or {},
+                weights, layer_options = _recurrent(inner.get("class_name"), inner.get("config") or {},
                                                  h5, f"{group}/forward_layer", "")
                 backward, _ = _recurrent(inner.get("class_name"), inner.get("config") or {},
                                          h5, f"{group}/backward_layer", "_reverse", reversed_ok=True)
                 weights.update(backward)
             else:
-                weights, activation = _recurrent(kind, settings, h5, group, "")
+                weights, layer_options = _recurrent(kind, settings, h5, group, "")
         except CheckpointError as error:
             raise CheckpointError(f"layer {settings.get('name')!r} ({kind}): {error.message}", path) from None
         state.update({f"{name}.{key}": value for key, value in weights.items()})
-        nonlinearity[f"{name}."] = activation
+        options[f"{name}."] = layer_options
     if not state:
         kinds = sorted({str(layer.get("class_name")) for layer in layers})
         raise CheckpointError(f"no LSTM, GRU, SimpleRNN or Bidirectional layer (layers: {', '.join(kinds)})", path)
-    return state, nonlinearity
+    return state, options
 
 
 def _recurrent(kind, settings: dict, h5, group: str, suffix: str, reversed_ok: bool = False):
@@ -187,13 +191,10 @@ def _recurrent(kind, settings: dict, h5, group: str, suffix: str, reversed_ok: b
         raise CheckpointError(f"{kind} is not a recurrent layer mlxseq reads")
     if settings.get("go_backwards") and not reversed_ok:
         raise CheckpointError("go_backwards=True alone has no mlxseq layer (use Bidirectional)")
-    if kind == "GRU" and not settings.get("reset_after", True):
-        raise CheckpointError("reset_after=False (the reset gate before the recurrent matmul, Cho et al. 2014) "
-                              "is not supported; PyTorch's GRU is reset_after=True")
+    options = {"reset_after": False} if kind == "GRU" and not settings.get("reset_after", True) else {}
     activation = settings.get("activation", "tanh")
-    nonlinearity = "tanh"
     if kind == "SimpleRNN" and activation == "relu":
-        nonlinearity = "relu"
+        options["nonlinearity"] = "relu"
     elif activation != "tanh":
         raise CheckpointError(f"activation {activation!r} is not supported (tanh)")
     if kind != "SimpleRNN" and settings.get("recurrent_activation", "sigmoid") != "sigmoid":
@@ -218,15 +219,17 @@ def _recurrent(kind, settings: dict, h5, group: str, suffix: str, reversed_ok: b
     weights = {f"weight_ih_l0{suffix}": torch_rows(kernel.T), f"weight_hh_l0{suffix}": torch_rows(recurrent.T)}
     if len(arrays) == 3:
         bias = arrays[2]
-        if kind == "GRU":
+        if kind == "GRU" and options.get("reset_after", True):
             if bias.shape != (2, gates * hidden):
                 raise CheckpointError(f"GRU bias {bias.shape}: expected (2, {gates * hidden}) (reset_after=True)")
             input_bias, recurrent_bias = bias[0], bias[1]
+        elif bias.shape != (gates * hidden,):
+            raise CheckpointError(f"bias {bias.shape} does not fit a {kind} of {hidden} units (expected ({gates * hidden},))")
         else:
             input_bias, recurrent_bias = bias, np.zeros_like(bias)
         weights[f"bias_ih_l0{suffix}"] = torch_rows(input_bias)
         weights[f"bias_hh_l0{suffix}"] = torch_rows(recurrent_bias)
-    return weights, nonlinearity
+    return weights, options
 
 
 def _snake_case(name) -> str:

@@ -8,9 +8,11 @@ dict ``{"<node>.weight_ih_l0": ..., "<node>.weight_hh_l0_reverse": ...}`` that t
 conversion reads like any checkpoint, one layer per node (an exported stack is one node per
 layer: choose with ``--prefix``).
 
-What mlxseq computes differently is refused by name: a GRU with ``linear_before_reset=0``
-(the reset gate applied before the recurrent matmul, Cho et al. 2014), peepholes (``P``),
-``clip``, ``input_forget``, activations other than the defaults (an RNN's ``Relu`` is
+A GRU with ``linear_before_reset=0`` (the reset gate applied before the recurrent matmul,
+Cho et al. 2014) becomes ``mlxseq.GRU(..., reset_after=False)``, an LSTM with peepholes ``P``
+``(dirs, 3H)`` in ONNX's order ``i, o, f`` becomes ``mlxseq.LSTM(..., peephole=True)`` with
+``weight_ph_l0`` in mlxseq's order ``i, f, o``. What mlxseq computes differently is refused by
+name: ``clip``, ``input_forget``, activations other than the defaults (an RNN's ``Relu`` is
 read as ``nonlinearity: relu``), and a ``reverse``-only node. The ONNX file is read with the
 ``onnx`` package; nothing in it is executed, and external data must stay inside the model's
 folder.
@@ -31,7 +33,9 @@ _DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", 
 
 
 def read_onnx_recurrent(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """``(state dict, nonlinearity by prefix)`` of every LSTM/GRU/RNN node of an ONNX model."""
+    """``(state dict, layer options by prefix)`` of every LSTM/GRU/RNN node of an ONNX model.
+
+    The options are what the weights cannot tell: ``{"nonlinearity": "relu"}``, ``{"reset_after": False}``."""
     try:
         import onnx
         from onnx import numpy_helper
@@ -56,21 +60,21 @@ def read_onnx_recurrent(path: str | os.PathLike) -> tuple[dict[str, np.ndarray],
     for index, node in enumerate(nodes):
         name = (node.name or f"{node.op_type.lower()}_{index}").replace(".", "_").strip("/") or f"node_{index}"
         try:
-            weights, activation = _node_weights(node, initializers, numpy_helper)
+            weights, layer_options = _node_weights(node, initializers, numpy_helper)
         except CheckpointError as error:
             raise CheckpointError(f"node {node.name or index!r} ({node.op_type}): {error}", str(path)) from None
-        layers.append((name, node.op_type, weights, activation))
-    state, nonlinearity = {}, {}
+        layers.append((name, node.op_type, weights, layer_options))
+    state, options = {}, {}
     if _is_one_stack(layers):  # torch.onnx.export writes a num_layers stack as one node per layer
         name = layers[0][0]
         for k, (_, _, weights, _) in enumerate(layers):
             state.update({f"{name}.{key.replace('_l0', f'_l{k}')}": value for key, value in weights.items()})
-        nonlinearity[f"{name}."] = layers[0][3]
-        return state, nonlinearity
-    for name, _, weights, activation in layers:
+        options[f"{name}."] = layers[0][3]
+        return state, options
+    for name, _, weights, layer_options in layers:
         state.update({f"{name}.{key}": value for key, value in weights.items()})
-        nonlinearity[f"{name}."] = activation
-    return state, nonlinearity
+        options[f"{name}."] = layer_options
+    return state, options
 
 
 def _is_one_stack(layers) -> bool:
@@ -118,23 +122,18 @@ def _node_weights(node, initializers, numpy_helper) -> tuple[dict[str, np.ndarra
         raise CheckpointError("clip is not supported (mlxseq's cells do not clip their pre-activations)")
     if attributes.get("input_forget", 0):
         raise CheckpointError("input_forget=1 (coupled input and forget gates) is not supported")
-    if kind == "GRU" and attributes.get("linear_before_reset", 0) != 1:
-        raise CheckpointError("linear_before_reset=0 (the reset gate before the recurrent matmul, Cho et al. 2014) "
-                              "is not supported; PyTorch's GRU is linear_before_reset=1")
+    options = {"reset_after": False} if kind == "GRU" and attributes.get("linear_before_reset", 0) != 1 else {}
     directions = 2 if direction == "bidirectional" else 1
     activations = [a.decode() if isinstance(a, bytes) else a for a in attributes.get("activations", [])]
     default = _DEFAULT_ACTIVATIONS[kind] * directions
-    nonlinearity = "tanh"
     if activations and activations != default:
         if kind == "RNN" and activations == ["Relu"] * directions:
-            nonlinearity = "relu"
+            options["nonlinearity"] = "relu"
         else:
             raise CheckpointError(f"activations {activations} are not supported (only {default})")
     inputs = list(node.input) + [""] * 8
-    if inputs[7]:
-        raise CheckpointError("peephole weights (P) are not supported")
     arrays = {}
-    for slot, name in (("W", inputs[1]), ("R", inputs[2]), ("B", inputs[3])):
+    for slot, name in (("W", inputs[1]), ("R", inputs[2]), ("B", inputs[3]), ("P", inputs[7] if kind == "LSTM" else "")):
         if not name:
             continue
         if name not in initializers:
@@ -166,4 +165,10 @@ def _node_weights(node, initializers, numpy_helper) -> tuple[dict[str, np.ndarra
                 raise CheckpointError(f"B {bias.shape} does not fit W {W.shape}")
             weights[f"bias_ih_l0{suffix}"] = torch_rows(bias[d, : gates * hidden])
             weights[f"bias_hh_l0{suffix}"] = torch_rows(bias[d, gates * hidden:])
-    return weights, nonlinearity
+        if "P" in arrays:
+            peepholes = arrays["P"]
+            if peepholes.shape != (directions, 3 * hidden):
+                raise CheckpointError(f"P {peepholes.shape} does not fit W {W.shape} (expected ({directions}, {3 * hidden}))")
+            p_i, p_o, p_f = np.split(peepholes[d], 3)  # ONNX's order
+            weights[f"weight_ph_l0{suffix}"] = np.concatenate([p_i, p_f, p_o])
+    return weights, options

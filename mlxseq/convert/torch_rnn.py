@@ -9,21 +9,25 @@ tell the rest::
     weight_hh_l0  (G * H, R)     R = P if projected else H
     weight_hr_l0  (P, H)         LSTM with proj_size P
     weight_ih_lk  (G * H, dirs * R) for k > 0
+    weight_ph_l0  (3 * H,)       LSTM with peepholes (mlxseq's name; torch has none)
+    initial_h_l0  (R,)           learned initial states (mlxseq's names), LSTM also initial_c_l0 (H,)
 
 mlxseq layers use the same names, so the weights load by name unchanged.
-A plain RNN cannot say whether it used tanh or relu; the caller passes it.
+A plain RNN cannot say whether it used tanh or relu, nor a GRU where its reset gate
+sits (``reset_after``); the caller passes them.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 import numpy as np
 
 _KEY = re.compile(
-    r"^(?P<name>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)(?:_l(?P<layer>\d+))?(?P<reverse>_reverse)?$"
+    r"^(?P<name>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr|weight_ph|initial_h|initial_c)"
+    r"(?:_l(?P<layer>\d+))?(?P<reverse>_reverse)?$"
 )
 _FIRST_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)weight_ih(?:_l0)?$")
 _KIND_BY_GATES = {1: "rnn", 3: "gru", 4: "lstm"}
@@ -44,6 +48,9 @@ class TorchRNNConfig:
         proj_size: P of an LSTM's ``weight_hr``, 0 if none.
         cell: a single-step cell (``nn.LSTMCell`` ...) rather than a layer.
         prefix: the key prefix the weights were found under, e.g. ``"encoder.rnn."``.
+        peephole: an LSTM with ``weight_ph`` peephole weights.
+        learn_initial_state: ``initial_h`` (and ``initial_c``) weights exist.
+        reset_after: a GRU's reset gate after the recurrent product (PyTorch's); not in the weights.
     """
 
     kind: str
@@ -55,6 +62,9 @@ class TorchRNNConfig:
     proj_size: int = 0
     cell: bool = False
     prefix: str = ""
+    peephole: bool = False
+    learn_initial_state: bool = False
+    reset_after: bool = True
 
 
 def find_torch_rnn_prefixes(state_dict: Mapping[str, Any]) -> list[str]:
@@ -71,13 +81,14 @@ def find_torch_rnn_prefixes(state_dict: Mapping[str, Any]) -> list[str]:
     return prefixes
 
 
-def torch_rnn_config(state_dict: Mapping[str, Any],
-                     prefix: str = "") -> tuple[TorchRNNConfig, dict[str, Any]]:
+def torch_rnn_config(state_dict: Mapping[str, Any], prefix: str = "", *,
+                     reset_after: bool = True) -> tuple[TorchRNNConfig, dict[str, Any]]:
     """Read a recurrent layer's configuration from its weights under ``prefix``.
 
     Args:
         state_dict: name -> array-like with ``.shape`` (numpy, MLX or torch).
         prefix: where the layer sits, e.g. ``"encoder.rnn."`` (with the dot).
+        reset_after: for a GRU, where its reset gate sits (the weights cannot tell).
 
     Returns:
         ``(config, weights)``: the :class:`TorchRNNConfig` and the layer's own
@@ -100,6 +111,8 @@ def torch_rnn_config(state_dict: Mapping[str, Any],
         config = _cell_config(weights, prefix)
     else:
         config = _layer_config(weights, parsed, prefix)
+    if not reset_after and config.kind == "gru":
+        config = replace(config, reset_after=False)
     _check_names_and_shapes(config, weights)
     return config, weights
 
@@ -139,12 +152,16 @@ def _layer_config(weights: dict[str, Any], parsed: dict[str, re.Match], prefix: 
     kind = _kind(rows, hidden, prefix)
     if proj_size and kind != "lstm":
         raise ValueError(f"weight_hr (projection) under {prefix!r} belongs only to an LSTM, found a {kind}")
+    if "weight_ph_l0" in weights and kind != "lstm":
+        raise ValueError(f"weight_ph (peepholes) under {prefix!r} belongs only to an LSTM, found a {kind}")
     return TorchRNNConfig(
         kind=kind, input_size=input_size, hidden_size=hidden,
         num_layers=1 + max(int(match["layer"]) for match in parsed.values()),
         bias="bias_ih_l0" in weights,
         bidirectional=any(match["reverse"] for match in parsed.values()),
         proj_size=proj_size, prefix=prefix,
+        peephole="weight_ph_l0" in weights,
+        learn_initial_state="initial_h_l0" in weights,
     )
 
 
@@ -169,6 +186,12 @@ def expected_shapes(config: TorchRNNConfig) -> dict[str, tuple[int, ...]]:
                 shapes[f"bias_hh{suffix}"] = (gate_rows,)
             if config.proj_size:
                 shapes[f"weight_hr{suffix}"] = (config.proj_size, config.hidden_size)
+            if config.peephole:
+                shapes[f"weight_ph{suffix}"] = (3 * config.hidden_size,)
+            if config.learn_initial_state:
+                shapes[f"initial_h{suffix}"] = (recurrent,)
+                if config.kind == "lstm":
+                    shapes[f"initial_c{suffix}"] = (config.hidden_size,)
     return shapes
 
 
@@ -200,6 +223,9 @@ def recurrent_args(config: TorchRNNConfig, *, nonlinearity: str = "tanh", dropou
         proj_size=config.proj_size,
         nonlinearity=nonlinearity,
         cell=config.cell,
+        peephole=config.peephole,
+        reset_after=config.reset_after,
+        learn_initial_state=config.learn_initial_state,
     )
 
 

@@ -32,10 +32,11 @@ class _Recurrent(nn.Module):
     _math: gate_math.GateMath
 
     def __init__(self, input_size, hidden_size, num_layers, bias, dropout, bidirectional, proj_size=0,
-                 batch_first=True):
+                 batch_first=True, learn_initial_state=False):
         super().__init__()
-        if not isinstance(batch_first, bool):
-            raise ValueError(f"batch_first must be True or False, got {batch_first!r}")
+        for name, value in (("batch_first", batch_first), ("learn_initial_state", learn_initial_state)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be True or False, got {value!r}")
         if not isinstance(hidden_size, int) or hidden_size < 1:
             raise ValueError(f"hidden_size must be a positive integer, got {hidden_size!r}")
         if not isinstance(input_size, int) or input_size < 1:
@@ -59,6 +60,7 @@ class _Recurrent(nn.Module):
         self.bidirectional = bidirectional
         self.proj_size = proj_size
         self.batch_first = batch_first
+        self.learn_initial_state = learn_initial_state
 
         gates = self._math.gates * hidden_size
         out_size = proj_size or hidden_size
@@ -71,8 +73,14 @@ class _Recurrent(nn.Module):
                     shapes.update(bias_ih=(gates,), bias_hh=(gates,))
                 if proj_size:
                     shapes["weight_hr"] = (proj_size, hidden_size)
+                if self._math.num_params:
+                    shapes["weight_ph"] = (3 * hidden_size,)  # peepholes p_i, p_f, p_o
                 for name, shape in shapes.items():
                     setattr(self, f"{name}_l{k}{suffix}", mx.random.uniform(-scale, scale, shape))
+                if learn_initial_state:
+                    setattr(self, f"initial_h_l{k}{suffix}", mx.zeros((out_size,)))
+                    if self._math.num_extra:
+                        setattr(self, f"initial_c_l{k}{suffix}", mx.zeros((hidden_size,)))
 
     def load_weights(self, file_or_weights, strict: bool = True):
         """``nn.Module.load_weights``, with a pointer to the way in for a PyTorch checkpoint file."""
@@ -146,13 +154,18 @@ class _Recurrent(nn.Module):
             self._math, layer_input, self[f"weight_ih{p}"], self[f"weight_hh{p}"], *biases
         )  # xp (T, B, G)
         w_hr = self[f"weight_hr{p}"] if self.proj_size else None
-        if init is None:
+        params = (self[f"weight_ph{p}"],) if self._math.num_params else ()
+        if init is not None:
+            h0, extra0 = init[0], tuple(init[1:])
+        elif self.learn_initial_state:  # one learned state for every sequence
+            h0 = mx.broadcast_to(self[f"initial_h{p}"], (B, self[f"initial_h{p}"].shape[0])).astype(xp.dtype)
+            extra0 = tuple(mx.broadcast_to(self[f"initial_c{p}"], (B, self.hidden_size)).astype(xp.dtype)
+                           for _ in range(self._math.num_extra))
+        else:
             out_size = self.proj_size or self.hidden_size
             h0 = mx.zeros((B, out_size), dtype=xp.dtype)
             extra0 = tuple(mx.zeros((B, self.hidden_size), dtype=xp.dtype) for _ in range(self._math.num_extra))
-        else:
-            h0, extra0 = init[0], tuple(init[1:])
-        out, h_n, extra_n = scan(self._math, xp, h0, extra0, w_hh, b_hh, w_hr, mask, reverse)
+        out, h_n, extra_n = scan(self._math, xp, h0, extra0, w_hh, b_hh, w_hr, mask, reverse, params)
         return out, (h_n, *extra_n)
 
 
@@ -171,6 +184,10 @@ class RNN(_Recurrent):
         batch_first (bool): ``True``: input and output ``(B, T, ·)``, MLX's layout;
             ``False``: time-major ``(T, B, ·)``, PyTorch's default. States are
             ``(num_layers * dirs, B, H)`` either way. Default: ``True``.
+        learn_initial_state (bool): learn the initial state of each layer and
+            direction (``initial_h_l{k}``, LSTM also ``initial_c_l{k}``, zeros at
+            first) instead of starting from zeros; a ``state`` passed in the
+            call replaces it. Default: ``False``.
 
     Call: ``output, h_n = rnn(x, state=None, lengths=None)`` with ``x`` of shape
     ``(B, T, D)`` or ``(T, D)``; ``output`` ``(B, T, dirs * H)``, ``h_n``
@@ -189,11 +206,13 @@ class RNN(_Recurrent):
         dropout: float = 0.0,
         bidirectional: bool = False,
         batch_first: bool = True,
+        learn_initial_state: bool = False,
     ):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self._math = gate_math.GATE_MATH[f"rnn_{nonlinearity}"]
-        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional, batch_first=batch_first)
+        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional, batch_first=batch_first,
+                         learn_initial_state=learn_initial_state)
         self.nonlinearity = nonlinearity
 
     def __call__(self, x, state=None, lengths=None):
@@ -210,10 +229,13 @@ class GRU(_Recurrent):
         n_t = \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn})) \\
         h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}
 
-    Arguments and call as :class:`RNN` (without ``nonlinearity``).
+    Arguments and call as :class:`RNN` (without ``nonlinearity``), plus
+    ``reset_after`` (bool): ``True`` (default) is PyTorch's formulation above;
+    ``False`` is Cho et al.'s original (Keras ``reset_after=False``, ONNX
+    ``linear_before_reset=0``), the reset gate applied before the recurrent
+    product and both biases outside it:
+    :math:`n_t = \tanh(W_{in} x_t + b_{in} + W_{hn} (r_t \odot h_{t-1}) + b_{hn})`.
     """
-
-    _math = gate_math.GRU
 
     def __init__(
         self,
@@ -224,8 +246,15 @@ class GRU(_Recurrent):
         dropout: float = 0.0,
         bidirectional: bool = False,
         batch_first: bool = True,
+        learn_initial_state: bool = False,
+        reset_after: bool = True,
     ):
-        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional, batch_first=batch_first)
+        if not isinstance(reset_after, bool):
+            raise ValueError(f"reset_after must be True or False, got {reset_after!r}")
+        self._math = gate_math.GRU if reset_after else gate_math.GRU_RESET_BEFORE
+        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional, batch_first=batch_first,
+                         learn_initial_state=learn_initial_state)
+        self.reset_after = reset_after
 
     def __call__(self, x, state=None, lengths=None):
         output, (h_n,) = self._run(x, None if state is None else (state,), lengths)
@@ -246,12 +275,15 @@ class LSTM(_Recurrent):
     Args: as :class:`RNN` (without ``nonlinearity``), plus ``proj_size`` (int):
     if > 0, the hidden state is projected to this size by ``weight_hr_l{k}``
     (``h_n`` and ``output`` then have P = proj_size features). Default: ``0``.
+    ``peephole`` (bool): gates also read the cell state through the weights
+    ``weight_ph_l{k}`` ``(3H,)`` = ``(p_i, p_f, p_o)`` (Gers & Schmidhuber 2000,
+    ONNX's ``P``): :math:`i_t = \sigma(\ldots + p_i \odot c_{t-1})`,
+    :math:`f_t = \sigma(\ldots + p_f \odot c_{t-1})`,
+    :math:`o_t = \sigma(\ldots + p_o \odot c_t)`. Default: ``False``.
 
     Call: ``output, (h_n, c_n) = lstm(x, state=None, lengths=None)`` with
     ``c_n`` of shape ``(num_layers * dirs, B, H)``; ``state`` is ``(h_0, c_0)``.
     """
-
-    _math = gate_math.LSTM
 
     def __init__(
         self,
@@ -263,8 +295,15 @@ class LSTM(_Recurrent):
         bidirectional: bool = False,
         proj_size: int = 0,
         batch_first: bool = True,
+        learn_initial_state: bool = False,
+        peephole: bool = False,
     ):
-        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional, proj_size, batch_first)
+        if not isinstance(peephole, bool):
+            raise ValueError(f"peephole must be True or False, got {peephole!r}")
+        self._math = gate_math.LSTM_PEEPHOLE if peephole else gate_math.LSTM
+        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional, proj_size, batch_first,
+                         learn_initial_state)
+        self.peephole = peephole
 
     def __call__(self, x, state=None, lengths=None):
         if state is not None and (not isinstance(state, (tuple, list)) or len(state) != 2):

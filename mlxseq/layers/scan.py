@@ -98,7 +98,7 @@ def _split_extra_grad(m, d_carry):
 class _Layout:
     """Positions of the optional arguments of a scan's custom function."""
 
-    def __init__(self, num_extra, has_bias_hh, projected, masked):
+    def __init__(self, num_extra, has_bias_hh, projected, num_params, masked):
         self.num_extra = num_extra
         i = 2 + num_extra
         self.w_hh = i
@@ -106,6 +106,8 @@ class _Layout:
         i += 1 + has_bias_hh
         self.w_hr = i if projected else None
         i += projected
+        self.params = slice(i, i + num_params)
+        i += num_params
         self.mask = i if masked else None
         self.num_args = i + masked
 
@@ -113,9 +115,9 @@ class _Layout:
 @lru_cache(maxsize=None)
 def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: bool, reverse: bool):
     """Build (once per configuration) the custom function for one scan."""
-    layout = _Layout(math.num_extra, has_bias_hh, projected, masked)
-    gates_fwd = _compiled(math.forward)
-    gates_bwd = _compiled(math.backward)
+    layout = _Layout(math.num_extra, has_bias_hh, projected, math.num_params, masked)
+    gates_fwd = _compiled(math.forward) if math.forward else None
+    gates_bwd = _compiled(math.backward) if math.backward else None
     merge = _compiled(_merge)
     masked_out = _compiled(_masked_out)
     split_grad = _compiled(_split_grad)
@@ -132,6 +134,7 @@ def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: b
         w_hh_t = args[layout.w_hh].T
         b_hh = args[layout.b_hh] if has_bias_hh else None
         w_hr_t = args[layout.w_hr].T if projected else None
+        params = args[layout.params]
         mask = args[layout.mask] if masked else None
         T = xp.shape[0]
         # Only a traced call can be differentiated: an untraced one (inference) keeps
@@ -147,11 +150,13 @@ def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: b
         saved = [[None] * T for _ in range(num_saved if traced else 0)]
         blocks = {}  # first time index -> evaluated (chunk, B, P) outputs (untraced long scans)
         for k, t in enumerate(steps(T)):
-            if math.fused_input:
-                y, extra_new, step_saved = gates_fwd(mx.addmm(xp[t], h, w_hh_t), None, h, *extra)
+            if math.step_forward is not None:
+                y, extra_new, step_saved = math.step_forward(xp[t], h, w_hh_t)
+            elif math.fused_input:
+                y, extra_new, step_saved = gates_fwd(mx.addmm(xp[t], h, w_hh_t), None, h, *extra, *params)
             else:
                 hh = mx.addmm(b_hh, h, w_hh_t) if has_bias_hh else h @ w_hh_t
-                y, extra_new, step_saved = gates_fwd(xp[t], hh, h, *extra)
+                y, extra_new, step_saved = gates_fwd(xp[t], hh, h, *extra, *params)
             h_new = y @ w_hr_t if projected else y
             for component, value in zip(saved, (h, *extra, *extra_new, y, *step_saved)):
                 component[t] = value
@@ -185,6 +190,7 @@ def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: b
         xp = primals[0]
         w_hh = primals[layout.w_hh]
         w_hr = primals[layout.w_hr] if projected else None
+        params = tuple(primals[layout.params])
         mask = primals[layout.mask] if masked else None
         T = xp.shape[0]
         d_out = cotangents[0]
@@ -207,11 +213,16 @@ def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: b
                 d_new = d_out[t] + dh
                 d_extra_new = d_extra
             dy = d_new @ w_hr if projected else d_new
-            dxh, dhh, dh_direct, d_extra_prev = gates_bwd(dy, d_extra_new, h_prev, extra_prev, extra_new, step_saved)
-            dhh = dxh if dhh is None else dhh
-            dh = dhh @ w_hh
-            if dh_direct is not None:
-                dh = dh + dh_direct
+            if math.step_backward is not None:
+                dxh, dh = math.step_backward(dy, h_prev, step_saved, w_hh)
+                dhh, d_extra_prev = dxh, ()
+            else:
+                dxh, dhh, dh_direct, d_extra_prev = gates_bwd(
+                    dy, d_extra_new, h_prev, extra_prev, extra_new, step_saved, params)
+                dhh = dxh if dhh is None else dhh
+                dh = dhh @ w_hh
+                if dh_direct is not None:
+                    dh = dh + dh_direct
             if masked:
                 dh = dh + dh_keep
                 d_extra_prev = tuple(a + b for a, b in zip(d_extra_prev, d_extra_keep))
@@ -223,9 +234,15 @@ def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: b
         grads[1] = dh
         grads[2 : 2 + ne] = d_extra
         B = xp.shape[1]
-        dhh_all = grads[0] if math.fused_input else mx.stack(d_hh)
+        dhh_all = grads[0] if math.fused_input or math.step_backward else mx.stack(d_hh)
+        if math.weight_hh_grad is not None:
+            grads[layout.w_hh] = math.weight_hh_grad(dhh_all, saved[0], saved[2 + 2 * ne :])
         dhh_all = dhh_all.reshape(T * B, -1)  # (T*B, G)
-        grads[layout.w_hh] = dhh_all.T @ saved[0].reshape(T * B, -1)  # h_{t-1} of every step
+        if math.weight_hh_grad is None:
+            grads[layout.w_hh] = dhh_all.T @ saved[0].reshape(T * B, -1)  # h_{t-1} of every step
+        if math.num_params:
+            grads[layout.params] = math.params_grad(
+                grads[0], saved[1 : 1 + ne], saved[1 + ne : 1 + 2 * ne], params)
         if has_bias_hh:
             grads[layout.b_hh] = dhh_all.sum(axis=0)
         if projected:
@@ -240,7 +257,7 @@ def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: b
     return fn, layout
 
 
-def scan(math, xp, h0, extra0, w_hh, b_hh=None, w_hr=None, mask=None, reverse=False):
+def scan(math, xp, h0, extra0, w_hh, b_hh=None, w_hr=None, mask=None, reverse=False, params=()):
     """Run one layer-direction over time.
 
     Args:
@@ -252,6 +269,7 @@ def scan(math, xp, h0, extra0, w_hh, b_hh=None, w_hr=None, mask=None, reverse=Fa
         w_hh: ``(G, P)``; b_hh: ``(G,)`` for GRU; w_hr: ``(P, H)`` projection.
         mask: ``(T, B, 1)`` booleans, ``t < length``; None when all valid.
         reverse: walk from the last step to the first.
+        params: the cell's other weights (``math.num_params`` arrays: LSTM peepholes ``(3H,)``).
 
     Returns:
         ``(outputs (T, B, P), h_T (B, P), extra_T)``.
@@ -262,6 +280,7 @@ def scan(math, xp, h0, extra0, w_hh, b_hh=None, w_hr=None, mask=None, reverse=Fa
         args.append(b_hh)
     if w_hr is not None:
         args.append(w_hr)
+    args.extend(params)
     if mask is not None:
         args.append(mask)
     results = fn(*args)

@@ -33,6 +33,8 @@ layers = {
     "gru": keras.layers.GRU(4, return_sequences=True, name="gru"),
     "srnn": keras.layers.SimpleRNN(5, return_sequences=True, activation="relu", name="srnn"),
     "plain": keras.layers.LSTM(3, return_sequences=True, use_bias=False, name="plain"),
+    "cho": keras.layers.Bidirectional(keras.layers.GRU(4, reset_after=False, return_sequences=True), name="cho"),
+    "cho_plain": keras.layers.GRU(3, reset_after=False, use_bias=False, return_sequences=True, name="cho_plain"),
 }
 x = inputs
 outputs = {}
@@ -49,7 +51,6 @@ for name in layers:  # each layer's own output on its own input
     seen = keras.ops.convert_to_numpy(keras.Model(inputs, outputs[name])(data))
     results[name] = seen
 np.savez(f"{folder}/reference.npz", **results)
-keras.Model(inputs, keras.layers.GRU(4, reset_after=False, name="cho")(inputs)).save(f"{folder}/cho.keras")
 """
 
 
@@ -63,7 +64,10 @@ def saved(tmp_path_factory):
     return folder, dict(np.load(folder / "reference.npz"))
 
 
-@pytest.mark.parametrize("name", ["bi", "gru", "srnn", "plain"])
+LAYERS = ["bi", "gru", "srnn", "plain", "cho", "cho_plain"]
+
+
+@pytest.mark.parametrize("name", LAYERS)
 def test_each_keras_layer_converts_to_keras_outputs(saved, tmp_path, name):
     folder, reference = saved
     result = CliRunner().invoke(app, ["convert", str(folder / "model.keras"), str(tmp_path / name), "--prefix", f"{name}."])
@@ -73,12 +77,13 @@ def test_each_keras_layer_converts_to_keras_outputs(saved, tmp_path, name):
     np.testing.assert_allclose(np.array(got), reference[name], atol=1e-5)
 
 
-def test_the_original_gru_is_refused_by_name(saved, tmp_path):
+def test_the_original_gru_becomes_a_gru_with_the_reset_gate_before_its_product(saved, tmp_path):
     folder, _ = saved
-    result = CliRunner().invoke(app, ["convert", str(folder / "cho.keras"), str(tmp_path / "out")])
-    assert result.exit_code == 1
-    assert "layer 'cho' (GRU): reset_after=False (the reset gate before the recurrent matmul" in result.output
-    assert len(result.output.strip().splitlines()) == 1
+    result = CliRunner().invoke(app, ["convert", str(folder / "model.keras"), str(tmp_path / "out"), "--prefix", "cho."])
+    assert result.exit_code == 0, result.output
+    assert "bidirectional=True, proj_size=0, reset_after=False)" in result.output
+    layer = mlxseq.load(tmp_path / "out")
+    assert isinstance(layer, mlxseq.GRU) and layer.reset_after is False
 
 
 def _keras2_h5(keras_file, out):
@@ -97,17 +102,15 @@ def _keras2_h5(keras_file, out):
         target.attrs["model_config"] = json.dumps(config).encode()
         target.attrs["keras_version"] = b"2.15.0"
         weights = target.create_group("model_weights")
-        groups = {"Bidirectional": "layers/bidirectional", "GRU": "layers/gru", "SimpleRNN": "layers/simple_rnn"}
-        seen_lstm = 0
+        groups = {"Bidirectional": "layers/bidirectional", "GRU": "layers/gru", "SimpleRNN": "layers/simple_rnn",
+                  "LSTM": "layers/lstm"}
+        seen = {}
         for layer in config["config"]["layers"]:
             kind, name = layer["class_name"], layer["config"]["name"]
-            if kind == "LSTM":
-                group_path = "layers/lstm" + (f"_{seen_lstm}" if seen_lstm else "")
-                seen_lstm += 1
-            elif kind in groups:
-                group_path = groups[kind]
-            else:
+            if kind not in groups:
                 continue
+            count = seen[kind] = seen.get(kind, -1) + 1
+            group_path = groups[kind] + (f"_{count}" if count else "")
             sources = ([f"{group_path}/forward_layer", f"{group_path}/backward_layer"] if kind == "Bidirectional"
                        else [group_path])
             inner = layer["config"]["layer"]["class_name"] if kind == "Bidirectional" else kind
@@ -123,7 +126,7 @@ def _keras2_h5(keras_file, out):
     return out
 
 
-@pytest.mark.parametrize("name", ["bi", "gru", "srnn", "plain"])
+@pytest.mark.parametrize("name", LAYERS)
 def test_a_keras_2_h5_file_converts_to_the_same_outputs(saved, tmp_path, name):
     folder, reference = saved
     h5 = _keras2_h5(folder / "model.keras", tmp_path / "model.h5")

@@ -18,7 +18,7 @@ T, B, D, H = 6, 2, 3, 4
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 
 
-def build(path, kind, direction="forward", bias=True, **attributes):
+def build(path, kind, direction="forward", bias=True, peepholes=False, **attributes):
     """A one-node model Y = KIND(X) with random stored weights, saved to ``path``; returns it."""
     rng = np.random.default_rng(0)
     dirs = 2 if direction == "bidirectional" else 1
@@ -29,6 +29,9 @@ def build(path, kind, direction="forward", bias=True, **attributes):
     if bias:
         inits.append(numpy_helper.from_array((rng.standard_normal((dirs, 2 * g * H)) * 0.5).astype(np.float32), "B"))
         inputs.append("B")
+    if peepholes:  # P (dirs, 3H) is input 7, after sequence_lens, initial_h and initial_c
+        inits.append(numpy_helper.from_array((rng.standard_normal((dirs, 3 * H)) * 0.5).astype(np.float32), "P"))
+        inputs = (inputs + [""] * 7)[:7] + ["P"]
     node = helper.make_node(kind, inputs, ["Y"], name="rnn", hidden_size=H, direction=direction, **attributes)
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [T, B, D])],
                               [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], initializer=inits)
@@ -47,6 +50,10 @@ def reference(path, x):
     ("LSTM", dict(direction="bidirectional")),
     ("LSTM", dict(bias=False)),
     ("GRU", dict(direction="bidirectional", linear_before_reset=1)),
+    ("GRU", dict(direction="bidirectional", linear_before_reset=0)),
+    ("GRU", dict(linear_before_reset=0, bias=False)),
+    ("LSTM", dict(direction="bidirectional", peepholes=True)),
+    ("LSTM", dict(peepholes=True, bias=False)),
     ("RNN", dict()),
     ("RNN", dict(direction="bidirectional", activations=["Relu", "Relu"])),
 ])
@@ -60,7 +67,6 @@ def test_a_converted_onnx_node_gives_onnxruntimes_outputs(tmp_path, kind, option
 
 
 @pytest.mark.parametrize("kind, options, message", [
-    ("GRU", dict(linear_before_reset=0), "linear_before_reset=0"),
     ("LSTM", dict(direction="reverse"), "direction 'reverse' alone has no mlxseq layer"),
     ("LSTM", dict(clip=3.0), "clip is not supported"),
     ("LSTM", dict(activations=["Sigmoid", "Relu", "Tanh"]), "activations ['Sigmoid', 'Relu', 'Tanh'] are not supported"),

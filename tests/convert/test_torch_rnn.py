@@ -118,3 +118,39 @@ def test_build_torch_rnn_loads_the_weights(torch_layer, kwargs):
     output = layer(mx.array(x.numpy()))
     output = output[0] if isinstance(output, tuple) else output
     np.testing.assert_allclose(np.array(output), expected.detach().numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("options, expected", [
+    (dict(kind="lstm", peephole=True), dict(peephole=True)),
+    (dict(kind="lstm", learn_initial_state=True, proj_size=2), dict(learn_initial_state=True, proj_size=2)),
+    (dict(kind="gru", learn_initial_state=True), dict(learn_initial_state=True)),
+])
+def test_mlxseq_variant_weights_are_read_by_name_and_round_trip(tmp_path, options, expected):
+    import mlx.core as mx
+
+    import mlxseq
+    from mlxseq.convert import build_torch_rnn
+
+    layer_cls = {"lstm": mlxseq.LSTM, "gru": mlxseq.GRU}[options.pop("kind")]
+    layer = layer_cls(5, 4, num_layers=2, bidirectional=True, **options)
+    state = {f"rnn.{name}": np.array(value) for name, value in layer.parameters().items()}
+    config, weights = torch_rnn_config(state, "rnn.")
+    assert {name: getattr(config, name) for name in expected} == expected
+    rebuilt = build_torch_rnn(config, weights)
+    x = mx.random.normal((2, 3, 5))
+    np.testing.assert_array_equal(np.array(rebuilt(x)[0]), np.array(layer(x)[0]))
+
+
+def test_a_gru_read_with_reset_after_false_is_chos_gru():
+    layer = torch.nn.GRU(5, 4)
+    config, _ = torch_rnn_config(numpy_state(layer), reset_after=False)
+    assert config.kind == "gru" and config.reset_after is False
+    config, _ = torch_rnn_config(numpy_state(torch.nn.LSTM(5, 4)), reset_after=False)
+    assert config.reset_after is True  # only a GRU has a reset gate
+
+
+def test_peepholes_on_a_gru_are_named():
+    state = numpy_state(torch.nn.GRU(5, 4))
+    state["weight_ph_l0"] = np.zeros(12, dtype=np.float32)
+    with pytest.raises(ValueError, match="weight_ph .peepholes. under '' belongs only to an LSTM, found a gru"):
+        torch_rnn_config(state)
