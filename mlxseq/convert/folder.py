@@ -24,14 +24,15 @@ from mlxseq.convert.pickled_modules import MODULE_PATTERNS, is_module_record, lo
 from mlxseq.convert.reader import load_torch_checkpoint
 from mlxseq.convert.opennmt import OPENNMT_GLOBALS, convert_opennmt, is_opennmt_checkpoint
 from mlxseq.convert.tutorial import TutorialError, convert_tutorial, find_tutorial_layout
-from mlxseq.convert.torch_rnn import (build_torch_rnn, expected_shapes, find_torch_rnn_prefixes, recurrent_args,
+from mlxseq.convert.torch_rnn import (build_torch_rnn, find_torch_rnn_prefixes, layer_source_keys, recurrent_args,
                                       torch_rnn_config)
 
 FORMATS = ("auto", "torch-rnn", "pytorch-tutorial", "opennmt")
 # Keys under which training scripts commonly nest the state dict.
 NESTED_STATE_KEYS = ("state_dict", "model_state_dict", "model_state", "model", "net")
-# Mappings inside mappings deeper than this are not a model's weights.
+# Mappings inside mappings deeper than this, or more of them than this, are not a model's weights.
 MAX_NESTING = 100
+MAX_CONTAINERS = 100_000
 
 
 class ConversionError(ValueError):
@@ -77,25 +78,41 @@ def load_accepting_module_classes(source, allow: tuple[str, ...]) -> Any:
             accepted.append(error.global_name)
 
 
-def flat_arrays(obj: Any, source, prefix: str = "", _ancestors: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
-    """Every array inside nested mappings, keyed by its dotted path (``{"encoder": {"gru.x": a}}``
-    gives ``{"encoder.gru.x": a}``); other values are left out. A mapping that holds itself, or
-    mappings nested more than :data:`MAX_NESTING` deep, are a :class:`ConversionError`."""
-    found = {}
-    if is_module_record(obj):  # torch.save(model): what model.state_dict() would give
-        obj = module_state_dict(obj)
-    if isinstance(obj, Mapping):
+def flat_arrays(obj: Any, source, prefix: str = "") -> dict[str, np.ndarray]:
+    """Every array inside nested mappings, lists and module records, keyed by its dotted path
+    (``{"encoder": {"gru.x": a}}`` gives ``{"encoder.gru.x": a}``; ``[model, criterion, optimizer]``,
+    as AWD-LSTM saves, gives ``0.rnns.0.module.weight_ih_l0`` ...); other values are left out.
+    A container that holds itself, containers nested more than :data:`MAX_NESTING` deep, or more
+    than :data:`MAX_CONTAINERS` of them reached (shared ones counted each time) are a
+    :class:`ConversionError`."""
+    found: dict[str, np.ndarray] = {}
+    budget = [MAX_CONTAINERS]
+
+    def walk(obj: Any, prefix: str, ancestors: tuple[int, ...]) -> None:
+        if is_module_record(obj):  # torch.save(model): what model.state_dict() would give
+            obj = module_state_dict(obj)
+        if isinstance(obj, Mapping):
+            items = obj.items()
+        elif isinstance(obj, (list, tuple)):
+            items = enumerate(obj)
+        else:
+            return
         where = repr(prefix[:-1][:200]) if prefix else "the top level"
-        if id(obj) in _ancestors:
-            raise ConversionError(f"{source}: the checkpoint holds itself at {where} (a cycle of mappings)")
-        if len(_ancestors) >= MAX_NESTING:
-            raise ConversionError(f"{source}: mappings nested more than {MAX_NESTING} levels deep at {where[:80]}...")
-        inside = _ancestors + (id(obj),)
-        for key, value in obj.items():
+        if id(obj) in ancestors:
+            raise ConversionError(f"{source}: the checkpoint holds itself at {where} (a cycle of containers)")
+        if len(ancestors) >= MAX_NESTING:
+            raise ConversionError(f"{source}: containers nested more than {MAX_NESTING} levels deep at {where[:80]}...")
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise ConversionError(f"{source}: more than {MAX_CONTAINERS:,} nested containers: not a model's weights")
+        inside = ancestors + (id(obj),)
+        for key, value in items:
             if isinstance(value, np.ndarray):
                 found[f"{prefix}{key}"] = value
-            elif isinstance(value, Mapping) or is_module_record(value):
-                found.update(flat_arrays(value, source, f"{prefix}{key}.", inside))
+            elif isinstance(value, (Mapping, list, tuple)) or is_module_record(value):
+                walk(value, f"{prefix}{key}.", inside)
+
+    walk(obj, prefix, ())
     return found
 
 
@@ -208,6 +225,11 @@ def subtree(loaded: Any, key: str, source) -> Any:
     """The part of a loaded checkpoint at dotted ``key`` (``model_state``, ``checkpoint.model``)."""
     node, walked = loaded, []
     for part in key.split("."):
+        if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):  # [model, criterion, ...]
+            node, walked = node[int(part)], walked + [part]
+            continue
+        if is_module_record(node) and isinstance(node.state.get("_modules"), Mapping):
+            node = node.state["_modules"]  # a pickled module's children by name
         if not isinstance(node, Mapping):
             raise ConversionError(f"{source}: --key {key}: {'.'.join(walked) or 'the file'} holds a "
                                   f"{type(node).__name__}, not a mapping")
@@ -251,6 +273,6 @@ def _convert_torch_rnn(state, source, out_dir, found, prefix, nonlinearity, *, r
         "Load with `mlxseq.load(folder)`; parameter names are PyTorch's.\n"
     )
     folder = save_model(out_dir, model, "recurrent", args, readme=readme)
-    used = {config.prefix + key for key in expected_shapes(config)}
+    used = set(layer_source_keys(state, config.prefix).values())
     left_out = sorted(key for key in state if key not in used)
     return Conversion(folder, found, description, left_out)

@@ -12,7 +12,10 @@ tell the rest::
     weight_ph_l0  (3 * H,)       LSTM with peepholes (mlxseq's name; torch has none)
     initial_h_l0  (R,)           learned initial states (mlxseq's names), LSTM also initial_c_l0 (H,)
 
-mlxseq layers use the same names, so the weights load by name unchanged.
+mlxseq layers use the same names, so the weights load by name unchanged. AWD-LSTM's
+``WeightDrop`` (DropConnect on the recurrent weights, used by its language models and
+ULMFiT) renames a parameter ``weight_hh_l0_raw``: the raw weight is the one used at inference,
+and is read as ``weight_hh_l0`` unless that name is stored as well.
 A plain RNN cannot say whether it used tanh or relu, nor a GRU where its reset gate
 sits (``reset_after``); the caller passes them.
 """
@@ -27,9 +30,9 @@ import numpy as np
 
 _KEY = re.compile(
     r"^(?P<name>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr|weight_ph|initial_h|initial_c)"
-    r"(?:_l(?P<layer>\d+))?(?P<reverse>_reverse)?$"
+    r"(?:_l(?P<layer>\d+))?(?P<reverse>_reverse)?(?P<raw>_raw)?$"
 )
-_FIRST_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)weight_ih(?:_l0)?$")
+_FIRST_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)weight_ih(?:_l0)?(?:_raw)?$")
 _KIND_BY_GATES = {1: "rnn", 3: "gru", 4: "lstm"}
 _GATES_BY_KIND = {kind: gates for gates, kind in _KIND_BY_GATES.items()}
 
@@ -98,8 +101,8 @@ def torch_rnn_config(state_dict: Mapping[str, Any], prefix: str = "", *,
         ValueError: no recurrent weights under ``prefix``, or names and shapes
             that do not form one torch layer (the message says what is off).
     """
-    weights = {key[len(prefix):]: value for key, value in state_dict.items()
-               if key.startswith(prefix) and _KEY.match(key[len(prefix):])}
+    sources = layer_source_keys(state_dict, prefix)
+    weights = {name: state_dict[key] for name, key in sources.items()}
     if not weights:
         found = find_torch_rnn_prefixes(state_dict)
         raise ValueError(f"no RNN/GRU/LSTM weights under prefix {prefix!r}; prefixes found: {found}")
@@ -115,6 +118,22 @@ def torch_rnn_config(state_dict: Mapping[str, Any], prefix: str = "", *,
         config = replace(config, reset_after=False)
     _check_names_and_shapes(config, weights)
     return config, weights
+
+
+def layer_source_keys(state_dict: Mapping[str, Any], prefix: str) -> dict[str, str]:
+    """The recurrent weights under ``prefix``: torch name (``weight_hh_l0``) -> key in ``state_dict``
+    (``rnns.0.module.weight_hh_l0_raw`` under WeightDrop, when the plain name is not there)."""
+    sources: dict[str, str] = {}
+    for key in state_dict:
+        if not key.startswith(prefix):
+            continue
+        match = _KEY.match(key[len(prefix):])
+        if match is None:
+            continue
+        name = key[len(prefix):].removesuffix("_raw") if match["raw"] else key[len(prefix):]
+        if not match["raw"] or name not in sources:
+            sources[name] = key
+    return sources
 
 
 def _shape(weights: dict[str, Any], key: str, prefix: str) -> tuple[int, ...]:

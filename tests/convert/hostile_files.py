@@ -114,3 +114,8 @@ def cyclic_dict(folder: Path) -> Path:
     """A dict that holds itself: {"model": <itself>, "w": tensor}."""
     body = b"}" + _put(0) + b"X\x05\x00\x00\x00model" + _get(0) + b"s"
     return write_zip_checkpoint(folder / "cyclic.pt", pickle_of(body))
+
+
+def list_dag_checkpoint(folder: Path) -> Path:
+    """A checkpoint that is a list DAG 60 levels deep: 2^60 lists to walk as a tree."""
+    return write_zip_checkpoint(folder / "list_dag.pt", pickle_of(list_dag()))

@@ -70,6 +70,7 @@ def test_a_small_file_cannot_ask_for_huge_work_or_memory(tmp_path, make, message
 @pytest.mark.parametrize("make, message", [
     (hostile_files.deep_dicts, "nested more than"),
     (hostile_files.cyclic_dict, "holds itself"),
+    (hostile_files.list_dag_checkpoint, "more than 100,000 nested containers"),
 ])
 def test_odd_nesting_ends_in_one_line_from_convert(tmp_path, make, message):
     done = _run(_CONVERT, str(make(tmp_path)), str(MEMORY_LIMIT), str(tmp_path / "out"))
