@@ -14,7 +14,7 @@ consecutive pickles and raw data::
     pickle([key, ...])             the storages that follow, in this order
     for each key: int64 element count (little endian), then count * itemsize bytes
 
-The much older tar layout (torch < 0.4) is recognised and refused.
+The tar layout of torch 0.1 (early 2017) is read by :mod:`.torch_tar`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 
 from .errors import CheckpointError
 from .pickle_globals import GlobalResolver
+from .torch_tar import is_tar_checkpoint, read_tar_checkpoint
 from .torch_tensors import TensorAssembler
 from .bounded_stream import BoundedStream
 from .unpickler import load_pickle
@@ -108,8 +109,8 @@ def read_legacy_checkpoint(path: str, allow: tuple[str, ...]) -> Any:
     size = os.path.getsize(path)
     with open(path, "rb") as file:
         head = file.read(512)
-        if head[257:262] == b"ustar":
-            raise CheckpointError("tar-format checkpoint (torch < 0.4) is not supported")
+        if is_tar_checkpoint(head):
+            return read_tar_checkpoint(path, allow)
         if head.startswith(ZIP_SIGNATURE):
             raise CheckpointError("truncated or corrupt zip archive (no central directory)")
         stream = BoundedStream(file, size, start=0)
