@@ -12,7 +12,8 @@ tell the rest::
     weight_ph_l0  (3 * H,)       LSTM with peepholes (mlxseq's name; torch has none)
     initial_h_l0  (R,)           learned initial states (mlxseq's names), LSTM also initial_c_l0 (H,)
 
-mlxseq layers use the same names, so the weights load by name unchanged. AWD-LSTM's
+mlxseq layers use the same names, so the weights load by name unchanged. Matrices stored
+the other way round, ``(in, out)`` (``weight_hh_l0`` of shape ``(H, G * H)``), are transposed. AWD-LSTM's
 ``WeightDrop`` (DropConnect on the recurrent weights, used by its language models and
 ULMFiT) renames a parameter ``weight_hh_l0_raw``: the raw weight is the one used at inference,
 and is read as ``weight_hh_l0`` unless that name is stored as well.
@@ -106,6 +107,8 @@ def torch_rnn_config(state_dict: Mapping[str, Any], prefix: str = "", *,
     if not weights:
         found = find_torch_rnn_prefixes(state_dict)
         raise ValueError(f"no RNN/GRU/LSTM weights under prefix {prefix!r}; prefixes found: {found}")
+    if _stored_in_out(weights):
+        weights = {name: _transposed(value) if name.startswith("weight_") else value for name, value in weights.items()}
     parsed = {key: _KEY.match(key) for key in weights}
     cells = [key for key, match in parsed.items() if match["layer"] is None]
     if cells and len(cells) != len(parsed):
@@ -118,6 +121,21 @@ def torch_rnn_config(state_dict: Mapping[str, Any], prefix: str = "", *,
         config = replace(config, reset_after=False)
     _check_names_and_shapes(config, weights)
     return config, weights
+
+
+def _stored_in_out(weights: dict[str, Any]) -> bool:
+    """Whether the matrices are stored (in, out), as Keras and hand-written numpy layers keep them.
+
+    torch's ``weight_hh`` is ``(G * H, R)`` with R <= H, never more columns than rows; stored the
+    other way round it has more columns than rows. (An RNN's square ``weight_hh`` cannot tell,
+    and is read as torch stores it.)"""
+    shape = tuple(getattr(weights.get("weight_hh_l0", weights.get("weight_hh")), "shape", ()))
+    return len(shape) == 2 and 0 < shape[0] < shape[1]
+
+
+def _transposed(value: Any) -> Any:
+    array = np.asarray(value)
+    return np.ascontiguousarray(array.T) if array.ndim == 2 else array
 
 
 def layer_source_keys(state_dict: Mapping[str, Any], prefix: str) -> dict[str, str]:

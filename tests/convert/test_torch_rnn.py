@@ -154,3 +154,21 @@ def test_peepholes_on_a_gru_are_named():
     state["weight_ph_l0"] = np.zeros(12, dtype=np.float32)
     with pytest.raises(ValueError, match="weight_ph .peepholes. under '' belongs only to an LSTM, found a gru"):
         torch_rnn_config(state)
+
+
+@pytest.mark.parametrize("kind, kwargs", [("gru", {}), ("lstm", {"bidirectional": True, "num_layers": 2}),
+                                          ("lstm", {"proj_size": 2})])
+def test_matrices_stored_in_out_are_transposed_back(kind, kwargs):
+    layer = TORCH_LAYERS[kind](5, 4, **kwargs)
+    state = numpy_state(layer)
+    stored = {name: (value.T.copy() if value.ndim == 2 else value) for name, value in state.items()}
+    config, weights = torch_rnn_config(stored)
+    assert config == torch_rnn_config(state)[0]
+    for name, value in state.items():
+        np.testing.assert_array_equal(weights[name], value)
+
+
+def test_an_rnns_square_matrices_are_read_as_torch_stores_them():
+    state = numpy_state(torch.nn.RNN(4, 4))
+    _, weights = torch_rnn_config(state)
+    np.testing.assert_array_equal(weights["weight_hh_l0"], state["weight_hh_l0"])
