@@ -18,24 +18,24 @@ Public API::
 """
 
 # The optimized BLAS must be in place before anything imports mlx.core.
-from mlxseq import blas as _blas
+from mlxseq.system import blas as _blas
 
 _blas.preload()
 
 from mlxseq._version import __version__  # noqa: E402
 from mlxseq import data  # noqa: E402
 from mlxseq.checkpoint import load  # noqa: E402
-from mlxseq.decoding import Hypothesis, StepModel, beam_search, generate_steps, greedy_decode, sample  # noqa: E402
+from mlxseq.decoding.search import Hypothesis, StepModel, beam_search, generate_steps, greedy_decode, sample  # noqa: E402
 from mlxseq.layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
-from mlxseq.sample_utils import make_repetition_penalty, make_sampler  # noqa: E402
-from mlxseq.generation import Generator, generate  # noqa: E402
-from mlxseq.training.from_config import train_from_config as train  # noqa: E402
-from mlxseq.translation import Translator, translate  # noqa: E402
-from mlxseq.classification import ClassifierEnsemble, TextClassifier  # noqa: E402
-from mlxseq.tagging import SequenceTagger  # noqa: E402
-from mlxseq.forecasting import TimeSeriesForecaster  # noqa: E402
-from mlxseq.prediction import evaluate, predict  # noqa: E402
-from mlxseq.averaging import average_folders  # noqa: E402
+from mlxseq.decoding.sampling import make_repetition_penalty, make_sampler  # noqa: E402
+from mlxseq.pipelines.generator import Generator, generate  # noqa: E402
+from mlxseq.runs.from_config import train_from_config as train  # noqa: E402
+from mlxseq.pipelines.translator import Translator, translate  # noqa: E402
+from mlxseq.pipelines.classifier import ClassifierEnsemble, TextClassifier  # noqa: E402
+from mlxseq.pipelines.tagger import SequenceTagger  # noqa: E402
+from mlxseq.pipelines.forecaster import TimeSeriesForecaster  # noqa: E402
+from mlxseq.pipelines.prediction import evaluate, predict  # noqa: E402
+from mlxseq.training.averaging import average_folders  # noqa: E402
 from mlxseq.convert.module_weights import load_torch_weights  # noqa: E402
 
 __all__ = [

@@ -16,7 +16,7 @@ from pathlib import Path
 import mlx.core as mx
 
 from mlxseq.checkpoint import CONFIG_FILE, WEIGHTS_FILE, ModelFolderError
-from mlxseq.files import atomic_write
+from mlxseq.system.files import atomic_write
 
 
 def bundle_folder(source, destination, *, dtype: mx.Dtype = mx.float16) -> Path:

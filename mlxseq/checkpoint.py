@@ -22,7 +22,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 from mlxseq._version import __version__
-from mlxseq.files import atomic_write, write_text
+from mlxseq.system.files import atomic_write, write_text
 from mlxseq.layers.recurrent import TORCH_SUFFIXES
 from mlxseq.models import model_module
 

@@ -1,4 +1,5 @@
-"""Training losses over padded batches; padding never contributes."""
+"""Every training loss, over padded batches (padding never contributes): token cross-entropy with
+label smoothing, classification (one label, several labels, spans, distillation) and CTC."""
 
 import mlx.core as mx
 
@@ -35,6 +36,53 @@ def smoothed_nll(logits: mx.array, targets: mx.array, smoothing: float = 0.0) ->
     if smoothing > 0:
         nll = (1.0 - smoothing) * nll - smoothing * log_probs.mean(axis=-1)
     return nll
+
+
+# --- classification: one label, several labels, spans, distillation ----------------------------
+
+
+def classification_loss(logits: mx.array, labels: mx.array, smoothing: float = 0.0):
+    """``(summed loss, examples)``: softmax cross-entropy for class ids ``labels`` (B,), or for
+    0/1 targets ``labels`` (B, C) the binary cross-entropy summed over the C labels."""
+    if labels.ndim == 1:
+        return label_smoothed_cross_entropy(logits, labels, -1, smoothing)  # -1: no example is padding
+    return binary_cross_entropy(logits, labels), mx.array(labels.shape[0])
+
+
+def binary_cross_entropy(logits: mx.array, targets: mx.array) -> mx.array:
+    """Summed ``-t log sigmoid(x) - (1 - t) log(1 - sigmoid(x))`` for targets in [0, 1] (B, C)."""
+    return binary_cross_entropy_terms(logits, targets).sum()
+
+
+def binary_cross_entropy_terms(logits: mx.array, targets: mx.array) -> mx.array:
+    """``-t log sigmoid(x) - (1 - t) log(1 - sigmoid(x))`` of each logit, float32 of the same shape."""
+    x = logits.astype(mx.float32)
+    # log(1 + e^x) - t x, written stably: max(x, 0) - t x + log(1 + e^-|x|)
+    return mx.maximum(x, 0.0) - targets * x + mx.log1p(mx.exp(-mx.abs(x)))
+
+
+def span_loss(logits: mx.array, labels: mx.array, weights: mx.array, smoothing: float = 0.0):
+    """``(weighted summed loss, summed weight)`` of spans: logits (B, S, C), class ids ``labels``
+    (B, S) (cross-entropy, label-smoothed) or 0/1 ``labels`` (B, S, C) (binary cross-entropy
+    summed over the C labels), ``weights`` (B, S), 0 on padding spans."""
+    if labels.ndim == weights.ndim:
+        losses = smoothed_nll(logits, labels, smoothing)  # (B, S)
+    else:
+        losses = binary_cross_entropy_terms(logits, labels).sum(axis=-1)
+    return (weights * losses).sum(), weights.sum()
+
+
+def distillation_loss(logits: mx.array, labels: mx.array, soft: mx.array, weight: float, smoothing: float = 0.0):
+    """``(summed loss, examples)`` of ``(1 - w) * loss(labels) + w * loss(soft)``: the loss against
+    the labels (:func:`classification_loss`) and against the teachers' probabilities ``soft``
+    (B, C): the cross-entropy ``-sum_c soft_c log p_c`` (softmax), or for multi-label data
+    (``labels`` (B, C)) the binary cross-entropy with ``soft`` as targets."""
+    hard, count = classification_loss(logits, labels, smoothing)
+    if labels.ndim == 1:
+        taught = -(soft * log_softmax(logits.astype(mx.float32))).sum()
+    else:
+        taught = binary_cross_entropy(logits, soft)
+    return (1.0 - weight) * hard + weight * taught, count
 
 
 # --- CTC ------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 import mlxseq
 from mlxseq.cli import app
 from mlxseq.metrics import score_translations
-from mlxseq.generation import BUNDLED_MODEL as GENERATION_MODEL
-from mlxseq.translation import BUNDLED_MODEL as TRANSLATION_MODEL
-from mlxseq.translation import TranslationOptions, Translator
+from mlxseq.pipelines.generator import BUNDLED_MODEL as GENERATION_MODEL
+from mlxseq.pipelines.translator import BUNDLED_MODEL as TRANSLATION_MODEL
+from mlxseq.pipelines.translator import TranslationOptions, Translator
 from tests.support.corpora import corpus_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -70,7 +70,7 @@ def test_the_bundled_language_model_keeps_its_validation_loss_on_a_slice():
 
     import mlx.core as mx
 
-    from mlxseq.generation import Generator
+    from mlxseq.pipelines.generator import Generator
     from mlxseq.losses import label_smoothed_cross_entropy
 
     valid = (FIXTURES / "tinyshakespeare_valid_head.txt").read_text()  # the start of the conventional validation split

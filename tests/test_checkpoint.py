@@ -224,7 +224,7 @@ def test_a_quantized_folder_is_smaller_loads_like_any_folder_and_stays_close(tmp
     from typer.testing import CliRunner
 
     from mlxseq.cli import app
-    from mlxseq.translation import BUNDLED_MODEL, Translator
+    from mlxseq.pipelines.translator import BUNDLED_MODEL, Translator
 
     result = CliRunner().invoke(app, ["quantize", str(BUNDLED_MODEL), str(tmp_path / "q"), "--bits", str(bits)])
     assert result.exit_code == 0, result.output

@@ -71,7 +71,7 @@ def test_attention_to_a_folder_or_a_missing_folder_is_one_line(tmp_path):
 
 
 def test_average_into_an_unwritable_place_is_one_line(tmp_path):
-    from mlxseq.generation import BUNDLED_MODEL
+    from mlxseq.pipelines.generator import BUNDLED_MODEL
 
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder would go")

@@ -35,7 +35,7 @@ def _export_weights(folder: Path) -> dict:
     import numpy as np
     from mlx.utils import tree_flatten
 
-    from mlxseq.generation import BUNDLED_MODEL
+    from mlxseq.pipelines.generator import BUNDLED_MODEL
     from mlxseq.models import language_model
 
     if (BUNDLED_MODEL / "config.json").is_file():
@@ -62,8 +62,8 @@ def _mlxseq_worker(spec):
     import mlx.core as mx
     import numpy as np
 
-    from mlxseq.decoding import generate_steps
-    from mlxseq.generation import Generator
+    from mlxseq.decoding.search import generate_steps
+    from mlxseq.pipelines.generator import Generator
     from mlxseq.models import language_model
 
     model = language_model.build_model(language_model.ModelArgs(**spec["shape"], dropout=0.0))
@@ -85,7 +85,7 @@ def _mlxseq_worker(spec):
             produced[:] = [np.array(mx.stack(rows, axis=1))[0].tolist()]
 
         results[batch] = {"seconds": median_time(run, spec["runs"]), "tokens": produced[0]}
-    return {"results": results, "versions": f"mlx {mx.__version__}, {mlxseq.blas.describe()}"}
+    return {"results": results, "versions": f"mlx {mx.__version__}, {mlxseq.system.blas.describe()}"}
 
 
 def _torch_worker(spec):

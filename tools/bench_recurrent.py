@@ -96,13 +96,13 @@ def _mlx_layer(cfg, runner):
 
 def _mlx_worker(cfg, runs, runner):
     if runner in ("mlxseq", "mlx.nn+OpenBLAS"):
-        from mlxseq import blas
+        from mlxseq.system import blas
 
         blas.preload()
     import mlx.core as mx
     import mlx.nn as nn
 
-    from mlxseq import blas
+    from mlxseq.system import blas
 
     layer = _mlx_layer(cfg, runner)
     x = mx.random.normal((cfg["B"], cfg["T"], cfg["D"]))

@@ -91,7 +91,7 @@ def _mlxseq_worker(spec):
     from mlxseq.training.loop import make_optimizer
     from mlxseq.training.args import TrainingArgs
     from mlxseq.training.step import TrainStep
-    from mlxseq.translation import TranslationOptions
+    from mlxseq.pipelines.translator import TranslationOptions
 
     src, lengths, tgt, sentences = _data(spec)
     model = seq2seq.build_model(_model_args(spec))
@@ -126,7 +126,7 @@ def _mlxseq_worker(spec):
 
         results[name] = median_time(translate, spec["runs"])
     return {"seconds": results, "greedy_tokens": outputs["greedy"],
-            "versions": f"mlx {mx.__version__}, {mlxseq.blas.describe()}"}
+            "versions": f"mlx {mx.__version__}, {mlxseq.system.blas.describe()}"}
 
 
 # --- torch ----------------------------------------------------------------------------------------

@@ -2,9 +2,12 @@
 
 import typer
 
+from mlxseq.decoding.args import DecodingArgs
+
 from mlxseq.cli.helpers import (check_writable_file, decoding_choices, folder_errors, say_startup_notes,
                                 sentence_progress)
 
+DEFAULT = DecodingArgs()  # the decoding defaults the help texts name
 app = typer.Typer(help="Recurrent sequence models on MLX.", no_args_is_help=True, add_completion=False)
 
 
@@ -26,7 +29,7 @@ def main(
 @app.command()
 def info():
     """Show the MLX version, device, BLAS and compiler that mlxseq runs with."""
-    from mlxseq.environment import describe_environment
+    from mlxseq.system.environment import describe_environment
 
     for key, value in describe_environment().items():
         typer.echo(f"{key + ':':<14}{value}")
@@ -41,7 +44,7 @@ def demo(
 ):
     """Run a deep bidirectional layer on a ragged batch, forward and backward, and time it."""
     say_startup_notes()
-    from mlxseq.demo import run_demo
+    from mlxseq.cli.demo import run_demo
 
     try:
         run_demo(kind, batch, steps, hidden, echo=typer.echo)
@@ -88,22 +91,28 @@ def translate(
     model: str = typer.Option(None, help="Model folder or Hugging Face Hub repo id; default: the bundled model."),
     input: str = typer.Option(None, "--input", "-i", help="File with one sentence per line."),
     output: str = typer.Option(None, "--output", "-o", help="Write translations here instead of standard output."),
-    beam_size: int = typer.Option(None, help="Beam size; 1 is greedy search. Default: the model's, else 5."),
+    beam_size: int = typer.Option(None, help=f"Beam size; 1 is greedy search. Default: the model's, else {DEFAULT.beam_size}."),
     length_penalty: float = typer.Option(
-        None, help="GNMT length penalty alpha; 0 ranks by the sum of log-probabilities. Default: the model's, else 0.6."),
+        None, help="GNMT length penalty alpha; 0 ranks by the sum of log-probabilities. "
+                   f"Default: the model's, else {DEFAULT.length_penalty}."),
     length_penalty_kind: str = typer.Option(
-        None, help="gnmt: ((5 + len) / 6) ** alpha; average: len ** alpha (OpenNMT-py's avg). Default: the model's, else gnmt."),
+        None, help="gnmt: ((5 + len) / 6) ** alpha; average: len ** alpha (OpenNMT-py's avg). "
+                   f"Default: the model's, else {DEFAULT.length_penalty_kind}."),
     max_length_ratio: float = typer.Option(
-        None, help="Output length limit as a multiple of the source length (+offset). Default: the model's, else 2."),
-    max_length_offset: int = typer.Option(None, help="Tokens added to the --max-length-ratio limit. Default: the model's, else 10."),
-    n_best: int = typer.Option(1, help="Translations per input, with scores (tab-separated)."),
-    batch_size: int = typer.Option(32, help="Sentences per batch."),
+        None, help="Output length limit as a multiple of the source length (+offset). "
+                   f"Default: the model's, else {DEFAULT.max_length_ratio:g}."),
+    max_length_offset: int = typer.Option(
+        None, help=f"Tokens added to the --max-length-ratio limit. Default: the model's, else {DEFAULT.max_length_offset}."),
+    n_best: int = typer.Option(DEFAULT.n_best, help="Translations per input, with scores (tab-separated)."),
+    batch_size: int = typer.Option(DEFAULT.batch_size, help="Sentences per batch."),
     attention: str = typer.Option(
         None, help="Save each sentence's attention heatmap to this PNG (several sentences: NAME-1.png, NAME-2.png, ...)."),
     search: str = typer.Option(
-        None, help="mlxseq, or opennmt: OpenNMT-py's beam search and scoring, nothing banned. Default: the model's, else mlxseq."),
+        None, help="mlxseq, or opennmt: OpenNMT-py's beam search and scoring, nothing banned. "
+                   f"Default: the model's, else {DEFAULT.search}."),
     max_length: int = typer.Option(
-        None, help="Fixed output length limit (tokens) instead of --max-length-ratio; 0: none. Default: the model's, else 0."),
+        None, help="Fixed output length limit (tokens) instead of --max-length-ratio; 0: none. "
+                   f"Default: the model's, else {DEFAULT.max_length}."),
     replace_unk: bool = typer.Option(
         False, help="Replace each <unk> of the output by the most attended source word (word tokenizers only)."),
 ):
@@ -113,7 +122,7 @@ def translate(
 
     from mlxseq.checkpoint import ModelFolderError
     from mlxseq.data import DataError, read_lines, read_stream_lines
-    from mlxseq.translation import Translator
+    from mlxseq.pipelines.translator import Translator
 
     try:
         given = decoding_choices(
@@ -147,7 +156,7 @@ def translate(
         else:
             lines.extend(f"{h.text}\t{h.score:.4f}" for h in hyps)
     if output:
-        from mlxseq.files import write_text
+        from mlxseq.system.files import write_text
 
         try:
             write_text(output, "".join(line + "\n" for line in lines))
@@ -158,14 +167,10 @@ def translate(
         for line in lines:
             typer.echo(line)
     if attention and sentences:
-        from mlxseq.plots import attention_paths, save_attention_heatmap
+        from mlxseq.pipelines.attention_plots import attention_paths, save_attention_heatmap
 
-        source, target = translator.tokenizers.source, translator.tokenizers.target
         for path, sentence, hyps in zip(attention_paths(attention, len(sentences)), sentences, found):
-            best = hyps[0]
-            weights = translator.attention(sentence, best)
-            src_tokens = [source.decode([i]) or "·" for i in source.encode(sentence)]
-            tgt_tokens = [target.decode([i]) or "·" for i in best.tokens] + ["</s>"]
+            weights, src_tokens, tgt_tokens = translator.attention_map(sentence, hyps[0])
             try:
                 save_attention_heatmap(path, weights, src_tokens, tgt_tokens)
             except OSError as error:
@@ -183,10 +188,12 @@ def evaluate(
     ref: str = typer.Option(None, help="Translation: reference translations, one per line."),
     data: str = typer.Option(None, help="Classifier: TSV text<TAB>label; tagger: CoNLL-U; forecaster: the CSV series."),
     split: str = typer.Option("test", help="Forecaster: the rows scored (train, valid or test, as trained)."),
-    beam_size: int = typer.Option(None, help="Beam size; 1 is greedy search. Default: the model's, else 5."),
-    length_penalty: float = typer.Option(None, help="GNMT length penalty alpha. Default: the model's, else 0.6."),
+    beam_size: int = typer.Option(None, help=f"Beam size; 1 is greedy search. Default: the model's, else {DEFAULT.beam_size}."),
+    length_penalty: float = typer.Option(
+        None, help=f"GNMT length penalty alpha. Default: the model's, else {DEFAULT.length_penalty}."),
     max_length_ratio: float = typer.Option(
-        None, help="Output length limit as a multiple of the source length (+10). Default: the model's, else 2."),
+        None, help="Output length limit as a multiple of the source length (+offset). "
+                   f"Default: the model's, else {DEFAULT.max_length_ratio:g}."),
     batch_size: int = typer.Option(32, help="Sentences (texts, windows) per batch."),
 ):
     """Score a model: BLEU and chrF of translating --src against --ref (sacrebleu signatures);
@@ -195,10 +202,10 @@ def evaluate(
     from mlxseq.checkpoint import ModelFolderError
     from mlxseq.data import DataError, read_parallel
     from mlxseq.metrics import score_translations
-    from mlxseq.translation import Translator
+    from mlxseq.pipelines.translator import Translator
 
     if data is not None:
-        from mlxseq.prediction import evaluate as evaluate_folder
+        from mlxseq.pipelines.prediction import evaluate as evaluate_folder
 
         try:
             lines = evaluate_folder(model or [None], data, split=split, batch_size=batch_size)
@@ -227,12 +234,7 @@ def evaluate(
         raise typer.Exit(1)
     for line in scores.lines():
         typer.echo(line)
-    typer.echo(
-        f"decoding: beam_size={options.beam_size} length_penalty={options.length_penalty} "
-        f"({options.length_penalty_kind}) max_length_ratio={options.max_length_ratio} "
-        f"max_length_offset={options.max_length_offset} search={options.search}; {len(found)} sentences; "
-        f"model {translator.folder}"
-    )
+    typer.echo(f"decoding: {options.signature()}; {len(found)} sentences; model {translator.folder}")
 
 
 @app.command()
@@ -252,7 +254,7 @@ def predict(
 
     from mlxseq.checkpoint import ModelFolderError
     from mlxseq.data import DataError, read_stream_lines
-    from mlxseq.prediction import predict as predict_folder
+    from mlxseq.pipelines.prediction import predict as predict_folder
 
     try:
         lines = None if text or input else list(read_stream_lines(sys.stdin.buffer))
@@ -262,7 +264,7 @@ def predict(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1)
     if output:
-        from mlxseq.files import write_text
+        from mlxseq.system.files import write_text
 
         try:
             write_text(output, result)
@@ -311,7 +313,7 @@ def average(
     output: str = typer.Option(..., "--output", "-o", help="Model folder to write with the averaged weights."),
 ):
     """Average the weights of several checkpoints of one model into a new model folder."""
-    from mlxseq.averaging import average_folders
+    from mlxseq.training.averaging import average_folders
 
     with folder_errors(output):
         out = average_folders(folders, output)
@@ -339,7 +341,7 @@ def generate(
 
     from mlxseq.checkpoint import ModelFolderError
     from mlxseq.data import DataError, read_stream_lines
-    from mlxseq.generation import GenerationOptions, Generator
+    from mlxseq.pipelines.generator import GenerationOptions, Generator
 
     try:
         if prompt == "-":
@@ -385,7 +387,7 @@ def train(
     """Train the model a config describes; run the same command again to resume."""
     if not quiet:
         say_startup_notes()
-    from mlxseq.training.from_config import USER_ERRORS, train_from_config
+    from mlxseq.runs.from_config import USER_ERRORS, train_from_config
 
     try:
         result = train_from_config(

@@ -11,7 +11,7 @@ def say_startup_notes() -> None:
 
     if not sys.stderr.isatty():
         return
-    from mlxseq.environment import startup_notes
+    from mlxseq.system.environment import startup_notes
 
     for note in startup_notes():
         typer.echo(note, err=True)
@@ -49,13 +49,13 @@ def decoding_choices(beam_size=None, length_penalty=None, max_length_ratio=None,
 
     Checked at once, so that a bad option fails before a model is loaded.
     """
-    from mlxseq.translation import TranslationOptions
+    from mlxseq.decoding.args import DecodingArgs
 
     given = dict(beam_size=beam_size, length_penalty=length_penalty, length_penalty_kind=length_penalty_kind,
                  max_length_ratio=max_length_ratio, max_length_offset=max_length_offset, n_best=n_best,
                  batch_size=batch_size, search=search, max_length=max_length, replace_unk=replace_unk)
     given = {key: value for key, value in given.items() if value is not None}
-    TranslationOptions(**{"beam_size": max(given.get("n_best", 1), 1), **given})
+    DecodingArgs(**{"beam_size": max(given.get("n_best", 1), 1), **given})
     return given
 
 

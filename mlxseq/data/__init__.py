@@ -36,7 +36,7 @@ from mlxseq.data.tokenizer import (
     train_sentencepiece_pair,
 )
 from mlxseq.data.conllu import Sentence, format_conllu, read_conllu
-from mlxseq.data.labelled import LabelledCorpus, read_labelled
+from mlxseq.data.labelled import HEADER_OPTIONS, LabelledCorpus, read_labelled
 from mlxseq.data.nested_spans import SpanTable, nested_spans
 from mlxseq.data.spelling import CHARS_NAME, batch_spellings, read_chars, spell
 from mlxseq.data.timeseries import Normaliser, TimeSeries, read_timeseries
@@ -47,6 +47,6 @@ __all__ = [
     "TokenizerPair", "load_tokenizer", "train_sentencepiece_pair",
     "PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID", "SPECIAL_TOKENS",
     "BatchSampler", "StreamBatcher", "PairBatch", "pad_batch", "pad_pairs", "pair_lengths", "padded_length",
-    "LabelledCorpus", "read_labelled", "SpanTable", "nested_spans", "CHARS_NAME", "spell", "batch_spellings", "read_chars", "Sentence", "read_conllu", "format_conllu",
+    "LabelledCorpus", "read_labelled", "HEADER_OPTIONS", "SpanTable", "nested_spans", "CHARS_NAME", "spell", "batch_spellings", "read_chars", "Sentence", "read_conllu", "format_conllu",
     "TimeSeries", "read_timeseries", "Normaliser",
 ]

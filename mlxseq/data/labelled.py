@@ -40,6 +40,10 @@ class LabelledCorpus:
         return len(self.texts)
 
 
+# A config's or the command line's ``header`` option -> read_labelled's ``header`` argument.
+HEADER_OPTIONS = {"auto": "auto", "skip": True, "none": False}
+
+
 def read_labelled(
     path: PathLike,
     *,

@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from mlxseq.data.corpus import DataError, PathLike, _file_lines
-from mlxseq.files import write_text
+from mlxseq.system.files import write_text
 
 NORMALISER_FILE = "normaliser.json"
 FORMAT_VERSION = 1

@@ -180,28 +180,18 @@ class Bridge(nn.Module):
 
 
 class Seq2Seq(nn.Module):
-    """Encoder-decoder with attention; see the module docstring for the step equations."""
+    """Encoder + bridge + decoder; the decoder's step is its style's (a subclass per
+    ``decoder_style``, made by :func:`build_model`; see the module docstring for the steps)."""
 
-    def __init__(self, args: ModelArgs):
+    def __init__(self, args: ModelArgs, first_input: int):
         super().__init__()
         self.args = args
-        H, E = args.hidden_size, args.embed_size
         self.encoder = Encoder(args)
         self.bridge = Bridge(args)
-        self.embedding = nn.Embedding(args.tgt_vocab_size, E)
+        self.embedding = nn.Embedding(args.tgt_vocab_size, args.embed_size)
         self.dropout = nn.Dropout(args.dropout)
-        luong = args.decoder_style == "luong"
-        self.input_feed = luong and args.input_feed and args.attention != "none"
-        first_input = E + (H if (self.input_feed or not luong) else 0)
-        if args.decoder_style == "location":
-            first_input = H
-            self.location_scores = nn.Linear(E + H, args.max_source_length)
-            self.combine = nn.Linear(E + H, H)
+        H = args.hidden_size
         self.cells = [_CELLS[args.rnn_type](first_input if k == 0 else H, H) for k in range(args.decoder_layers)]
-        if args.attention not in ("none", "location"):
-            self.attention = Attention(H, H, args.attention, args.attention_size or None)
-            if luong:
-                self.linear_out = nn.Linear(2 * H, H, bias=self.attention.kind == "additive")
         if not args.tie_embeddings:
             self.output = nn.Linear(H, args.tgt_vocab_size)
 
@@ -212,10 +202,9 @@ class Seq2Seq(nn.Module):
         if self.args.source_eos:
             src, lengths = _append_eos(src, lengths, self.args.eos_id, self.args.pad_id)
         memory, finals = self.encoder(src, lengths)
-        if self.args.decoder_style == "location":
-            memory = _pad_positions(memory, self.args.max_source_length, self.args.source_eos)
+        memory = self._memory(memory)
         mask = mx.arange(memory.shape[1])[None, :] < lengths[:, None]  # (B, S)
-        keys = self.attention.project_keys(memory) if self.args.attention not in ("none", "location") else memory
+        keys = self.attention.project_keys(memory) if "attention" in self else memory
         return {"memory": memory, "keys": keys, "mask": mask, "finals": finals}
 
     def init_state(self, encoded: dict) -> dict:
@@ -231,13 +220,12 @@ class Seq2Seq(nn.Module):
         }
         if self.args.rnn_type == "lstm":
             state["c"] = [initial[1][k] for k in range(self.args.decoder_layers)]
-        if self.input_feed:
-            state["feed"] = mx.zeros((B, self.args.hidden_size))
         return state
 
     def step(self, tokens: mx.array, state: dict):
         """One decoder step: previous tokens (B,) -> (logits (B, V), new state)."""
-        return self._step(self.embedding(tokens), state)
+        top, new = self._decoder_step(self.embedding(tokens), state)
+        return self._project(self.dropout(top)), new
 
     # --- training -----------------------------------------------------------------
 
@@ -245,8 +233,6 @@ class Seq2Seq(nn.Module):
         """Teacher forcing: logits (B, T, V) for decoder inputs ``tgt_in`` (B, T) = bos + y."""
         state = self.init_state(self.encode(src, src_lengths))
         embedded = self.embedding(tgt_in)  # (B, T, E)
-        if self.args.decoder_style == "luong" and not self.input_feed:
-            return self._parallel_decoder(embedded, state)
         tops = []
         for t in range(tgt_in.shape[1]):
             top, state = self._decoder_step(embedded[:, t], state)
@@ -255,43 +241,17 @@ class Seq2Seq(nn.Module):
         # instead of one per step.
         return self._project(self.dropout(mx.stack(tops, axis=1)))  # (B, T, V)
 
-    def _parallel_decoder(self, embedded, state):
-        """Without input feeding nothing flows from one step's attention into the next
-        step's RNN, so the decoder RNN runs as whole-sequence scans and attention
-        attends for all steps at once: the same numbers as stepping, far fewer ops."""
-        x = self.dropout(embedded).transpose(1, 0, 2)  # (T, B, E)
-        for k, cell in enumerate(self.cells):
-            if k > 0:
-                x = self.dropout(x)
-            initial = (state["h"][k], state["c"][k]) if self.args.rnn_type == "lstm" else (state["h"][k],)
-            x, _ = cell.unroll(x, initial)  # (T, B, H)
-        top = x.transpose(1, 0, 2)  # (B, T, H)
-        if self.args.attention != "none":
-            context, _ = self.attention(top, state["keys"], state["memory"], state["mask"])
-            top = self._attentional(context, top)
-        return self._project(self.dropout(top))
+    # --- shared parts of a step ---------------------------------------------------
 
-    def _project(self, out):
-        """Output scores (..., V) of attentional states ``out`` (..., H)."""
-        return self.embedding.as_linear(out) if self.args.tie_embeddings else self.output(out)
-
-    # --- one step -----------------------------------------------------------------
-
-    def _step(self, embedded, state):
-        top, new = self._decoder_step(embedded, state)
-        return self._project(self.dropout(top)), new
-
-    def _decoder_step(self, embedded, state):
+    def _decoder_step(self, embedded: mx.array, state: dict) -> tuple[mx.array, dict]:
         """One step before the output projection: the top state (B, H) and the new state."""
-        x = self.dropout(embedded)  # (B, E)
-        new = dict(state)
-        if self.args.decoder_style == "bahdanau":
-            context, weights = self._attend(state["h"][-1], state)
-            x = mx.concatenate([x, context], axis=-1)
-        elif self.args.decoder_style == "location":
-            x, weights = self._attend_by_location(x, state)
-        elif self.input_feed:
-            x = mx.concatenate([x, state["feed"]], axis=-1)
+        raise NotImplementedError
+
+    def _memory(self, memory: mx.array) -> mx.array:
+        return memory
+
+    def _cells(self, x: mx.array, state: dict, new: dict) -> mx.array:
+        """The stacked cells on input ``x`` (B, ·): new h (and c) into ``new``; the top h (B, H)."""
         new["h"], new_c = [], []
         for k, cell in enumerate(self.cells):
             if k > 0:
@@ -305,32 +265,109 @@ class Seq2Seq(nn.Module):
             x = h
         if new_c:
             new["c"] = new_c
-        top = x  # (B, H)
-        if self.args.decoder_style == "luong":
-            if self.args.attention != "none":
-                context, weights = self._attend(top, state)
-                top = self._attentional(context, top)
-                new["attention"] = weights
-            if self.input_feed:
-                new["feed"] = top
-        else:
-            new["attention"] = weights
+        return x
+
+    def _attend(self, query: mx.array, state: dict) -> tuple[mx.array, mx.array]:
+        context, weights = self.attention(query[:, None, :], state["keys"], state["memory"], state["mask"])
+        return context[:, 0], weights[:, 0]  # (B, H), (B, S)
+
+    def _project(self, out: mx.array) -> mx.array:
+        """Output scores (..., V) of top states ``out`` (..., H)."""
+        return self.embedding.as_linear(out) if self.args.tie_embeddings else self.output(out)
+
+
+class LuongSeq2Seq(Seq2Seq):
+    """``decoder_style: luong``: attention after the cells, on the new state (OpenNMT-py's RNN decoder)."""
+
+    def __init__(self, args: ModelArgs):
+        input_feed = args.input_feed and args.attention != "none"
+        super().__init__(args, args.embed_size + (args.hidden_size if input_feed else 0))
+        self.input_feed = input_feed
+        if args.attention != "none":
+            self.attention = Attention(args.hidden_size, args.hidden_size, args.attention, args.attention_size or None)
+            self.linear_out = nn.Linear(2 * args.hidden_size, args.hidden_size, bias=self.attention.kind == "additive")
+
+    def init_state(self, encoded: dict) -> dict:
+        state = super().init_state(encoded)
+        if self.input_feed:
+            state["feed"] = mx.zeros((encoded["memory"].shape[0], self.args.hidden_size))
+        return state
+
+    def _decoder_step(self, embedded, state):
+        new = dict(state)
+        x = self.dropout(embedded)  # (B, E)
+        if self.input_feed:
+            x = mx.concatenate([x, state["feed"]], axis=-1)  # 1. x = [emb(y_{t-1}); a_{t-1}]    (B, E + H)
+        top = self._cells(x, state, new)  # 2. h_t = cells(x, h_{t-1})                         (B, H)
+        if "attention" in self:
+            context, new["attention"] = self._attend(top, state)  # 3. c_t = attention(h_t)    (B, H)
+            top = self._attentional(context, top)  # 4. a_t = tanh(W_c [c_t; h_t])           (B, H)
+        if self.input_feed:
+            new["feed"] = top
         return top, new
+
+    def __call__(self, src, src_lengths, tgt_in):
+        if self.input_feed:
+            return super().__call__(src, src_lengths, tgt_in)
+        # Without input feeding nothing flows from one step's attention into the next step's
+        # cells: they run as whole-sequence scans and attention attends for all steps at once
+        # (the same numbers as stepping, far fewer ops).
+        state = self.init_state(self.encode(src, src_lengths))
+        x = self.dropout(self.embedding(tgt_in)).transpose(1, 0, 2)  # (T, B, E)
+        for k, cell in enumerate(self.cells):
+            if k > 0:
+                x = self.dropout(x)
+            initial = (state["h"][k], state["c"][k]) if self.args.rnn_type == "lstm" else (state["h"][k],)
+            x, _ = cell.unroll(x, initial)  # (T, B, H)
+        top = x.transpose(1, 0, 2)  # (B, T, H)
+        if "attention" in self:
+            context, _ = self.attention(top, state["keys"], state["memory"], state["mask"])
+            top = self._attentional(context, top)
+        return self._project(self.dropout(top))
 
     def _attentional(self, context, top):
         out = self.linear_out(mx.concatenate([context, top], axis=-1))
         return mx.tanh(out) if self.args.output_tanh else out
 
-    def _attend(self, query, state):
-        context, weights = self.attention(query[:, None, :], state["keys"], state["memory"], state["mask"])
-        return context[:, 0], weights[:, 0]  # (B, H), (B, S)
 
-    def _attend_by_location(self, x, state):
-        """Steps 2-4 of the ``location`` style: the first decoder cell's input and the weights."""
-        scores = self.location_scores(mx.concatenate([x, state["h"][-1]], axis=-1))  # (B, L)
-        weights = mx.softmax(scores, axis=-1, precise=True)
-        context = (weights[:, None, :] @ state["memory"])[:, 0]  # (B, H)
-        return nn.relu(self.combine(mx.concatenate([x, context], axis=-1))), weights
+class BahdanauSeq2Seq(Seq2Seq):
+    """``decoder_style: bahdanau``: attention before the cells, queried with the previous state."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__(args, args.embed_size + args.hidden_size)
+        self.attention = Attention(args.hidden_size, args.hidden_size, args.attention, args.attention_size or None)
+
+    def _decoder_step(self, embedded, state):
+        new = dict(state)
+        context, new["attention"] = self._attend(state["h"][-1], state)  # 1. c_t = attention(h_{t-1})  (B, H)
+        x = mx.concatenate([self.dropout(embedded), context], axis=-1)  # [emb(y_{t-1}); c_t]       (B, E + H)
+        return self._cells(x, state, new), new  # 2. h_t = cells(x, h_{t-1})                        (B, H)
+
+
+class LocationSeq2Seq(Seq2Seq):
+    """``decoder_style: location``: scores from the decoder alone, one per source position."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__(args, args.hidden_size)
+        E, H = args.embed_size, args.hidden_size
+        self.location_scores = nn.Linear(E + H, args.max_source_length)
+        self.combine = nn.Linear(E + H, H)
+
+    def _memory(self, memory):
+        return _pad_positions(memory, self.args.max_source_length, self.args.source_eos)  # (B, L, H)
+
+    def _decoder_step(self, embedded, state):
+        new = dict(state)
+        e = self.dropout(embedded)  # 1. e = emb(y_{t-1})                                         (B, E)
+        scores = self.location_scores(mx.concatenate([e, state["h"][-1]], axis=-1))  # W_a [e; h_{t-1}] + b_a  (B, L)
+        weights = mx.softmax(scores, axis=-1, precise=True)  # 2. a_t                              (B, L)
+        context = (weights[:, None, :] @ state["memory"])[:, 0]  # 3. c_t = a_t memory             (B, H)
+        x = nn.relu(self.combine(mx.concatenate([e, context], axis=-1)))  # relu(W_c [e; c_t] + b_c)  (B, H)
+        new["attention"] = weights
+        return self._cells(x, state, new), new  # 4. h_t = cells(x, h_{t-1})                       (B, H)
+
+
+DECODERS = {"luong": LuongSeq2Seq, "bahdanau": BahdanauSeq2Seq, "location": LocationSeq2Seq}
 
 
 def _append_eos(src, lengths, eos_id, pad_id):
@@ -350,4 +387,5 @@ def _pad_positions(memory, positions, with_eos):
 
 
 def build_model(args: ModelArgs) -> Seq2Seq:
-    return Seq2Seq(args)
+    """The seq2seq model of ``args``, with the decoder of its ``decoder_style``."""
+    return DECODERS[args.decoder_style](args)

@@ -23,7 +23,7 @@ from its states and classified by the same head (:meth:`Classifier.classify_span
 
 Validation and prediction read whole texts as before: the model is an ordinary classifier.
 
-Validation scores the model as ``mlxseq evaluate`` does (:class:`mlxseq.classification.TextClassifier`):
+Validation scores the model as ``mlxseq evaluate`` does (:class:`mlxseq.pipelines.classifier.TextClassifier`):
 ``loss``, ``accuracy`` and ``macro_f1`` (percent).
 """
 
@@ -40,13 +40,14 @@ from mlx.utils import tree_flatten, tree_map
 
 from mlxseq import checkpoint
 from mlxseq.checkpoint import ModelFolderError
-from mlxseq.classification import ClassifierEnsemble, TextClassifier, TextSettings, read_tokenizers
+from mlxseq.pipelines.classifier import ClassifierEnsemble, TextClassifier, TextSettings, read_tokenizers
 from mlxseq.data import (
-    CHARS_NAME, PAD_ID, UNK_ID, BatchSampler, CharTokenizer, DataError, SentencePieceConfig, SentencePieceTokenizer,
+    CHARS_NAME, HEADER_OPTIONS, PAD_ID, UNK_ID, BatchSampler, CharTokenizer, DataError, SentencePieceConfig,
+    SentencePieceTokenizer,
     SpanTable, WordTokenizer, nested_spans, read_labelled,
 )
-from mlxseq.layers.activations import log_softmax
-from mlxseq.losses import label_smoothed_cross_entropy, smoothed_nll
+from mlxseq.losses import classification_loss, distillation_loss, span_loss
+from mlxseq.training.adversarial import adversarial_step
 from mlxseq.models import model_module
 from mlxseq.tasks.config_paths import from_config_key
 from mlxseq.tasks import TaskParts
@@ -66,7 +67,6 @@ FILLED_MODEL_FIELDS = {
     "char_vocab_size": "set by the task from the training characters when data.char_encoder is true",
 }
 METRICS = ("loss", "accuracy", "macro_f1")
-HEADERS = {"auto": "auto", "skip": True, "none": False}
 
 
 @dataclass
@@ -130,7 +130,7 @@ def check_config(config) -> list[tuple[str, str]]:
 
 def read_split(path: str, key: str, data: DataArgs):
     with from_config_key(key):
-        return read_labelled(path, header=HEADERS[data.header], label_separator=data.label_separator or None)
+        return read_labelled(path, header=HEADER_OPTIONS[data.header], label_separator=data.label_separator or None)
 
 
 def _tokenizers(data: DataArgs, texts: list[str], run_dir, resuming: bool, log):
@@ -248,62 +248,6 @@ class SpanBatches(SamplerBatches):
             whole = (spans[:, 0] == 0) & (spans[:, 1] == len(self.encoded[self.table.roots[r]]))
             weights[b, :n] = np.where(whole, self.whole_text_weight, 1.0)
         return mx.array(starts), mx.array(ends), mx.array(labels), mx.array(weights)
-
-
-def classification_loss(logits: mx.array, labels: mx.array, smoothing: float = 0.0):
-    """``(summed loss, examples)``: softmax cross-entropy for class ids ``labels`` (B,), or for
-    0/1 targets ``labels`` (B, C) the binary cross-entropy summed over the C labels."""
-    if labels.ndim == 1:
-        return label_smoothed_cross_entropy(logits, labels, -1, smoothing)  # -1: no example is padding
-    return binary_cross_entropy(logits, labels), mx.array(labels.shape[0])
-
-
-def binary_cross_entropy(logits: mx.array, targets: mx.array) -> mx.array:
-    """Summed ``-t log sigmoid(x) - (1 - t) log(1 - sigmoid(x))`` for targets in [0, 1] (B, C)."""
-    return binary_cross_entropy_terms(logits, targets).sum()
-
-
-def binary_cross_entropy_terms(logits: mx.array, targets: mx.array) -> mx.array:
-    """``-t log sigmoid(x) - (1 - t) log(1 - sigmoid(x))`` of each logit, float32 of the same shape."""
-    x = logits.astype(mx.float32)
-    # log(1 + e^x) - t x, written stably: max(x, 0) - t x + log(1 + e^-|x|)
-    return mx.maximum(x, 0.0) - targets * x + mx.log1p(mx.exp(-mx.abs(x)))
-
-
-def span_loss(logits: mx.array, labels: mx.array, weights: mx.array, smoothing: float = 0.0):
-    """``(weighted summed loss, summed weight)`` of spans: logits (B, S, C), class ids ``labels``
-    (B, S) (cross-entropy, label-smoothed) or 0/1 ``labels`` (B, S, C) (binary cross-entropy
-    summed over the C labels), ``weights`` (B, S), 0 on padding spans."""
-    if labels.ndim == weights.ndim:
-        losses = smoothed_nll(logits, labels, smoothing)  # (B, S)
-    else:
-        losses = binary_cross_entropy_terms(logits, labels).sum(axis=-1)
-    return (weights * losses).sum(), weights.sum()
-
-
-def distillation_loss(logits: mx.array, labels: mx.array, soft: mx.array, weight: float, smoothing: float = 0.0):
-    """``(summed loss, examples)`` of ``(1 - w) * loss(labels) + w * loss(soft)``: the loss against
-    the labels (:func:`classification_loss`) and against the teachers' probabilities ``soft``
-    (B, C): the cross-entropy ``-sum_c soft_c log p_c`` (softmax), or for multi-label data
-    (``labels`` (B, C)) the binary cross-entropy with ``soft`` as targets."""
-    hard, count = classification_loss(logits, labels, smoothing)
-    if labels.ndim == 1:
-        taught = -(soft * log_softmax(logits.astype(mx.float32))).sum()
-    else:
-        taught = binary_cross_entropy(logits, soft)
-    return (1.0 - weight) * hard + weight * taught, count
-
-
-def adversarial_step(gradient: mx.array, epsilon: float, lengths: mx.array | None = None) -> mx.array:
-    """``r = eps * g / ||g||_2`` (B, T, E) for the embedding gradient ``g``, the norm over each
-    example's (T, E) (Miyato et al. 2017); zero where an example's loss is flat. With ``lengths``
-    (B,) the radius grows with the text, ``eps * sqrt(length)``: each token moves by eps on
-    average (root mean square), so a two-word phrase is not moved further per word than a long
-    sentence."""
-    g = gradient.astype(mx.float32)
-    norm = mx.sqrt(mx.sum(g * g, axis=(1, 2), keepdims=True))  # (B, 1, 1)
-    radius = epsilon if lengths is None else epsilon * mx.sqrt(lengths.astype(mx.float32))[:, None, None]
-    return (radius * g / mx.maximum(norm, 1e-12)).astype(gradient.dtype)
 
 
 def make_loss(smoothing: float, adversarial: float = 0.0, per_token: bool = False, teacher_weight: float | None = None,

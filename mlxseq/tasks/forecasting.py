@@ -10,7 +10,7 @@ computed here, at load time; the data file is only read.
 
 The loss is the squared (``mse``) or absolute (``mae``) error per predicted value on the
 normalised scale. Validation scores the model as ``mlxseq evaluate`` does
-(:class:`mlxseq.forecasting.TimeSeriesForecaster`): ``loss`` (= ``mse``), ``mse``, ``mae``.
+(:class:`mlxseq.pipelines.forecaster.TimeSeriesForecaster`): ``loss`` (= ``mse``), ``mse``, ``mae``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from mlx.utils import tree_flatten
 
 from mlxseq import checkpoint
 from mlxseq.data import BatchSampler, DataError, Normaliser, read_timeseries
-from mlxseq.forecasting import SeriesSettings, TimeSeriesForecaster, window_starts, windows
+from mlxseq.pipelines.forecaster import SeriesSettings, TimeSeriesForecaster, window_starts, windows
 from mlxseq.models import model_module
 from mlxseq.tasks.config_paths import from_config_key
 from mlxseq.tasks import TaskParts

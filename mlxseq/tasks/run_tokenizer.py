@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from mlxseq.files import write_text
+from mlxseq.system.files import write_text
 from mlxseq.training.resume import ResumeError
 
 TOKENIZER_FOLDER = "tokenizer"

@@ -10,7 +10,7 @@ distinct words once, in ``data.max_word_chars`` characters, so shapes stay few.
 
 The loss per word is the cross-entropy of its tag (softmax, with label smoothing) or the
 CRF's negative log-likelihood of the whole tag sequence; padding never counts. Validation
-scores the model as ``mlxseq evaluate`` does (:class:`mlxseq.tagging.SequenceTagger`):
+scores the model as ``mlxseq evaluate`` does (:class:`mlxseq.pipelines.tagger.SequenceTagger`):
 ``loss``, ``accuracy`` (every word) and, where the tags are BIO, ``entity_f1``.
 """
 
@@ -24,11 +24,11 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from mlxseq import checkpoint
-from mlxseq.classification import TextSettings
+from mlxseq.pipelines.classifier import TextSettings
 from mlxseq.data import PAD_ID, UNK_ID, BatchSampler, CharTokenizer, DataError, WordTokenizer, read_conllu
 from mlxseq.layers.activations import log_softmax
 from mlxseq.models import model_module
-from mlxseq.tagging import CHARS_NAME, SequenceTagger, WordEncoder, _read_vocabularies
+from mlxseq.pipelines.tagger import CHARS_NAME, SequenceTagger, WordEncoder, _read_vocabularies
 from mlxseq.tasks.config_paths import from_config_key
 from mlxseq.tasks import TaskParts
 from mlxseq.training.progress import LossUnits

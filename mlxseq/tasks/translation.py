@@ -33,6 +33,7 @@ from mlxseq.data import (
     TokenizerPair, WordTokenizer, pad_pairs, pair_lengths, padded_length, read_parallel,
     train_sentencepiece_pair,
 )
+from mlxseq.decoding.args import DecodingArgs
 from mlxseq.losses import label_smoothed_cross_entropy
 from mlxseq.models import model_module
 from mlxseq.tasks.config_paths import from_config_key
@@ -72,11 +73,11 @@ class DataArgs:
 @dataclass
 class ValidationArgs:
     decode: Literal["greedy", "beam"] = "greedy"  # how the translations for BLEU and chrF are made
-    beam_size: int = 5  # beam: hypotheses kept per sentence
-    length_penalty: float = 0.0  # beam: GNMT alpha; 0 ranks by the summed log-probability
+    beam_size: int = DecodingArgs.beam_size  # beam: hypotheses kept per sentence
+    length_penalty: float = DecodingArgs.length_penalty  # beam: GNMT alpha; 0 ranks by the summed log-probability
     max_sentences: int = 0  # validate on the first N pairs only (loss and BLEU); 0 = all
     batch_size: int = 64  # sentences decoded at once
-    max_length_ratio: float = 2.0  # decode at most ratio x source tokens + 10 tokens
+    max_length_ratio: float = DecodingArgs.max_length_ratio  # decode at most ratio x source tokens + offset
     bleu: bool = True  # decode and score BLEU, chrF and exact; false: loss and ppl only (faster)
 
 
@@ -195,14 +196,14 @@ def score_validation(model, sources: list[str], references: list[str], tokenizer
                      settings: ValidationArgs) -> dict:
     """BLEU, chrF (with signatures) and exact matches of the model's translations of ``sources``.
 
-    Decodes as ``mlxseq translate`` does (:class:`mlxseq.translation.Translator`), so the
+    Decodes as ``mlxseq translate`` does (:class:`mlxseq.pipelines.translator.Translator`), so the
     scores logged in training are the ones a user of the model folder gets.
     """
     from mlxseq.metrics import score_translations
-    from mlxseq.translation import TranslationOptions, Translator
+    from mlxseq.pipelines.translator import Translator
 
     beam = settings.decode == "beam"
-    options = TranslationOptions(
+    options = DecodingArgs(
         beam_size=settings.beam_size if beam else 1, length_penalty=settings.length_penalty,
         max_length_ratio=settings.max_length_ratio, batch_size=settings.batch_size,
         max_input_tokens=2**31 - 1,  # validation scores every sentence, however long
@@ -210,14 +211,13 @@ def score_validation(model, sources: list[str], references: list[str], tokenizer
     found = Translator(model, tokenizers).translate(sources, options)
     hypotheses = [hyps[0].text for hyps in found]
     scores = score_translations(hypotheses, references)
-    how = f"beam {settings.beam_size}, length penalty {settings.length_penalty} (gnmt)" if beam else "greedy"
     return {
         "bleu": scores.bleu,
         "chrf": scores.chrf,
         "exact": 100.0 * float(np.mean([h == r for h, r in zip(hypotheses, references)])),
         "bleu_signature": scores.bleu_signature,
         "chrf_signature": scores.chrf_signature,
-        "decoding": f"{how}, max length {settings.max_length_ratio} x source + 10, {len(hypotheses)} sentences",
+        "decoding": f"{options.signature()}, {len(hypotheses)} sentences",
     }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlxseq.files import atomic_write
+from mlxseq.system.files import atomic_write
 from mlxseq.training.progress import TOKENS, LossUnits
 
 SKIPPED = {"kind", "step", "epoch", "elapsed", "loss", "ppl", "lr", "grad_norm", "seconds"}  # and every *_per_s

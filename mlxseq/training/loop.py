@@ -30,8 +30,6 @@ after the same step.
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,7 +43,8 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from mlxseq.training.args import TrainingArgs
 from mlxseq.training.distributed import World
-from mlxseq.training.progress import TOKENS, Log, LossUnits, Progress, perplexity, stderr_log
+from mlxseq.training.interrupts import interrupt_flag
+from mlxseq.training.progress import TOKENS, Log, LossUnits, Progress, TrainingWindow, stderr_log
 from mlxseq.training.resume import ResumeError, load_rank_arrays, set_leaves
 from mlxseq.training.run_folder import RunFolder
 from mlxseq.training.schedule import Plateau, Tracker, learning_rate_schedule
@@ -186,54 +185,6 @@ def resolve_resume(run: RunFolder, resume: bool | None) -> bool:
     return found
 
 
-class _Window:
-    """Training statistics since the last logged record."""
-
-    def __init__(self):
-        self.loss_sum = self.tokens = self.seconds = self.norm_sum = 0.0
-        self.steps = 0
-
-    def add(self, loss: float, tokens: float, norm: float, seconds: float) -> None:
-        self.loss_sum += loss * tokens
-        self.tokens += tokens
-        self.norm_sum += norm
-        self.seconds += seconds
-        self.steps += 1
-
-    def tokens_per_s(self) -> float:
-        return self.tokens / self.seconds if self.seconds > 0 else 0.0
-
-    def record(self, step: int, epoch: int, lr: float, elapsed: float, units: LossUnits = TOKENS) -> dict:
-        """The window as a metrics.jsonl record; ``units``: what the loss counts (ppl only where it means something)."""
-        loss = self.loss_sum / max(self.tokens, 1.0)
-        record = {"kind": "train", "step": step, "epoch": epoch, "loss": loss}
-        if units.perplexity:
-            record["ppl"] = perplexity(loss)
-        record.update({units.rate_key: self.tokens_per_s(), "lr": lr, "grad_norm": self.norm_sum / max(self.steps, 1),
-                       "elapsed": round(elapsed, 3)})
-        return record
-
-
-@contextmanager
-def _interrupt_flag():
-    """Turn the first Ctrl-C into a flag the loop checks after each step (main thread only)."""
-    flag = [False]
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum, frame):
-        flag[0] = True
-        signal.signal(signal.SIGINT, previous)  # a second Ctrl-C interrupts at once
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield lambda: flag[0]
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 class _Loop:
     """The mutable state of one ``train`` call; see the module docstring for the order of things."""
 
@@ -249,7 +200,7 @@ class _Loop:
         self.saved_step = self.validated_step = self.last_written = None
         self.records: list[dict] = []
         self.metrics: dict = {}
-        self.window = _Window()
+        self.window = TrainingWindow()
         self.consistent = True  # False while an update is half done
         self.progress: Progress | None = None
         self.train_step = TrainStep(
@@ -349,7 +300,7 @@ class _Loop:
     def run(self, progress: bool | None) -> TrainingResult:
         self.t0 = time.perf_counter()
         stopped = None
-        with Progress(self.total, self.step, progress, self.log, self.units) as self.progress, _interrupt_flag() as interrupted:
+        with Progress(self.total, self.step, progress, self.log, self.units) as self.progress, interrupt_flag() as interrupted:
             try:
                 while stopped is None:
                     stopped = self.limit_reached()
@@ -425,7 +376,7 @@ class _Loop:
             self.folder.append_metrics(record)
         self.records.append(record)
         self.progress.window(record)
-        self.window = _Window()
+        self.window = TrainingWindow()
 
     def evaluate(self) -> None:
         """Validate (if there is a callback), write last/ and best/, save a resume checkpoint."""

@@ -104,3 +104,31 @@ class Progress:
 def perplexity(loss: float) -> float:
     """``exp(loss)``, inf instead of an overflow."""
     return math.exp(loss) if loss < 700 else math.inf
+
+
+class TrainingWindow:
+    """Training statistics since the last logged record."""
+
+    def __init__(self):
+        self.loss_sum = self.tokens = self.seconds = self.norm_sum = 0.0
+        self.steps = 0
+
+    def add(self, loss: float, tokens: float, norm: float, seconds: float) -> None:
+        self.loss_sum += loss * tokens
+        self.tokens += tokens
+        self.norm_sum += norm
+        self.seconds += seconds
+        self.steps += 1
+
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+    def record(self, step: int, epoch: int, lr: float, elapsed: float, units: LossUnits = TOKENS) -> dict:
+        """The window as a metrics.jsonl record; ``units``: what the loss counts (ppl only where it means something)."""
+        loss = self.loss_sum / max(self.tokens, 1.0)
+        record = {"kind": "train", "step": step, "epoch": epoch, "loss": loss}
+        if units.perplexity:
+            record["ppl"] = perplexity(loss)
+        record.update({units.rate_key: self.tokens_per_s(), "lr": lr, "grad_norm": self.norm_sum / max(self.steps, 1),
+                       "elapsed": round(elapsed, 3)})
+        return record

@@ -33,7 +33,7 @@ from mlx.utils import tree_flatten
 
 from mlxseq._version import __version__
 from mlxseq.checkpoint import ModelFolderError, load_weights
-from mlxseq.files import atomic_write, read_json_object, write_text
+from mlxseq.system.files import atomic_write, read_json_object, write_text
 
 FORMAT_VERSION = 1
 STATE_FILE = "state.json"

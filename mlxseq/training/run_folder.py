@@ -7,7 +7,7 @@ Layout of ``output_dir``::
     resume/            the resume checkpoint (mlxseq.training.resume)
     metrics.jsonl      one JSON object per logged window or validation
     curves.png         training and validation curves, redrawn at each validation
-    config.yaml        the resolved config of the run (written by mlxseq.training.from_config)
+    config.yaml        the resolved config of the run (written by mlxseq.runs.from_config)
     .lock              the pid of the run that holds the folder (an OS lock while it runs)
 
 Only the primary process writes (``primary=False`` makes every write a no-op), so
@@ -35,7 +35,7 @@ from typing import Callable, Iterator
 import mlx.nn as nn
 import mlx.optimizers as optim
 
-from mlxseq.files import write_text
+from mlxseq.system.files import write_text
 from mlxseq.training import resume
 from mlxseq.training.curves import plot_curves
 from mlxseq.training.progress import TOKENS, LossUnits
@@ -45,7 +45,7 @@ CURVES_FILE = "curves.png"
 MODEL_FOLDERS = ("last", "best")
 CHECKPOINTS_DIR = "checkpoints"
 LOCK_FILE = ".lock"
-# Leftovers of atomic writes cut short (mlxseq.files.atomic_write names them .NAME.*.tmp*).
+# Leftovers of atomic writes cut short (mlxseq.system.files.atomic_write names them .NAME.*.tmp*).
 _ATOMIC_LEFTOVERS = (f".{METRICS_FILE}.*.tmp*", f".{CURVES_FILE}.*.tmp*", ".config.yaml.*.tmp*")
 
 _held_locks: dict[str, int] = {}  # folder -> nesting depth of locked() in this process

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 import mlxseq
 from mlxseq.cli import app
-from mlxseq.translation import TranslationOptions, Translator
+from mlxseq.pipelines.translator import TranslationOptions, Translator
 from tests.convert import opennmt_dict_models as onmt17
 from tests.convert import opennmt_models as onmt
 

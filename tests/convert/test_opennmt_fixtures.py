@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlxseq.cli import app
-from mlxseq.translation import TranslationOptions, Translator
+from mlxseq.pipelines.translator import TranslationOptions, Translator
 
 FIXTURES = Path(__file__).parent / "fixtures" / "opennmt"
 MODELS = sorted(path.stem for path in FIXTURES.glob("*.json"))

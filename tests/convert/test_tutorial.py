@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 
 import mlxseq
 from mlxseq.cli import app
-from mlxseq.decoding import greedy_decode
-from mlxseq.translation import TranslationOptions, Translator
+from mlxseq.decoding.search import greedy_decode
+from mlxseq.pipelines.translator import TranslationOptions, Translator
 from tests.convert import tutorial_models as tut
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ import pytest
 
 import mlxseq
 from mlxseq.losses import label_smoothed_cross_entropy
-from mlxseq.models.seq2seq import ModelArgs, Seq2Seq
+from mlxseq.models.seq2seq import ModelArgs, build_model
 
 V = 11
 VARIANTS = [
@@ -25,7 +25,7 @@ VARIANTS = [
 
 def _model(seed=0, **kwargs):
     mx.random.seed(seed)
-    model = Seq2Seq(ModelArgs(V, V + 2, embed_size=8, hidden_size=12, dropout=0.0, **kwargs))
+    model = build_model(ModelArgs(V, V + 2, embed_size=8, hidden_size=12, dropout=0.0, **kwargs))
     model.eval()
     return model
 
@@ -87,7 +87,7 @@ def test_bad_arguments(kwargs, message):
 
 def test_tied_embeddings_share_the_output_matrix():
     mx.random.seed(0)
-    model = Seq2Seq(ModelArgs(V, V, embed_size=12, hidden_size=12, tie_embeddings=True))
+    model = build_model(ModelArgs(V, V, embed_size=12, hidden_size=12, tie_embeddings=True))
     assert "output" not in model
     model.eval()
     state = model.init_state(model.encode(mx.array([[4, 5]]), mx.array([2])))
@@ -99,7 +99,7 @@ def test_tied_embeddings_share_the_output_matrix():
 
 def test_a_tiny_model_learns_to_reverse():
     mx.random.seed(1)
-    model = Seq2Seq(ModelArgs(V, V, embed_size=16, hidden_size=32, rnn_type="gru", attention="additive",
+    model = build_model(ModelArgs(V, V, embed_size=16, hidden_size=32, rnn_type="gru", attention="additive",
                               decoder_style="bahdanau", dropout=0.0))
     optimizer = optim.Adam(learning_rate=1e-2)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from mlxseq.training import TrainingInterrupted
-from mlxseq.training.from_config import train_from_config
+from mlxseq.runs.from_config import train_from_config
 
 
 def train_stopped_and_resumed(config: Path, stop_step: int):

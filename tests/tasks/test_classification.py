@@ -14,14 +14,14 @@ import pytest
 from mlx.utils import tree_flatten
 
 from mlxseq.checkpoint import ModelFolderError
-from mlxseq.classification import TextClassifier
+from mlxseq.pipelines.classifier import TextClassifier
 from mlxseq.config import ConfigError, load_config
 from mlxseq.data import DataError, batch_spellings
 from mlxseq.models.classifier import ModelArgs, build_model
-from mlxseq.tasks.classification import (
-    adversarial_step, classification_loss, distillation_loss, make_loss, prepare, span_loss,
-)
-from mlxseq.training.from_config import train_from_config
+from mlxseq.losses import classification_loss, distillation_loss, span_loss
+from mlxseq.tasks.classification import make_loss, prepare
+from mlxseq.training.adversarial import adversarial_step
+from mlxseq.runs.from_config import train_from_config
 from tests.support.configs import write_training_config
 from tests.support.runs import train_stopped_and_resumed
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from mlxseq.data import read_timeseries
-from mlxseq.forecasting import SeriesSettings, TimeSeriesForecaster, window_starts
+from mlxseq.pipelines.forecaster import SeriesSettings, TimeSeriesForecaster, window_starts
 from mlxseq.tasks.forecasting import forecast_loss
-from mlxseq.training.from_config import train_from_config
+from mlxseq.runs.from_config import train_from_config
 from tests.support.configs import write_training_config
 
 ROWS = 600

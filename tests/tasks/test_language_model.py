@@ -12,11 +12,11 @@ from mlx.utils import tree_flatten
 import mlxseq
 from mlxseq.config import ConfigError, load_config
 from mlxseq.data import CharTokenizer, StreamBatcher
-from mlxseq.generation import GenerationOptions, Generator
+from mlxseq.pipelines.generator import GenerationOptions, Generator
 from mlxseq.losses import label_smoothed_cross_entropy
 from mlxseq.models import language_model
 from mlxseq.tasks import language_model as lm_task
-from mlxseq.training.from_config import train_from_config
+from mlxseq.runs.from_config import train_from_config
 from tests.support.configs import write_training_config
 from tests.support.runs import train_stopped_and_resumed
 

@@ -9,9 +9,9 @@ import mlx.core as mx
 import pytest
 
 from mlxseq.data import read_conllu
-from mlxseq.tagging import SequenceTagger
+from mlxseq.pipelines.tagger import SequenceTagger
 from mlxseq.tasks.tagging import masked_cross_entropy
-from mlxseq.training.from_config import train_from_config
+from mlxseq.runs.from_config import train_from_config
 from tests.support.configs import write_training_config
 
 LETTERS = "a b c d e f g h".split()

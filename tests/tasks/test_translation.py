@@ -11,9 +11,9 @@ from mlx.utils import tree_flatten
 import mlxseq
 from mlxseq.config import load_config
 from mlxseq.tasks import translation
-from mlxseq.training.from_config import train_from_config
+from mlxseq.runs.from_config import train_from_config
 from mlxseq.training import ResumeError, TrainingInterrupted
-from mlxseq.translation import TranslationOptions, Translator
+from mlxseq.pipelines.translator import TranslationOptions, Translator
 from tests.support.configs import write_training_config
 from tests.support.corpora import corpus_file
 

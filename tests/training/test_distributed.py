@@ -28,7 +28,7 @@ from mlxseq.training.distributed import (
     launched_backend,
     shard_rows,
 )
-from mlxseq.training.from_config import train_from_config
+from mlxseq.runs.from_config import train_from_config
 from tests.tasks.test_language_model import write_config as write_lm_config
 from tests.training import distributed_worker as worker
 
@@ -230,7 +230,7 @@ def test_a_shard_splits_rows_and_leaves_other_arrays_whole():
 
 
 def test_each_rank_spells_its_rows_of_a_batch_from_the_whole_table():
-    from mlxseq.classification import TextClassifier, TextSettings
+    from mlxseq.pipelines.classifier import TextClassifier, TextSettings
     from mlxseq.data import BatchSampler, CharTokenizer, WordTokenizer
     from mlxseq.models.classifier import ModelArgs, build_model
     from mlxseq.tasks.classification import LabelledBatches
@@ -254,7 +254,7 @@ def test_each_rank_spells_its_rows_of_a_batch_from_the_whole_table():
 
 
 def test_each_rank_takes_its_roots_with_their_spans_and_the_sums_add_up():
-    from mlxseq.classification import TextClassifier, TextSettings
+    from mlxseq.pipelines.classifier import TextClassifier, TextSettings
     from mlxseq.data import BatchSampler, WordTokenizer, nested_spans
     from mlxseq.models.classifier import ModelArgs, build_model
     from mlxseq.tasks.classification import SpanBatches, make_loss
@@ -280,10 +280,10 @@ def test_each_rank_takes_its_roots_with_their_spans_and_the_sums_add_up():
 
 
 def test_each_rank_tags_its_sentences_from_the_whole_spelling_table():
-    from mlxseq.classification import TextSettings
+    from mlxseq.pipelines.classifier import TextSettings
     from mlxseq.data import BatchSampler, CharTokenizer, WordTokenizer
     from mlxseq.models.tagger import ModelArgs, build_model
-    from mlxseq.tagging import WordEncoder
+    from mlxseq.pipelines.tagger import WordEncoder
     from mlxseq.tasks.tagging import SentenceBatches
 
     sentences = [[f"w{i}"] for i in range(63)] + [["w0"]]  # 63 distinct words and the padding word: 64 rows
