@@ -404,3 +404,8 @@ def train(
     best = result.best
     score = f"; best {best['metric']} {best['value']:.4g} at step {best['step']}" if best["value"] is not None else ""
     typer.echo(f"trained to step {result.step} ({result.stopped}){score}: {result.output_dir}")
+
+
+from mlxseq.cli.serving import serve  # noqa: E402
+
+app.command()(serve)

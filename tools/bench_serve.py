@@ -1,0 +1,97 @@
+"""Load test of ``mlxseq serve``: N concurrent clients on 127.0.0.1 for a bounded time.
+
+Each client sends one-sentence ``POST /v1/translate`` requests to the bundled translator (greedy
+or beam, as asked) back to back. Reported: requests per second, latency p50 and p99, and the
+mean sentences per batch, with batching on (requests arriving within ``--batch-wait-ms`` are
+translated together) and off (one request at a time).
+
+    python tools/bench_serve.py --clients 8 --seconds 30 --beam-size 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import threading
+import time
+import urllib.request
+
+import mlx.core as mx
+
+import mlxseq
+from mlxseq.serve import Limits, Service, load_models, make_server
+
+SENTENCES = [
+    "Ein Mann fährt mit dem Fahrrad.", "Zwei Hunde spielen im Schnee.", "Eine Frau liest ein Buch im Park.",
+    "Kinder spielen Fußball auf einer Wiese.", "Ein Mann in einem roten Hemd steht vor einem Gebäude.",
+    "Eine Gruppe von Menschen sitzt an einem Tisch.", "Ein kleines Mädchen isst ein Eis.",
+    "Ein Hund rennt am Strand entlang.", "Zwei Männer arbeiten an einem Auto.", "Eine Frau singt auf einer Bühne.",
+    "Ein Junge springt in einen See.", "Leute gehen eine belebte Straße entlang.",
+]
+
+
+def run(clients: int, seconds: float, beam_size: int, batching: bool, batch_wait_ms: float) -> dict:
+    limits = Limits(batch_wait=batch_wait_ms / 1000 if batching else 0.0, max_batch_texts=256 if batching else 1,
+                    max_queue=4 * clients)
+    service = Service(load_models([None]), limits)
+    server = make_server(service, "127.0.0.1", 0, quiet=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1/translate"
+    latencies: list[float] = []
+    lock, stop_at = threading.Lock(), time.monotonic() + seconds
+
+    def client(k: int):
+        n = k
+        while time.monotonic() < stop_at:
+            body = json.dumps({"texts": [SENTENCES[n % len(SENTENCES)]], "beam_size": beam_size}).encode()
+            request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+            started = time.perf_counter()
+            with urllib.request.urlopen(request, timeout=120) as response:
+                response.read()
+            with lock:
+                latencies.append(time.perf_counter() - started)
+            n += clients
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    server.shutdown()
+    server.server_close()
+    service.close()
+    latencies.sort()
+    batches = service.worker.batches
+    return {"batching": batching, "requests": len(latencies), "requests_per_s": len(latencies) / elapsed,
+            "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+            "mean_batch": sum(batches) / max(len(batches), 1)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--beam-size", type=int, default=5)
+    parser.add_argument("--batch-wait-ms", type=float, default=Limits.batch_wait * 1000)
+    parser.add_argument("--output", help="write the results as JSON here")
+    args = parser.parse_args()
+    results = [run(args.clients, args.seconds, args.beam_size, batching, args.batch_wait_ms) for batching in (False, True)]
+    print(f"{args.clients} clients, {args.seconds:g} s each, beam {args.beam_size}, bundled translator; "
+          f"mlxseq {mlxseq.__version__}, MLX {mx.__version__}, {platform.processor() or platform.machine()}")
+    print("| batching | requests/s | p50 ms | p99 ms | sentences per batch |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for r in results:
+        print(f"| {'on' if r['batching'] else 'off'} | {r['requests_per_s']:.1f} | {r['p50_ms']:.0f} | "
+              f"{r['p99_ms']:.0f} | {r['mean_batch']:.1f} |")
+    print(f"batching gain: {results[1]['requests_per_s'] / results[0]['requests_per_s']:.2f}x requests/s")
+    if args.output:
+        with open(args.output, "w") as out:
+            json.dump({"settings": vars(args), "results": results}, out, indent=2)
+
+
+if __name__ == "__main__":
+    main()
