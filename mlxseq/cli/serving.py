@@ -20,6 +20,7 @@ def serve(
     timeout: float = typer.Option(LIMITS.timeout, help="Seconds a request may wait and run; then 504."),
     batch_wait_ms: float = typer.Option(
         LIMITS.batch_wait * 1000, help="Milliseconds a translation waits for others to join its batch."),
+    max_batch_texts: int = typer.Option(LIMITS.max_batch_texts, help="Texts translated together at most; 1: no batching."),
     quiet: bool = typer.Option(False, help="Do not log each request."),
 ):
     """Serve model folders over HTTP: /v1/translate, /v1/completions (OpenAI's), /v1/predict, and a page at /."""
@@ -29,8 +30,9 @@ def serve(
 
     try:
         limits = Limits(max_texts=max_texts, max_text_chars=max_text_chars, max_tokens=max_tokens,
-                        max_queue=max_queue, timeout=timeout, batch_wait=batch_wait_ms / 1000)
-        if min(max_texts, max_text_chars, max_queue) < 1 or max_tokens < 0 or timeout <= 0 or batch_wait_ms < 0:
+                        max_queue=max_queue, timeout=timeout, batch_wait=batch_wait_ms / 1000,
+                        max_batch_texts=max_batch_texts)
+        if min(max_texts, max_text_chars, max_queue, max_batch_texts) < 1 or max_tokens < 0 or timeout <= 0 or batch_wait_ms < 0:
             raise ValueError("limits must be positive numbers")
 
         def ready(server):
