@@ -88,7 +88,9 @@ def convert(
 @app.command()
 def translate(
     text: list[str] = typer.Argument(None, help="Sentences to translate; default: --input, or standard input."),
-    model: str = typer.Option(None, help="Model folder or Hugging Face Hub repo id; default: the bundled model."),
+    model: list[str] = typer.Option(
+        None, help="Model folder or Hugging Face Hub repo id; default: the bundled model. Repeat it to translate "
+                   "with an ensemble (the mean of the models' log-probabilities at each step)."),
     input: str = typer.Option(None, "--input", "-i", help="File with one sentence per line."),
     output: str = typer.Option(None, "--output", "-o", help="Write translations here instead of standard output."),
     beam_size: int = typer.Option(None, help=f"Beam size; 1 is greedy search. Default: the model's, else {DEFAULT.beam_size}."),
@@ -137,7 +139,7 @@ def translate(
             sentences = read_lines([input])
         elif not interactive:
             sentences = list(read_stream_lines(sys.stdin.buffer))
-        translator = Translator.load(model)
+        translator = Translator.load(list(model) if model else None)
         options = translator.options(**given)
         if interactive:  # a person typing: each line is translated as it arrives
             for line in read_stream_lines(sys.stdin.buffer):
@@ -182,8 +184,8 @@ def translate(
 @app.command()
 def evaluate(
     model: list[str] = typer.Option(
-        None, help="Model folder or Hub repo id; default: the bundled model. Classifiers: repeat it to score an "
-                   "ensemble (mean of the probabilities)."),
+        None, help="Model folder or Hub repo id; default: the bundled model. Repeat it to score an ensemble "
+                   "(classifiers: mean of the probabilities; translation: of the log-probabilities at each step)."),
     src: str = typer.Option(None, help="Translation: source sentences, one per line."),
     ref: str = typer.Option(None, help="Translation: reference translations, one per line."),
     data: str = typer.Option(None, help="Classifier: TSV text<TAB>label; tagger: CoNLL-U; forecaster: the CSV series."),
@@ -218,13 +220,10 @@ def evaluate(
     if src is None or ref is None:
         typer.echo("error: pass --src and --ref (translation) or --data (classifier, tagger, forecaster)", err=True)
         raise typer.Exit(1)
-    if model and len(model) > 1:
-        typer.echo("error: translation takes one --model (ensembles are for classifiers)", err=True)
-        raise typer.Exit(1)
     try:
         given = decoding_choices(beam_size, length_penalty, max_length_ratio, 1, batch_size)
         corpus = read_parallel(src, ref)
-        translator = Translator.load(model[0] if model else None)
+        translator = Translator.load(list(model) if model else None)
         options = translator.options(**given)
         with sentence_progress(len(corpus.source)) as advance:
             found = translator.translate(list(corpus.source), options, on_progress=advance)
@@ -234,7 +233,7 @@ def evaluate(
         raise typer.Exit(1)
     for line in scores.lines():
         typer.echo(line)
-    typer.echo(f"decoding: {options.signature()}; {len(found)} sentences; model {translator.folder}")
+    typer.echo(f"decoding: {options.signature()}; {len(found)} sentences; model {translator.description}")
 
 
 @app.command()

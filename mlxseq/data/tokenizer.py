@@ -68,6 +68,10 @@ class Tokenizer(ABC):
     def load(cls, folder: PathLike, name: str = "tokenizer") -> "Tokenizer":
         """Read a tokenizer written by :meth:`save`."""
 
+    @abstractmethod
+    def vocabulary(self) -> list[str]:
+        """The token of every id, in id order: two tokenizers with equal vocabularies agree on every id."""
+
 
 @dataclass
 class SentencePieceConfig:
@@ -176,6 +180,9 @@ class SentencePieceTokenizer(Tokenizer):
         """The subword string of one id."""
         return self._processor.id_to_piece(_check_ids([id], self.vocab_size)[0])
 
+    def vocabulary(self) -> list[str]:
+        return [self._processor.id_to_piece(i) for i in range(self.vocab_size)]
+
     def save(self, folder: PathLike, name: str = "tokenizer") -> Path:
         path = Path(folder) / f"{name}.model"
         write_bytes(path, self._model)
@@ -235,6 +242,9 @@ class _VocabularyTokenizer(Tokenizer):
     @property
     def vocab_size(self) -> int:
         return len(self.tokens)
+
+    def vocabulary(self) -> list[str]:
+        return list(self.tokens)
 
     @abstractmethod
     def _split(self, text: str) -> list[str]:

@@ -22,8 +22,9 @@ from typing import Callable
 import mlx.core as mx
 import numpy as np
 
-from mlxseq.checkpoint import load_with_tokenizer
+from mlxseq.checkpoint import ModelFolderError, load_with_tokenizer
 from mlxseq.decoding.args import DecodingArgs
+from mlxseq.decoding.ensemble import Ensemble
 from mlxseq.decoding.opennmt_search import opennmt_beam_search
 from mlxseq.decoding.search import beam_search, greedy_decode
 
@@ -83,13 +84,46 @@ class Translator:
 
     @classmethod
     def load(cls, path_or_repo=None, *, revision: str | None = None) -> "Translator":
-        """Load a model folder (default: the model bundled with mlxseq)."""
+        """Load a model folder (default: the model bundled with mlxseq); a list of folders
+        translates as one ensemble (:meth:`ensemble`)."""
         from mlxseq.data import TokenizerPair
+
+        if isinstance(path_or_repo, (list, tuple)):
+            if len(path_or_repo) > 1:
+                return cls.ensemble([cls.load(one, revision=revision) for one in path_or_repo])
+            path_or_repo = path_or_repo[0] if path_or_repo else None
 
         model, tokenizers, folder = load_with_tokenizer(
             path_or_repo, "seq2seq", TokenizerPair.load, bundled=BUNDLED_MODEL, job="translation", revision=revision
         )
         return cls(model, tokenizers, folder, read_decoding_defaults(folder))
+
+    @classmethod
+    def ensemble(cls, translators: list["Translator"]) -> "Translator":
+        """One translator averaging the members' log-probabilities at each step
+        (:class:`mlxseq.decoding.ensemble.Ensemble`); the first member's decoding settings.
+        Members must share their source and target vocabularies and special ids."""
+        first = translators[0]
+        for other in translators[1:]:
+            for side in ("source", "target"):
+                ours, theirs = getattr(first.tokenizers, side).vocabulary(), getattr(other.tokenizers, side).vocabulary()
+                if ours != theirs:
+                    where = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+                    raise ModelFolderError(
+                        f"{other.folder} and {first.folder} have different {side} vocabularies ({len(theirs)} and "
+                        f"{len(ours)} tokens, first difference at id {where}): an ensemble needs one vocabulary")
+            ids = ("pad_id", "bos_id", "eos_id")
+            if [getattr(other.model.args, i) for i in ids] != [getattr(first.model.args, i) for i in ids]:
+                raise ModelFolderError(f"{other.folder} and {first.folder} use different special token ids")
+        ensemble = cls(Ensemble([t.model for t in translators]), first.tokenizers, first.folder, first.decoding)
+        ensemble.folders = [t.folder for t in translators]
+        return ensemble
+
+    @property
+    def description(self) -> str:
+        """The folder, or the ensemble's folders."""
+        folders = getattr(self, "folders", None)
+        return f"ensemble of {len(folders)}: {', '.join(map(str, folders))}" if folders else str(self.folder)
 
     def translate(self, texts: list[str], options: TranslationOptions | None = None,
                   on_progress: Callable[[int], None] | None = None) -> list[list[Translation]]:

@@ -154,8 +154,11 @@ def test_an_ensemble_needs_classifiers_with_the_same_labels(classifier_folder, t
     assert result.exit_code == 1 and "cannot join an ensemble with" in result.output and "['pos', 'neg']" in result.output
     result = runner.invoke(app, ["predict", "--model", str(classifier_folder), "--model", str(tagger_folder), "x"])
     assert result.exit_code == 1 and "only classifiers can" in result.output and "holds a tagger" in result.output
-    result = runner.invoke(app, ["evaluate", "--model", str(classifier_folder), "--model", str(other), "--src", "a", "--ref", "b"])
-    assert result.exit_code == 1 and "translation takes one --model" in result.output
+    (tmp_path / "src").write_text("x\n")
+    (tmp_path / "ref").write_text("y\n")
+    result = runner.invoke(app, ["evaluate", "--model", str(classifier_folder), "--model", str(other),
+                                 "--src", str(tmp_path / "src"), "--ref", str(tmp_path / "ref")])
+    assert result.exit_code == 1 and str(classifier_folder) in result.output and "classifier" in result.output, result.output
 
 
 def test_a_folder_whose_vocabulary_does_not_fit_the_model_is_refused(tagger_folder):
