@@ -1,7 +1,8 @@
 """A run's tokenizer in ``RUN/tokenizer/``: trained once, reused by a resumed run.
 
 The folder holds the tokenizer files and ``settings.json`` (the data settings it
-was trained from). A later run with the same settings reuses it; a resumed run
+was trained from, or ``{"init_from": folder}`` when a fine-tuned run took the tokenizer of the
+model it starts from, which is then used whatever the data settings). A later run with the same settings reuses it; a resumed run
 with other settings is refused (its model was trained on that vocabulary); a new
 run with other settings trains a new one. The folder is written under a
 temporary name and renamed, so a crash never leaves half a tokenizer.
@@ -48,7 +49,7 @@ def tokenizer_for_run(
     settings_path = folder / "settings.json"
     if settings_path.is_file():
         saved = json.loads(settings_path.read_text(encoding="utf-8"))
-        if saved == settings:
+        if saved == settings or "init_from" in saved:  # a fine-tuned model keeps its folder's vocabulary
             return load(folder)
         if resuming:
             changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))

@@ -40,6 +40,10 @@ class TrainingArgs:
     # mx.compile: auto (the whole step if the model can be traced, else the update only),
     # step, update, or eager (nothing compiled; for debugging).
     compile: Literal["auto", "step", "update", "eager"] = "auto"
+    # Fine-tuning: start from this model folder's weights, keeping its tokenizer (a path, a Hub id,
+    # or a bundled model's name such as multi30k-de-en); the optimizer and schedule are this run's.
+    init_from: str = ""
+    freeze: tuple[str, ...] = ()  # module paths kept fixed while fine-tuning, e.g. encoder or embedding
 
     def __post_init__(self):
         checks = [
@@ -65,6 +69,7 @@ class TrainingArgs:
             (min(self.eval_every, self.save_every) >= 0, "eval_every and save_every must be >= 0"),
             (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
             (self.patience >= 0, f"patience must be >= 0, got {self.patience}"),
+            (not self.freeze or bool(self.init_from), "freeze needs init_from (a trained model to keep parts of)"),
         ]
         for ok, message in checks:
             if not ok:
