@@ -1,5 +1,8 @@
 """The ``mlxseq`` command line: one library call per command, heavy imports inside."""
 
+from contextlib import nullcontext
+from pathlib import Path
+
 import typer
 
 from mlxseq.decoding.args import DecodingArgs
@@ -55,7 +58,9 @@ def demo(
 
 @app.command()
 def convert(
-    source: str = typer.Argument(..., help="PyTorch checkpoint (.pt/.pth/.bin, zip or legacy), .safetensors or .npz."),
+    source: str = typer.Argument(..., help="PyTorch file of any era (.pt/.pth/.bin/.tar: state dicts, nested "
+                                            "checkpoints, whole modules, TorchScript), an OpenNMT-py checkpoint, ONNX "
+                                            "(.onnx), Keras (.keras, .h5), .safetensors or .npz."),
     out_dir: str = typer.Argument(..., help="Model folder to write."),
     format: str = typer.Option("auto", "--format", help="auto, torch-rnn, pytorch-tutorial or opennmt."),
     prefix: str = typer.Option(None, help="Key prefix of the layer, e.g. 'encoder.rnn.' (when there are several)."),
@@ -65,24 +70,35 @@ def convert(
     src_vocab: str = typer.Option(None, help="PyTorch tutorial: source words, one per line in index order (SOS, EOS, ...)."),
     tgt_vocab: str = typer.Option(None, help="PyTorch tutorial: target words, one per line in index order (SOS, EOS, ...)."),
     key: str = typer.Option(None, help="Dotted path to the part of a nested checkpoint to convert, e.g. 'model_state'."),
+    quantize: bool = typer.Option(False, "--quantize", "-q", help="Write the folder quantized (as mlxseq quantize)."),
+    q_bits: int = typer.Option(8, help="With -q: bits per weight, 8 or 4."),
+    q_group_size: int = typer.Option(64, help="With -q: weights sharing one scale and bias, 32, 64 or 128."),
 ):
-    """Convert a PyTorch checkpoint into an mlxseq model folder, without torch and without running pickled code."""
+    """Convert a trained recurrent model from PyTorch, OpenNMT-py, ONNX or Keras into an mlxseq model folder,
+    without torch and without running anything from the file."""
+    import tempfile
+
+    from mlxseq.checkpoint import ModelFolderError, quantize_folder
     from mlxseq.convert.errors import CheckpointError
     from mlxseq.convert.folder import ConversionError, convert_checkpoint
 
     try:
-        done = convert_checkpoint(
-            source, out_dir, format=format, prefix=prefix, nonlinearity=nonlinearity, allow=tuple(allow),
-            decoder=decoder, src_vocab=src_vocab, tgt_vocab=tgt_vocab, key=key,
-        )
-    except (ConversionError, CheckpointError, OSError) as error:  # OSError: missing source, unwritable output
+        with tempfile.TemporaryDirectory(dir=Path(out_dir).resolve().parent) if quantize else nullcontext() as work:
+            done = convert_checkpoint(
+                source, Path(work) / "full" if quantize else out_dir, format=format, prefix=prefix,
+                nonlinearity=nonlinearity, allow=tuple(allow), decoder=decoder, src_vocab=src_vocab,
+                tgt_vocab=tgt_vocab, key=key,
+            )
+            if quantize:
+                done.folder = quantize_folder(done.folder, out_dir, bits=q_bits, group_size=q_group_size)
+    except (ConversionError, CheckpointError, ModelFolderError, OSError) as error:  # OSError: missing source, unwritable output
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1)
     typer.echo(f"found {done.description}")
     if done.left_out:
         shown = ", ".join(done.left_out[:12]) + (f", ... ({len(done.left_out) - 12} more)" if len(done.left_out) > 12 else "")
         typer.echo(f"not converted ({len(done.left_out)} tensors): {shown}")
-    typer.echo(f"wrote {done.folder}")
+    typer.echo(f"wrote {done.folder}" + (f" ({q_bits}-bit, groups of {q_group_size})" if quantize else ""))
 
 
 @app.command()

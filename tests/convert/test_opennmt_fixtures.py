@@ -90,3 +90,24 @@ def test_fixtures_are_small_and_from_opennmt_py_3_5_1():
         record = json.loads((FIXTURES / f"{name}.json").read_text())
         assert record["opennmt_py"] == "3.5.1"
         assert any(word not in " ".join(record["sentences"][:1]) for word in record["sentences"][3].split())
+
+
+def test_convert_q_writes_a_quantized_folder_that_translates(tmp_path):
+    import mlx.nn as nn
+
+    from mlxseq.checkpoint import read_config
+
+    record = json.loads((FIXTURES / f"{MODELS[0]}.json").read_text())
+    result = runner.invoke(app, ["convert", str(FIXTURES / record["checkpoint"]), str(tmp_path / "q"), "-q",
+                                 "--q-bits", "8", "--q-group-size", "32"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().endswith(f"wrote {tmp_path / 'q'} (8-bit, groups of 32)")
+    assert read_config(tmp_path / "q")["quantization"] == {"bits": 8, "group_size": 32}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q"]  # the full-precision folder was temporary
+    translator = Translator.load(tmp_path / "q")
+    assert any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in translator.model.named_modules())
+    full = runner.invoke(app, ["convert", str(FIXTURES / record["checkpoint"]), str(tmp_path / "full")])
+    assert full.exit_code == 0
+    sentences = record["sentences"][:4]
+    quantized = [h[0].text for h in translator.translate(sentences)]
+    assert quantized == [h[0].text for h in Translator.load(tmp_path / "full").translate(sentences)]
