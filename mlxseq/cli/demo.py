@@ -5,9 +5,9 @@ import time
 import mlx.core as mx
 
 from mlxseq.system.environment import describe_environment
-from mlxseq.layers import GRU, LSTM, RNN
+from mlxseq.layers import RECURRENT_LAYERS
 
-LAYERS = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
+LAYERS = RECURRENT_LAYERS
 
 
 def run_demo(kind: str, batch: int, steps: int, hidden: int, echo=print) -> None:

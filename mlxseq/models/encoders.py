@@ -18,14 +18,13 @@ import mlx.nn as nn
 from mlxseq import layers
 from mlxseq.layers.pooling import final_pool
 
-RNN_TYPES = ("rnn", "gru", "lstm")
-RNN_LAYERS = {"rnn": layers.RNN, "gru": layers.GRU, "lstm": layers.LSTM}
+RNN_TYPES = layers.RNN_TYPES
 
 
 def recurrent_layer(rnn_type: str, input_size: int, hidden_size: int, num_layers: int, dropout: float,
                     bidirectional: bool):
     """An mlxseq RNN/GRU/LSTM; dropout between layers only where there are several."""
-    return RNN_LAYERS[rnn_type](input_size, hidden_size, num_layers=num_layers,
+    return layers.RECURRENT_LAYERS[rnn_type](input_size, hidden_size, num_layers=num_layers,
                                 dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
 
 

@@ -26,7 +26,6 @@ from mlxseq import layers
 from mlxseq.models.encoders import RNN_TYPES, recurrent_layer
 
 DECODERS = ("direct", "autoregressive")
-CELLS = {"rnn": layers.RNNCell, "gru": layers.GRUCell, "lstm": layers.LSTMCell}
 
 
 @dataclass
@@ -74,7 +73,7 @@ class Forecaster(nn.Module):
         if args.decoder == "direct":
             self.head = nn.Linear(args.hidden_size, args.horizon * self.channels)
         else:
-            self.cell = CELLS[args.rnn_type](args.hidden_size, args.hidden_size)
+            self.cell = layers.RECURRENT_CELLS[args.rnn_type](args.hidden_size, args.hidden_size)
             self.head = nn.Linear(args.hidden_size, segment)
 
     def __call__(self, x: mx.array) -> mx.array:

@@ -17,8 +17,7 @@ import mlx.nn as nn
 
 from mlxseq import layers
 
-RNN_TYPES = ("rnn", "gru", "lstm")
-_LAYERS = {"rnn": layers.RNN, "gru": layers.GRU, "lstm": layers.LSTM}
+RNN_TYPES = layers.RNN_TYPES
 
 
 @dataclass
@@ -49,7 +48,7 @@ class LanguageModel(nn.Module):
         self.args = args
         self.embedding = nn.Embedding(args.vocab_size, args.embed_size)
         self.dropout = nn.Dropout(args.dropout)
-        self.rnn = _LAYERS[args.rnn_type](
+        self.rnn = layers.RECURRENT_LAYERS[args.rnn_type](
             args.embed_size,
             args.hidden_size,
             num_layers=args.num_layers,

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from mlxseq import layers
 
-LAYERS = {"rnn": layers.RNN, "gru": layers.GRU, "lstm": layers.LSTM}
-CELLS = {"rnn": layers.RNNCell, "gru": layers.GRUCell, "lstm": layers.LSTMCell}
+LAYERS = layers.RECURRENT_LAYERS
+CELLS = layers.RECURRENT_CELLS
 
 
 @dataclass

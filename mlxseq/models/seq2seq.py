@@ -50,7 +50,7 @@ import mlx.nn as nn
 from mlxseq import layers
 from mlxseq.layers.attention import ALIASES, KINDS, Attention
 
-RNN_TYPES = ("rnn", "gru", "lstm")
+RNN_TYPES = layers.RNN_TYPES
 BRIDGES = ("dense", "concat", "zeros", "opennmt")
 DECODER_STYLES = ("luong", "bahdanau", "location")
 
@@ -118,8 +118,8 @@ class ModelArgs:
                 raise ValueError(message)
 
 
-_LAYERS = {"rnn": layers.RNN, "gru": layers.GRU, "lstm": layers.LSTM}
-_CELLS = {"rnn": layers.RNNCell, "gru": layers.GRUCell, "lstm": layers.LSTMCell}
+_LAYERS = layers.RECURRENT_LAYERS
+_CELLS = layers.RECURRENT_CELLS
 
 
 class Encoder(nn.Module):

@@ -15,7 +15,7 @@ import mlx.nn as nn
 from mlxseq import layers
 from mlxseq.layers.activations import log_softmax
 
-RNN_LAYERS = {"rnn": layers.RNN, "gru": layers.GRU, "lstm": layers.LSTM}
+RNN_LAYERS = layers.RECURRENT_LAYERS
 
 
 @dataclass

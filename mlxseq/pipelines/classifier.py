@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlxseq.layers import count_parameters
 from mlxseq.checkpoint import ModelFolderError, load_with_tokenizer
 from mlxseq.data import (
     CHARS_NAME, UNK_ID, WordTokenizer, batch_spellings, load_tokenizer, pad_batch, read_chars, spell,
@@ -113,9 +114,7 @@ class TextClassifier:
 
     @property
     def parameters(self) -> int:
-        from mlx.utils import tree_flatten
-
-        return sum(v.size for _, v in tree_flatten(self.model.parameters()))
+        return count_parameters(self.model)
 
     def _prepared(self, text: str) -> str:
         return text.lower() if self.settings.lowercase else text

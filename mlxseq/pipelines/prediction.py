@@ -23,6 +23,7 @@ from typing import Callable
 
 import mlx.core as mx
 
+from mlxseq.layers import count_parameters
 from mlxseq._version import __version__
 from mlxseq.checkpoint import ModelFolderError, read_config, resolve_folder
 from mlxseq.data import HEADER_OPTIONS, format_conllu, read_conllu, read_labelled, read_lines, read_timeseries
@@ -66,9 +67,7 @@ def _signature(folder, parameters: int) -> str:
 
 
 def _parameters(model) -> int:
-    from mlx.utils import tree_flatten
-
-    return sum(v.size for _, v in tree_flatten(model.parameters()))
+    return count_parameters(model)
 
 
 @dataclass(frozen=True)

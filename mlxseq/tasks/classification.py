@@ -36,8 +36,9 @@ from typing import Literal
 
 import mlx.core as mx
 import numpy as np
-from mlx.utils import tree_flatten, tree_map
+from mlx.utils import tree_map
 
+from mlxseq.layers import count_parameters
 from mlxseq import checkpoint
 from mlxseq.checkpoint import ModelFolderError
 from mlxseq.pipelines.classifier import ClassifierEnsemble, TextClassifier, TextSettings, read_tokenizers
@@ -385,7 +386,7 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
     kind = f"{data.tokenizer}-level{' and character-level' if chars else ''} {'multi-label' if multi else 'multi-class'}"
     facts = {"kind": kind, "examples": keep, "labels": names, "command": command,
              "tokenizer": f"{data.tokenizer}, {tokenizer.vocab_size} ids" + (f", {chars.vocab_size} characters" if chars else ""),
-             "parameters": sum(v.size for _, v in tree_flatten(model.parameters()))}
+             "parameters": count_parameters(model)}
     if table:
         facts["spans"] = (f"{len(table)} roots (texts inside no other training text) hold the {table.num_spans} "
                           f"labelled spans of the {keep} training examples, {table.num_spans / len(table):.1f} per root; "

@@ -20,8 +20,8 @@ from typing import Literal
 
 import mlx.core as mx
 import numpy as np
-from mlx.utils import tree_flatten
 
+from mlxseq.layers import count_parameters
 from mlxseq import checkpoint
 from mlxseq.data import BatchSampler, DataError, Normaliser, read_timeseries
 from mlxseq.pipelines.forecaster import SeriesSettings, TimeSeriesForecaster, window_starts, windows
@@ -138,7 +138,7 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
         return forecast_loss(model(inputs), targets, data.loss)
 
     facts = {"args": args, "columns": series.columns, "windows": len(starts), "command": command,
-             "parameters": sum(v.size for _, v in tree_flatten(model.parameters()))}
+             "parameters": count_parameters(model)}
 
     def save_model(folder, model, summary):
         checkpoint.save_model(folder, model, config.model.model_type, args, readme=model_card(config, facts, summary))

@@ -28,8 +28,9 @@ from typing import Literal
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx.utils import tree_flatten, tree_map
+from mlx.utils import tree_map
 
+from mlxseq.layers import count_parameters
 from mlxseq import checkpoint
 from mlxseq.data import (
     BOS_ID, EOS_ID, PAD_ID, BatchSampler, CharTokenizer, DataError, SentencePieceConfig,
@@ -334,7 +335,7 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
     facts = {
         "train": train_size, "valid": valid_size, "command": command,
         "tokenizer": f"{data.tokenizer}, {tokenizer.vocab_size} ids",
-        "parameters": sum(v.size for _, v in tree_flatten(lm.parameters())),
+        "parameters": count_parameters(lm),
     }
 
     def save_model(folder, model, summary):

@@ -21,8 +21,8 @@ from typing import Literal
 
 import mlx.core as mx
 import numpy as np
-from mlx.utils import tree_flatten
 
+from mlxseq.layers import count_parameters
 from mlxseq import checkpoint
 from mlxseq.pipelines.classifier import TextSettings
 from mlxseq.data import PAD_ID, UNK_ID, BatchSampler, CharTokenizer, DataError, WordTokenizer, read_conllu
@@ -195,7 +195,7 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
     facts = {"sentences": len(kept), "words": sum(len(s.words) for s in kept), "dropped": len(train) - len(kept),
              "tags": tags, "command": command,
              "vocabulary": f"{words.vocab_size} words" + (f", {chars.vocab_size} characters" if chars else ""),
-             "parameters": sum(v.size for _, v in tree_flatten(model.parameters()))}
+             "parameters": count_parameters(model)}
 
     def save_model(folder, model, summary):
         checkpoint.save_model(folder, model, config.model.model_type, args, readme=model_card(config, facts, summary))

@@ -25,8 +25,8 @@ from typing import Literal
 
 import mlx.core as mx
 import numpy as np
-from mlx.utils import tree_flatten
 
+from mlxseq.layers import count_parameters
 from mlxseq import checkpoint
 from mlxseq.data import (
     BOS_ID, EOS_ID, PAD_ID, BatchSampler, CharTokenizer, DataError, SentencePieceConfig,
@@ -286,7 +286,7 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
     )
     facts = {
         "train_pairs": len(sources), "dropped": keep - len(sources), "tokenizer": _describe_tokenizers(data, pair),
-        "parameters": sum(v.size for _, v in tree_flatten(model.parameters())), "command": command,
+        "parameters": count_parameters(model), "command": command,
     }
     validate = make_validate(
         *(list(column) for column in zip(*valid_pairs)), pair, config.validation, training.batch_tokens, data.bucket_multiple,
