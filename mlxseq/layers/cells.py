@@ -96,7 +96,9 @@ class RNNCell(_Cell):
     r"""One Elman RNN step: :math:`h' = \sigma(W_{ih} x + b_{ih} + W_{hh} h + b_{hh})`.
 
     Args:
-        input_size (int), hidden_size (int), bias (bool, default ``True``),
+        input_size (int): features D of the input.
+        hidden_size (int): features H of the state.
+        bias (bool): use ``bias_ih`` and ``bias_hh``. Default: ``True``.
         nonlinearity (str): ``"tanh"`` (default) or ``"relu"``.
 
     Call: ``h' = cell(x, h=None)`` with ``x`` ``(B, D)`` or ``(D,)``, ``h`` ``(B, H)`` or ``(H,)``.
