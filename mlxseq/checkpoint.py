@@ -143,7 +143,8 @@ def model_args(config: dict, source) -> tuple[str, object]:
     except ValueError as error:
         raise ModelFolderError(f"{source}: {error}") from None
     fields = {f.name for f in dataclasses.fields(module.ModelArgs)}
-    values = {k: v for k, v in config.items() if k not in META_KEYS}
+    retired = getattr(module, "RETIRED_FIELDS", ())  # training settings older folders stored
+    values = {k: v for k, v in config.items() if k not in META_KEYS and k not in retired}
     unknown = sorted(set(values) - fields)
     if unknown:
         raise ModelFolderError(f"{source}: unknown key {unknown[0]!r} for model_type {model_type!r}")

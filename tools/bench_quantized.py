@@ -65,6 +65,7 @@ def translator_rows(data: Path, sentences: int, work: Path) -> list[dict]:
     sources, references = read("test_2016_flickr.de.gz")[:sentences], read("test_2016_flickr.en.gz")[:sentences]
     rows = []
     for variant, folder in _folders(TRANSLATOR, work).items():
+        print(f"translator {variant} ...", flush=True)
         translator = Translator.load(folder)
         if variant == "float16":
             _half(translator.model)

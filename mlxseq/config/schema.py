@@ -50,6 +50,15 @@ CONFIG_VERSION = 1
 # Format version v -> a function turning a version-v dict into version v + 1. None yet.
 MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
 TOP_LEVEL_KEYS = ("version", "task", "output_dir", "model", "data", "training", "validation")
+# Keys that moved; a config using an old place loads, with a one-line note (Config.notes).
+MOVED_KEYS = {
+    "model.adversarial": "training.adversarial",
+    "model.adversarial_per_token": "training.adversarial_per_token",
+    "data.teachers": "training.teachers",
+    "data.teacher_weight": "training.teacher_weight",
+}
+# training.<key> -> what a task must list in its TECHNIQUES to accept it, and the value meaning "off".
+TECHNIQUE_KEYS = {"adversarial": ("adversarial", 0.0), "teachers": ("distillation", ())}
 
 
 @dataclass
@@ -77,6 +86,7 @@ class Config:
     version: int = CONFIG_VERSION  # format version of the file
     source: str = field(default="<dict>", compare=False)  # where the config came from (not a key)
     data_root: str = field(default="", compare=False)  # where relative data paths started (data.root, not a field)
+    notes: list = field(default_factory=list, compare=False)  # one line per moved key the file used
 
 
 # --- the model section ----------------------------------------------------------------
@@ -133,6 +143,7 @@ def config_from_dict(
     if not isinstance(raw, dict):
         raise context.error(None, f"a config must be a mapping of {', '.join(TOP_LEVEL_KEYS)}, got {describe(raw)}")
     raw = _migrate(raw, context)
+    raw, notes = _moved_keys(raw, source)
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
             close = difflib.get_close_matches(str(key), TOP_LEVEL_KEYS, n=1)
@@ -160,11 +171,31 @@ def config_from_dict(
         validation=read_dataclass(task.ValidationArgs, raw.get("validation"), prefix="validation.", context=context),
         version=raw["version"],
     )
+    for key, (technique, off) in TECHNIQUE_KEYS.items():
+        if getattr(config.training, key) != off and technique not in getattr(task, "TECHNIQUES", ()):
+            raise context.error(f"training.{key}", f"task {name!r} has no {technique} training")
     for key, message in task.check_config(config):
         raise context.error(key, message)
+    config.notes = notes
     config.source = source
     config.data_root = str(data_root(root))
     return config
+
+
+def _moved_keys(raw: dict, source: str) -> tuple[dict, list[str]]:
+    """``raw`` with keys at their old places (:data:`MOVED_KEYS`) moved, and a note for each."""
+    notes = []
+    for old, new in MOVED_KEYS.items():
+        (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")
+        section = raw.get(old_section)
+        if not isinstance(section, dict) or old_key not in section:
+            continue
+        raw = {**raw, old_section: {k: v for k, v in section.items() if k != old_key}}
+        target = raw.get(new_section) if isinstance(raw.get(new_section), dict) else {}
+        if new_key not in target:
+            raw[new_section] = {**target, new_key: section[old_key]}
+        notes.append(f"{source}: {old} is now {new}; it was read from there (move it in the file)")
+    return raw, notes
 
 
 def _with_data_paths_resolved(data, root: Path, context: Context):

@@ -16,14 +16,15 @@ character encoder's units per direction. Spelling gives a word the training data
 had (an ``<unk>`` to the embedding) the features of its characters: "warmly" can read
 like "warm" and "-ly".
 
-Adversarial training (``adversarial = eps > 0``, Miyato et al. 2017, "Adversarial Training
-Methods for Semi-Supervised Text Classification"): each example's loss is also taken at the
-embeddings moved by eps along the gradient of that loss, normalised per example::
+Adversarial training (``training.adversarial = eps > 0``, :mod:`mlxseq.training.adversarial`;
+Miyato et al. 2017, "Adversarial Training Methods for Semi-Supervised Text Classification"):
+each example's loss is also taken at the embeddings moved by eps along the gradient of that
+loss, normalised per example::
 
     g = d loss(e) / d e                               (B, T, E)  with the weights held fixed
                                                                 (E + 2 Hc with a character encoder)
     r = eps * g / ||g||_2                             norm over each example's (T, E)
-                                                      (eps * sqrt(length) with adversarial_per_token)
+                                                      (eps * sqrt(length) with training.adversarial_per_token)
     loss_train = loss(e) + loss(e + r)                r is a constant: no gradient through it
 
 :meth:`Classifier.embed` and :meth:`Classifier.classify` split ``__call__`` at ``e`` for it
@@ -45,6 +46,10 @@ from mlxseq.layers.pooling import POOLINGS, Pooling
 from mlxseq.models.encoders import RNN_TYPES, char_encoder, recurrent_layer, spelled_words
 
 
+# Training settings that folders written by earlier versions stored with the model; read and dropped.
+RETIRED_FIELDS = ("adversarial", "adversarial_per_token")
+
+
 @dataclass
 class ModelArgs:
     vocab_size: int
@@ -59,8 +64,6 @@ class ModelArgs:
     pooling: str = "max"  # final (final states), mean, max or attention, over valid steps only
     attention_size: int = 0  # attention pooling's inner size; 0 means the pooled size
     word_dropout: float = 0.0  # training: a token id becomes <unk> with this probability
-    adversarial: float = 0.0  # training: also fit embeddings perturbed by this L2 norm (see above); 0 = off
-    adversarial_per_token: bool = False  # the radius is eps * sqrt(length): eps per token (root mean square)
     char_vocab_size: int = 0  # characters of the character encoder (word tokens only); 0: no character encoder
     char_embed_size: int = 32
     char_hidden_size: int = 64  # per direction of the character encoder
@@ -77,7 +80,6 @@ class ModelArgs:
              f"num_classes must be >= 2 (>= 1 for multi_label), got {self.num_classes}"),
             (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
             (0 <= self.word_dropout < 1, f"word_dropout must be in [0, 1), got {self.word_dropout}"),
-            (self.adversarial >= 0, f"adversarial must be >= 0, got {self.adversarial}"),
             (self.char_vocab_size >= 0 and min(self.char_embed_size, self.char_hidden_size) >= 1,
              "char_vocab_size must be >= 0, char_embed_size and char_hidden_size >= 1"),
         ]

@@ -7,10 +7,10 @@ vocabulary is kept beside the word tokenizer and every word is also spelled), (4
 vocabulary size and the label set of the training data, (5) batches by length with
 :class:`mlxseq.data.BatchSampler`. The loss is the cross-entropy of each example
 (softmax, with label smoothing) or, for multi-label data, the summed binary cross-entropy
-of its labels; each example counts once. With ``data.teachers`` (distillation, Hinton et al.
+of its labels; each example counts once. With ``training.teachers`` (distillation, Hinton et al.
 2015) each example's target is also the mean class probabilities of trained classifier
 folders on its text, ``loss = (1 - w) * loss(label) + w * loss(teachers' probabilities)``
-with ``w = data.teacher_weight``: an ensemble taught to one model of the same cost to run.
+with ``w = training.teacher_weight``: an ensemble taught to one model of the same cost to run.
 
 With ``data.nested_spans`` (word tokens; for phrase-level treebanks such as SST, whose
 training lines are sentences and the phrases inside them) the training texts that are token
@@ -58,6 +58,7 @@ from mlxseq.tasks.model_card import card_heading, scores_table, training_section
 from mlxseq.tasks.run_tokenizer import tokenizer_for_run
 
 NAME = "classification"
+TECHNIQUES = ("adversarial", "distillation")  # training.adversarial, training.teachers
 MODEL_TYPES = ("classifier",)
 FILLED_MODEL_FIELDS = {
     "vocab_size": "set by the task from the tokenizer (word/char: the training data; sentencepiece: data.sentencepiece.vocab_size)",
@@ -84,8 +85,6 @@ class DataArgs:
     max_word_chars: int = 16  # characters spelled per word: the first and last ones of longer words
     max_length: int = 128  # texts are cut to their first max_length tokens (also when predicting)
     max_train_examples: int = 0  # use only the first N training examples; 0 = all
-    teachers: list[str] = field(default_factory=list)  # classifier folders (paths or Hub ids) to distil: see above
-    teacher_weight: float = 0.5  # w: the share of the teachers' probabilities in each example's target
     nested_spans: bool = False  # word tokens: learn texts inside longer training texts as spans of those (see above)
     whole_text_weight: float = 1.0  # nested_spans: the loss weight of each root's whole text; its spans weigh 1
     bucket_multiple: int = 8  # pad lengths up to a multiple of this: fewer shapes, fewer compiled traces
@@ -108,15 +107,13 @@ def check_config(config) -> list[tuple[str, str]]:
             or data.max_train_examples < 0:
         problems.append(("data", "max_length, bucket_multiple, min_frequency and max_word_chars must be >= 1, "
                                  "max_train_examples >= 0"))
-    if not 0 <= data.teacher_weight <= 1:
-        problems.append(("data.teacher_weight", f"must be in [0, 1], got {data.teacher_weight}"))
     if data.whole_text_weight <= 0:
         problems.append(("data.whole_text_weight", f"must be > 0, got {data.whole_text_weight}"))
     if data.nested_spans and data.tokenizer != "word":
         problems.append(("data.nested_spans", f"matches texts word by word: it needs data.tokenizer: word, "
                                               f"got {data.tokenizer!r}"))
-    if data.nested_spans and data.teachers:
-        problems.append(("data.nested_spans", "cannot be combined with data.teachers (distillation) yet"))
+    if data.nested_spans and training.teachers:
+        problems.append(("data.nested_spans", "cannot be combined with training.teachers (distillation) yet"))
     if data.char_encoder and data.tokenizer != "word":
         problems.append(("data.char_encoder", f"spells words: it needs data.tokenizer: word, got {data.tokenizer!r}"))
     longest = -(-data.max_length // data.bucket_multiple) * data.bucket_multiple
@@ -165,21 +162,22 @@ def _tokenizers(data: DataArgs, texts: list[str], run_dir, resuming: bool, log):
                              description=f"{data.tokenizer} tokenizer{spelled} on {len(texts)} texts")
 
 
-def teacher_probabilities(data: DataArgs, texts: list[str], names: list[str], multi: bool, log=None) -> np.ndarray:
-    """The mean class probabilities ``(N, C)`` of the ``data.teachers`` folders on ``texts``, in
+def teacher_probabilities(folders: list[str], train: str, texts: list[str], names: list[str], multi: bool,
+                          log=None) -> np.ndarray:
+    """The mean class probabilities ``(N, C)`` of the ``training.teachers`` folders on ``texts``, in
     the order of ``names``; the teachers must have been trained on the same labels."""
     try:
-        teachers = ClassifierEnsemble.load(data.teachers)
+        teachers = ClassifierEnsemble.load(list(folders))
     except ModelFolderError as error:
-        raise ModelFolderError(f"data.teachers: {error}") from None
+        raise ModelFolderError(f"training.teachers: {error}") from None
     if teachers.settings.labels != names or teachers.multi_label != multi:
         kind = lambda is_multi: " (multi-label)" if is_multi else ""
-        raise DataError(f"data.teachers: {teachers.folder} has the labels {teachers.settings.labels}"
-                        f"{kind(teachers.multi_label)}, the training data {names}{kind(multi)}", data.train)
+        raise DataError(f"training.teachers: {teachers.folder} has the labels {teachers.settings.labels}"
+                        f"{kind(teachers.multi_label)}, the training data {names}{kind(multi)}", train)
     started = time.perf_counter()
     soft = teachers.probabilities(texts, batch_size=256).astype(np.float32)
     if log:
-        log(f"teachers: {len(data.teachers)} classifier folder(s), probabilities of {len(texts)} texts "
+        log(f"teachers: {len(folders)} classifier folder(s), probabilities of {len(texts)} texts "
             f"in {time.perf_counter() - started:.0f} s")
     return soft
 
@@ -329,9 +327,9 @@ def model_card(config, facts: dict, summary: dict) -> str:
     lines += scores_table(f"On {config.data.valid} ({metrics.get('settings', '')}):", metrics)
     lines += ["", "## Data", "", f"- training examples: {config.data.train}: {facts['examples']}",
               f"- labels: {', '.join(facts['labels'])}", f"- tokenizer: {facts['tokenizer']}"]
-    if config.data.teachers:
-        lines += [f"- distilled: targets (1 - {config.data.teacher_weight}) x label + {config.data.teacher_weight} x the "
-                  f"mean probabilities of {', '.join(config.data.teachers)}"]
+    if config.training.teachers:
+        lines += [f"- distilled: targets (1 - {config.training.teacher_weight}) x label + {config.training.teacher_weight} x the "
+                  f"mean probabilities of {', '.join(config.training.teachers)}"]
     if "spans" in facts:
         lines += [f"- nested spans: {facts['spans']}"]
     lines += training_section(facts["command"], facts["parameters"])
@@ -365,7 +363,8 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
             labels[row, [index[g] for g in example]] = 1.0
     else:
         labels = np.array([index[example[0]] for example in train.labels[:keep]], dtype=np.int32)
-    soft = teacher_probabilities(data, train.texts[:keep], names, multi, log) if data.teachers else None
+    soft = (teacher_probabilities(config.training.teachers, data.train, train.texts[:keep], names, multi, log)
+            if config.training.teachers else None)
     training, validation = config.training, config.validation
     table = nested_spans([t.split() for t in texts], data.max_length) if data.nested_spans else None
     lengths = [len(encoded[k]) for k in table.roots] if table else [len(e) for e in encoded]
@@ -403,16 +402,16 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
         f"train: {keep} examples, {len(names)} labels ({'multi-label' if multi else 'one per example'}); "
         f"valid: {len(valid_texts)} examples",
         f"tokenizer: {facts['tokenizer']}",
-        *([f"targets: (1 - {data.teacher_weight}) x label + {data.teacher_weight} x the mean probabilities of "
-           f"{len(data.teachers)} teacher(s)"] if data.teachers else []),
+        *([f"targets: (1 - {training.teacher_weight}) x label + {training.teacher_weight} x the mean probabilities of "
+           f"{len(training.teachers)} teacher(s)"] if training.teachers else []),
         *([f"nested spans: {facts['spans']}"] if table else []),
         f"model: {config.model.model_type}, {facts['parameters']:,} parameters",
         f"batches: {len(sampler)}{' of roots' if table else ''} per epoch in {len(sampler.shapes())} shapes, at most {training.batch_tokens} tokens",
     ])
-    loss = make_loss(training.label_smoothing, args.adversarial, args.adversarial_per_token,
-                     data.teacher_weight if data.teachers else None, spans=bool(table))
+    loss = make_loss(training.label_smoothing, training.adversarial, training.adversarial_per_token,
+                     training.teacher_weight if training.teachers else None, spans=bool(table))
     item = "span" if table else "example"
     units = LossUnits(item, perplexity=False,
                       loss_label=f"{'binary ' if multi else ''}cross-entropy per {item}",
-                      training_note="adversarial" if args.adversarial > 0 else "")
+                      training_note="adversarial" if training.adversarial > 0 else "")
     return TaskParts(model, batches, loss, validate, save_model, description, units)

@@ -44,6 +44,11 @@ class TrainingArgs:
     # or a bundled model's name such as multi30k-de-en); the optimizer and schedule are this run's.
     init_from: str = ""
     freeze: tuple[str, ...] = ()  # module paths kept fixed while fine-tuning, e.g. encoder or embedding
+    # Training techniques (the tasks that have them say so; classification has both):
+    adversarial: float = 0.0  # also fit embeddings moved uphill by this L2 norm (mlxseq.training.adversarial); 0 = off
+    adversarial_per_token: bool = False  # the radius is adversarial * sqrt(length): that much per token (RMS)
+    teachers: tuple[str, ...] = ()  # model folders (paths or Hub ids) whose mean probabilities are distilled
+    teacher_weight: float = 0.5  # w: target = (1 - w) * label + w * the teachers' probabilities
 
     def __post_init__(self):
         checks = [
@@ -70,6 +75,8 @@ class TrainingArgs:
             (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
             (self.patience >= 0, f"patience must be >= 0, got {self.patience}"),
             (not self.freeze or bool(self.init_from), "freeze needs init_from (a trained model to keep parts of)"),
+            (self.adversarial >= 0, f"adversarial must be >= 0, got {self.adversarial}"),
+            (0 <= self.teacher_weight <= 1, f"teacher_weight must be in [0, 1], got {self.teacher_weight}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -261,3 +261,12 @@ def test_hub_data_files_are_fetched_once_then_read_offline_from_the_cache(tmp_pa
     offline = _resolve_in_subprocess("hf://datasets/someone/other/train.txt", env)
     assert offline.startswith("error <dict>: data.train: could not get train.txt of dataset 'someone/other'") and \
         "Offline?" in offline, offline
+
+
+def test_a_training_technique_a_task_does_not_have_is_named(tmp_path):
+    from tests.support.configs import write_training_config
+
+    raw = {"version": 1, "task": "lm", "output_dir": str(tmp_path / "run"), "model": {"model_type": "lm"},
+           "data": {"train": [__file__], "valid": [__file__]}, "training": {"max_steps": 1, "adversarial": 0.5}}
+    with pytest.raises(ConfigError, match="training.adversarial: task 'lm' has no adversarial training"):
+        load_config(write_training_config(tmp_path, raw))

@@ -133,8 +133,9 @@ def test_a_student_learns_from_its_teachers_what_its_labels_get_wrong(tmp_path):
     flipped = flip_labels(str(tmp_path / "teacher" / "train.tsv"))
     for weight, accuracy in ((1.0, lambda a: a >= 95.0), (0.0, lambda a: a <= 5.0)):
         folder = tmp_path / f"student-{weight}"
-        result = train_from_config(write_config(folder, data={"train": flipped, "teachers": [teacher, teacher],
-                                                              "teacher_weight": weight}), quiet=True)
+        result = train_from_config(write_config(folder, data={"train": flipped},
+                                                training={"teachers": [teacher, teacher], "teacher_weight": weight}),
+                                   quiet=True)
         assert accuracy(result.metrics["accuracy"]), (weight, result.metrics)  # valid labels are right
         assert f"- distilled: targets (1 - {weight}) x label + {weight} x the mean probabilities of {teacher}" in \
             (folder / "run" / "best" / "README.md").read_text()
@@ -147,19 +148,18 @@ def test_teachers_must_know_the_same_labels(tmp_path):
     renamed = tmp_path / "teacher" / "renamed.tsv"  # label 'no' called 'yes'
     renamed.write_text((tmp_path / "teacher" / "train.tsv").read_text().replace("\tno\n", "\tyes\n"))
     teacher = str(tmp_path / "teacher" / "run" / "best")
-    config = write_config(tmp_path / "student", data={"train": str(renamed), "teachers": [teacher]})
-    with pytest.raises(DataError, match=r"data.teachers: .*best has the labels \['no', 'x'\], the training data \['x', 'yes'\]"):
+    config = write_config(tmp_path / "student", data={"train": str(renamed)}, training={"teachers": [teacher]})
+    with pytest.raises(DataError, match=r"training.teachers: .*best has the labels \['no', 'x'\], the training data \['x', 'yes'\]"):
         train_from_config(config, quiet=True)
-    with pytest.raises(ModelFolderError, match="data.teachers: no model folder at .*missing"):
-        train_from_config(write_config(tmp_path / "none", data={"teachers": [str(tmp_path / "missing")]}), quiet=True)
-    with pytest.raises(ConfigError, match=r"data.teacher_weight: must be in \[0, 1\], got 1.5"):
-        load_config(config, ["data.teacher_weight=1.5"])
+    with pytest.raises(ModelFolderError, match="training.teachers: no model folder at .*missing"):
+        train_from_config(write_config(tmp_path / "none", training={"teachers": [str(tmp_path / "missing")]}), quiet=True)
+    with pytest.raises(ConfigError, match=r"training: teacher_weight must be in \[0, 1\], got 1.5"):
+        load_config(config, ["training.teacher_weight=1.5"])
 
 
 def adversarial_model(eps, **changes):
     mx.random.seed(0)
-    model = build_model(ModelArgs(vocab_size=20, num_classes=3, embed_size=8, hidden_size=6, dropout=0.0, adversarial=eps,
-                                  **changes))
+    model = build_model(ModelArgs(vocab_size=20, num_classes=3, embed_size=8, hidden_size=6, dropout=0.0, **changes))
     model.train()
     return model
 
@@ -202,7 +202,7 @@ def test_the_training_loss_takes_the_per_token_radius_from_the_model_config(tmp_
     assert total.item() == pytest.approx(expected, rel=1e-5)
     (whole, _), _ = make_loss(0.0, adversarial=0.3).value_and_grad(model, batch)
     assert whole.item() != pytest.approx(expected, rel=1e-3)  # the radius made a difference
-    config = load_config(write_config(tmp_path, model={"adversarial": 0.3, "adversarial_per_token": True}))
+    config = load_config(write_config(tmp_path, training={"adversarial": 0.3, "adversarial_per_token": True}))
     parts = prepare(config, tmp_path / "run", resuming=False, command="test")
     (from_config, _), _ = parts.loss.value_and_grad(model, batch)
     assert from_config.item() == pytest.approx(expected, rel=1e-5)
@@ -280,7 +280,7 @@ def test_a_compiled_training_step_takes_the_adversarial_gradients(spelling):
 
 
 def test_a_tiny_classifier_learns_with_adversarial_training(tmp_path):
-    result = train_from_config(write_config(tmp_path, model={"adversarial": 1.0, "dropout": 0.1}), quiet=True)
+    result = train_from_config(write_config(tmp_path, model={"dropout": 0.1}, training={"adversarial": 1.0}), quiet=True)
     assert result.metrics["accuracy"] >= 97.0
 
 
@@ -292,8 +292,33 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(path, ["model.num_classes=3"])
     with pytest.raises(ConfigError, match="model: pooling must be one of"):
         load_config(path, ["model.pooling=sum"])
-    with pytest.raises(ConfigError, match="model: adversarial must be >= 0, got -1.0"):
-        load_config(path, ["model.adversarial=-1.0"])
+    with pytest.raises(ConfigError, match="training: adversarial must be >= 0, got -1.0"):
+        load_config(path, ["training.adversarial=-1.0"])
+
+
+def test_training_techniques_at_their_old_places_load_with_a_note(tmp_path):
+    path = write_config(tmp_path, model={"adversarial": 0.5, "adversarial_per_token": True},
+                        data={"teacher_weight": 0.25})
+    config = load_config(path)
+    assert (config.training.adversarial, config.training.adversarial_per_token) == (0.5, True)
+    assert config.training.teacher_weight == 0.25 and "adversarial" not in config.model.args
+    assert config.notes == [f"{path}: model.adversarial is now training.adversarial; it was read from there "
+                            "(move it in the file)",
+                            f"{path}: model.adversarial_per_token is now training.adversarial_per_token; it was read "
+                            "from there (move it in the file)",
+                            f"{path}: data.teacher_weight is now training.teacher_weight; it was read from there "
+                            "(move it in the file)"]
+
+
+def test_a_classifier_folder_that_stored_its_training_technique_still_loads(tmp_path):
+    import json
+
+    train_from_config(write_config(tmp_path, training={"max_steps": 1}), quiet=True)
+    config_file = tmp_path / "run" / "best" / "config.json"
+    saved = json.loads(config_file.read_text())
+    assert "adversarial" not in saved  # training settings stay out of model folders
+    config_file.write_text(json.dumps({**saved, "adversarial": 1.0, "adversarial_per_token": False}))  # as folders were
+    assert TextClassifier.load(tmp_path / "run" / "best").predict(["a b"])
 
 
 def write_suffix_corpus(folder: Path, seed=0) -> dict:
@@ -447,7 +472,7 @@ def test_adversarial_span_gradients_are_those_of_the_clean_plus_the_perturbed_sp
 
 
 def test_a_tiny_classifier_learns_from_nested_spans(tmp_path):
-    path = nested_config(tmp_path, model={"adversarial": 0.5}, training={"max_steps": 150, "eval_every": 75})
+    path = nested_config(tmp_path, training={"adversarial": 0.5, "max_steps": 150, "eval_every": 75})
     result = train_from_config(path, quiet=True)
     assert result.metrics["accuracy"] >= 97.0  # whole validation sentences
     card = (tmp_path / "run" / "best" / "README.md").read_text()
@@ -468,8 +493,8 @@ def test_a_tiny_multi_label_classifier_learns_from_nested_spans(tmp_path):
 
 
 def test_a_nested_span_run_stopped_and_resumed_ends_bit_identical_to_a_straight_run(tmp_path):
-    sections = dict(model={"adversarial": 0.5, "dropout": 0.2},
-                    training={"max_steps": 24, "eval_every": 12, "save_every": 4, "batch_tokens": 256})
+    sections = dict(model={"dropout": 0.2},
+                    training={"adversarial": 0.5, "max_steps": 24, "eval_every": 12, "save_every": 4, "batch_tokens": 256})
     for name in ("straight", "stopped"):
         (tmp_path / name).mkdir()
     train_from_config(nested_config(tmp_path / "straight", **sections), quiet=True)
@@ -487,7 +512,7 @@ def test_nested_spans_need_word_tokens_and_no_teachers(tmp_path):
     path = nested_config(tmp_path)
     with pytest.raises(ConfigError, match="data.nested_spans: matches texts word by word: it needs data.tokenizer: word"):
         load_config(path, ["data.tokenizer=char"])
-    with pytest.raises(ConfigError, match="data.nested_spans: cannot be combined with data.teachers"):
-        load_config(path, ["data.teachers=[some/folder]"])
+    with pytest.raises(ConfigError, match="data.nested_spans: cannot be combined with training.teachers"):
+        load_config(path, ["training.teachers=[some/folder]"])
     with pytest.raises(ConfigError, match="data.whole_text_weight: must be > 0, got 0.0"):
         load_config(path, ["data.whole_text_weight=0.0"])
