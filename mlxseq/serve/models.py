@@ -66,22 +66,29 @@ class ServedModel:
 
 
 def load_models(paths_or_repos: list[str | None]) -> list[ServedModel]:
-    """Load each folder (None: the bundled translator) as its pipeline; ids must be distinct."""
-    served, seen = [], set()
+    """Load each folder (None: the bundled translator) as its pipeline. A model's id is its folder's
+    name (``parent/name`` where two names collide, as ``runs/a/best`` and ``runs/b/best``) or its Hub id."""
+    found = []
     for given in paths_or_repos or [None]:
-        folder = resolve_folder(given) if given is not None else None
-        if folder is None:
+        if given is None:
             from mlxseq.pipelines.translator import BUNDLED_MODEL
 
-            folder, name = BUNDLED_MODEL, BUNDLED_MODEL.name
+            folder = BUNDLED_MODEL
         else:
-            name = Path(str(given)).name if Path(str(given)).exists() else str(given)
+            folder = resolve_folder(given)
+        local = given is None or Path(str(given)).exists()
+        names = (folder.name, f"{folder.parent.name}/{folder.name}") if local else (str(given), str(given))
         model_type = read_config(folder)["model_type"]
         if model_type not in PIPELINES:
             raise ModelFolderError(f"{given}: a {model_type!r} folder cannot be served (served: {', '.join(PIPELINES)})")
-        if name in seen:
-            raise ModelFolderError(f"two models are named {name!r}; rename one folder")
-        seen.add(name)
+        found.append((folder, names, model_type))
+    short = [names[0] for _, names, _ in found]
+    ids = [names[0] if short.count(names[0]) == 1 else names[1] for _, names, _ in found]
+    duplicated = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicated:
+        raise ModelFolderError(f"two models are named {duplicated[0]!r}; serve each folder once")
+    served = []
+    for (folder, _, model_type), name in zip(found, ids):
         task, endpoint, load = PIPELINES[model_type]
         pipeline = load(folder)
         # Loading is lazy and MLX's streams are per thread: read the weights here, not on the worker.

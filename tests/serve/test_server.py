@@ -172,3 +172,12 @@ def test_ctrl_c_finishes_the_request_in_flight_then_exits(tmp_path):
     (status, answer), = answers
     assert status == 200 and len(answer["choices"][0]["text"]) > 300
     assert "stopped" in process.stderr.read()
+
+
+def test_two_folders_of_the_same_name_are_told_apart_by_their_parent(tmp_path):
+    import shutil
+
+    for run in ("a", "b"):
+        shutil.copytree(CHAR_MODEL, tmp_path / run / "best")
+    models = load_models([str(tmp_path / "a" / "best"), str(tmp_path / "b" / "best")])
+    assert [m.id for m in models] == ["a/best", "b/best"]
