@@ -234,6 +234,28 @@ def _numel(shape: tuple[int, ...]) -> int:
     return count
 
 
+def read_folder_settings(folder, name: str, cls, what: str):
+    """A model folder's settings file ``name`` (JSON: ``format_version`` and the fields of dataclass
+    ``cls``) as a ``cls``; a missing, unreadable or mis-versioned file is a ModelFolderError."""
+    path = Path(folder) / name
+    if not path.is_file():
+        raise ModelFolderError(f"{folder} is not a complete model folder: {name} is missing")
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+        if content.pop("format_version") != FORMAT_VERSION:
+            raise ValueError(f"format_version must be {FORMAT_VERSION}")
+        return cls(**content)
+    except (ValueError, TypeError, KeyError, AttributeError) as error:  # JSONDecodeError is a ValueError
+        raise ModelFolderError(f"{path}: not {what} ({error})") from None
+
+
+def check_sizes(folder, sizes: dict[str, tuple[int, int]]) -> None:
+    """ModelFolderError for the first ``what: (found in the folder's files, expected by config.json)`` that differ."""
+    for what, (found, expected) in sizes.items():
+        if found != expected:
+            raise ModelFolderError(f"{folder}: {found} {what}, but the model's config.json expects {expected}")
+
+
 def load_weights(model, path) -> None:
     """Load safetensors into ``model``, naming missing, unexpected and mis-shaped weights."""
     path = Path(path)

@@ -69,10 +69,14 @@ def translator_rows(data: Path, sentences: int, work: Path) -> list[dict]:
         translator = Translator.load(folder)
         if variant == "float16":
             _half(translator.model)
-        translator.translate(sources[:16])  # compile before timing
-        started = time.perf_counter()
-        found = translator.translate(sources)
-        seconds = time.perf_counter() - started
+        try:
+            translator.translate(sources[:16])  # compile before timing
+            started = time.perf_counter()
+            found = translator.translate(sources)
+            seconds = time.perf_counter() - started
+        except ValueError as error:  # float16 computation can overflow: say so
+            rows.append({"model": "translator", "variant": variant, "error": str(error).split(" (")[0]})
+            continue
         scores = score_translations([h[0].text for h in found], references)
         rows.append({"model": "translator", "variant": variant, "mb": _disk_mb(variant, folder, translator.model),
                      "bleu": scores.bleu, "chrf": scores.chrf, "per_s": len(sources) / seconds,
@@ -89,6 +93,7 @@ def lm_rows(data: Path, chars: int, work: Path) -> list[dict]:
         if variant == "float16":
             _half(generator.model)
         ids = mx.array([generator.tokenizer.encode(held_out)])
+        print(f"char LM {variant} ...", flush=True)
         total, state = 0.0, None
         for start in range(0, ids.shape[1] - 1, 256):
             x, y = ids[:, start:start + 256], ids[:, start + 1:start + 257]
@@ -121,7 +126,9 @@ def main():
     print("| model | weights | size MB | quality | speed |")
     print("| --- | --- | ---: | --- | ---: |")
     for r in rows:
-        if r["model"] == "translator":
+        if "error" in r:
+            print(f"| {r['model']} | {r['variant']} | | {r['error']} | |")
+        elif r["model"] == "translator":
             print(f"| translator | {r['variant']} | {r['mb']:.1f} | BLEU {r['bleu']:.2f}, chrF {r['chrf']:.1f} | "
                   f"{r['per_s']:.1f} sentences/s |")
         else:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mlxseq.layers import count_parameters
-from mlxseq.checkpoint import ModelFolderError, load_with_tokenizer
+from mlxseq.checkpoint import FORMAT_VERSION, ModelFolderError, check_sizes, load_with_tokenizer, read_folder_settings
 from mlxseq.data import (
     CHARS_NAME, UNK_ID, WordTokenizer, batch_spellings, load_tokenizer, pad_batch, read_chars, spell,
 )
@@ -32,7 +32,6 @@ from mlxseq.system.files import write_text
 from mlxseq.scores import accuracy, macro_f1, multi_label_scores
 
 LABELS_FILE = "labels.json"
-FORMAT_VERSION = 1
 
 
 @dataclass
@@ -51,16 +50,7 @@ class TextSettings:
 
     @classmethod
     def load(cls, folder) -> "TextSettings":
-        path = Path(folder) / LABELS_FILE
-        try:
-            content = json.loads(path.read_text(encoding="utf-8"))
-            if content.pop("format_version") != FORMAT_VERSION:
-                raise ValueError(f"format_version must be {FORMAT_VERSION}")
-            return cls(**content)
-        except FileNotFoundError:
-            raise ModelFolderError(f"{folder} is not a complete model folder: {LABELS_FILE} is missing") from None
-        except (ValueError, TypeError, KeyError) as error:  # JSONDecodeError is a ValueError
-            raise ModelFolderError(f"{path}: not a labels file ({error})") from None
+        return read_folder_settings(folder, LABELS_FILE, cls, "a labels file")
 
 
 @dataclass
@@ -99,9 +89,7 @@ class TextClassifier:
         sizes = {"tokenizer ids": (tokenizer.vocab_size, model.args.vocab_size),
                  f"{CHARS_NAME}.json characters": (chars.vocab_size if chars else 0, model.args.char_vocab_size),
                  "labels in labels.json": (len(settings.labels), model.args.num_classes)}
-        for what, (found, expected) in sizes.items():
-            if found != expected:
-                raise ModelFolderError(f"{folder}: {found} {what}, but the model's config.json expects {expected}")
+        check_sizes(folder, sizes)
         if chars and (settings.max_word_chars < 1 or not isinstance(tokenizer, WordTokenizer)):
             raise ModelFolderError(f"{folder}: the model spells words, which needs a word tokenizer and max_word_chars "
                                    f"in {LABELS_FILE}; found a {type(tokenizer).__name__}, max_word_chars "

@@ -21,12 +21,11 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
-from mlxseq.checkpoint import ModelFolderError, load_with_tokenizer
+from mlxseq.checkpoint import FORMAT_VERSION, load_with_tokenizer, read_folder_settings
 from mlxseq.data import DataError, Normaliser, TimeSeries
 from mlxseq.system.files import write_text
 
 SETTINGS_FILE = "forecast.json"
-FORMAT_VERSION = 1
 SPLITS = ("train", "valid", "test")
 
 
@@ -54,14 +53,7 @@ class SeriesSettings:
 
     @classmethod
     def load(cls, folder) -> "SeriesSettings":
-        path = Path(folder) / SETTINGS_FILE
-        try:
-            content = json.loads(path.read_text(encoding="utf-8"))
-            if content.pop("format_version") != FORMAT_VERSION:
-                raise ValueError(f"format_version must be {FORMAT_VERSION}")
-            return cls(**content)
-        except (ValueError, TypeError, KeyError, FileNotFoundError) as error:
-            raise ModelFolderError(f"{path}: not a forecast settings file ({error})") from None
+        return read_folder_settings(folder, SETTINGS_FILE, cls, "a forecast settings file")
 
 
 def window_starts(first_target: int, stop: int, input_length: int, horizon: int, stride: int = 1) -> np.ndarray:

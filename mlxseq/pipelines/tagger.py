@@ -17,7 +17,7 @@ from typing import Sequence
 import mlx.core as mx
 import numpy as np
 
-from mlxseq.checkpoint import ModelFolderError, load_with_tokenizer
+from mlxseq.checkpoint import check_sizes, load_with_tokenizer
 from mlxseq.pipelines.classifier import TextSettings, length_batches
 from mlxseq.data import (
     CHARS_NAME, PAD_ID, UNK_ID, CharTokenizer, WordTokenizer, batch_spellings, padded_length, read_chars, spell,
@@ -80,9 +80,7 @@ class SequenceTagger:
         sizes = {"tokenizer.json words": (words.vocab_size, model.args.vocab_size),
                  f"{CHARS_NAME}.json characters": (chars.vocab_size if chars else 0, model.args.char_vocab_size),
                  "labels.json tags": (len(settings.labels), model.args.num_tags)}
-        for what, (found, expected) in sizes.items():
-            if found != expected:
-                raise ModelFolderError(f"{folder}: {found} {what}, but the model's config.json expects {expected}")
+        check_sizes(folder, sizes)
         return cls(model, WordEncoder(words, chars, settings), folder)
 
     def _emissions(self, sentences, batch_size):
