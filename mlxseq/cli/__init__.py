@@ -219,7 +219,6 @@ def evaluate(
     say_startup_notes()
     from mlxseq.checkpoint import ModelFolderError
     from mlxseq.data import DataError, read_parallel
-    from mlxseq.metrics import score_translations
     from mlxseq.pipelines.translator import Translator
 
     if data is not None:
@@ -242,14 +241,13 @@ def evaluate(
         translator = Translator.load(list(model) if model else None)
         options = translator.options(**given)
         with sentence_progress(len(corpus.source)) as advance:
-            found = translator.translate(list(corpus.source), options, on_progress=advance)
-        scores = score_translations([h[0].text for h in found], list(corpus.target))
+            scores = translator.evaluate(list(corpus.source), list(corpus.target), options, on_progress=advance)
     except (ModelFolderError, DataError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1)
-    for line in scores.lines():
-        typer.echo(line)
-    typer.echo(f"decoding: {options.signature()}; {len(found)} sentences; model {translator.description}")
+    typer.echo(f"BLEU {scores['bleu']:.2f}  {scores['bleu_signature']}")
+    typer.echo(f"chrF {scores['chrf']:.2f}  {scores['chrf_signature']}")
+    typer.echo(f"decoding: {scores['settings']}; {scores['sentences']} sentences; model {translator.description}")
 
 
 @app.command()

@@ -104,6 +104,10 @@ class TimeSeriesForecaster:
                for i in range(0, len(inputs), batch_size)]
         return np.concatenate(out).astype(np.float64)
 
+    def predict(self, series: TimeSeries) -> tuple[list[str], np.ndarray]:
+        """The pipelines' common name for :meth:`forecast`."""
+        return self.forecast(series)
+
     def forecast(self, series: TimeSeries) -> tuple[list[str], np.ndarray]:
         """Dates and values ``(H, D)`` (the data's units) of the H steps after the series' last row."""
         self._check(series)

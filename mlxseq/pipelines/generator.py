@@ -172,6 +172,25 @@ class Generator:
                     row.append(token)
         return [_cut_at_stop(self.tokenizer.decode(row), options.stop) for row in rows]
 
+    def predict(self, prompt: str, options: GenerationOptions | None = None) -> str:
+        """The continuation of ``prompt`` (the first sample; the pipelines' common interface)."""
+        return self.generate(prompt, options)[0]
+
+    def evaluate(self, text: str, chunk: int = PROMPT_CHUNK) -> dict:
+        """Nats per token of ``text`` under the model (state carried across chunks), and perplexity."""
+        ids = self.tokenizer.encode(text)
+        if len(ids) < 2:
+            raise ValueError("evaluation needs a text of at least two tokens")
+        tokens, total, state = mx.array([ids]), 0.0, None
+        for start in range(0, len(ids) - 1, chunk):
+            x, y = tokens[:, start : start + chunk], tokens[:, start + 1 : start + chunk + 1]
+            logits, state = self.model(x[:, : y.shape[1]], state)
+            logits = logits.astype(mx.float32)
+            log_probs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+            total -= mx.take_along_axis(log_probs, y[..., None], axis=-1).sum().item()
+        loss = total / (len(ids) - 1)
+        return {"loss": loss, "ppl": math.exp(min(loss, 700.0)), "tokens": len(ids) - 1}
+
     def _beam(self, prompt, options):
         ids, state = self._start(prompt, 1)
         found = beam_search(

@@ -89,6 +89,10 @@ class SequenceTagger:
             batch = self.encoder.encode([sentences[i] for i in indices])
             yield indices, batch, self.model.emissions(*batch)
 
+    def predict(self, sentences: list[Sequence[str]], batch_size: int = 64) -> list[list[str]]:
+        """The pipelines' common name for :meth:`tag`."""
+        return self.tag(sentences, batch_size)
+
     def tag(self, sentences: list[Sequence[str]], batch_size: int = 64) -> list[list[str]]:
         """The tags of each sentence's words (argmax, or Viterbi with a CRF); empty sentences get none."""
         found: list[list[str]] = [[] for _ in sentences]

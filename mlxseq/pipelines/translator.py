@@ -159,6 +159,22 @@ class Translator:
                 on_progress(len(chunk))
         return results
 
+    def predict(self, texts: list[str], options: TranslationOptions | None = None) -> list[str]:
+        """The best translation of each text (the pipelines' common interface)."""
+        return [hyps[0].text for hyps in self.translate(texts, options)]
+
+    def evaluate(self, sources: list[str], references: list[str], options: TranslationOptions | None = None,
+                 on_progress: Callable[[int], None] | None = None) -> dict:
+        """BLEU and chrF (sacrebleu) of the translations of ``sources`` against one reference each,
+        with their signatures and the decoding signature."""
+        from mlxseq.metrics import score_translations
+
+        options = options or self.options()
+        found = self.translate(sources, options, on_progress=on_progress)
+        scores = score_translations([hyps[0].text for hyps in found], references)
+        return {"bleu": scores.bleu, "chrf": scores.chrf, "bleu_signature": scores.bleu_signature,
+                "chrf_signature": scores.chrf_signature, "settings": options.signature(), "sentences": len(found)}
+
     def _check_replace_unk(self):
         from mlxseq.data import WordTokenizer
 
