@@ -337,6 +337,33 @@ def model_card(config, facts: dict, summary: dict) -> str:
     return "\n".join(lines)
 
 
+def label_array(examples: list[list[str]], names: list[str], multi: bool) -> np.ndarray:
+    """Class ids ``(N,)`` int32, or for multi-label data 0/1 rows ``(N, C)`` float32, in the order of ``names``."""
+    index = {name: i for i, name in enumerate(names)}
+    if not multi:
+        return np.array([index[example[0]] for example in examples], dtype=np.int32)
+    labels = np.zeros((len(examples), len(names)), dtype=np.float32)
+    for row, example in enumerate(examples):
+        labels[row, [index[g] for g in example]] = 1.0
+    return labels
+
+
+def _description(config, facts: dict, names: list[str], multi: bool, valid_count: int, sampler, table) -> str:
+    """What ``mlxseq train`` says before training: data, tokenizer, targets, model, batches."""
+    training = config.training
+    return "\n".join([
+        f"train: {facts['examples']} examples, {len(names)} labels ({'multi-label' if multi else 'one per example'}); "
+        f"valid: {valid_count} examples",
+        f"tokenizer: {facts['tokenizer']}",
+        *([f"targets: (1 - {training.teacher_weight}) x label + {training.teacher_weight} x the mean probabilities of "
+           f"{len(training.teachers)} teacher(s)"] if training.teachers else []),
+        *([f"nested spans: {facts['spans']}"] if table else []),
+        f"model: {config.model.model_type}, {facts['parameters']:,} parameters",
+        f"batches: {len(sampler)}{' of roots' if table else ''} per epoch in {len(sampler.shapes())} shapes, "
+        f"at most {training.batch_tokens} tokens",
+    ])
+
+
 def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskParts:
     """The model, batches, loss, validation and model-folder writer for ``config``."""
     data = config.data
@@ -356,13 +383,7 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
     classifier = TextClassifier(model, tokenizer, settings, chars=chars)
     encoded = [classifier.encode(t) for t in train.texts[:keep]]
     spelled = [classifier.spell(t) for t in train.texts[:keep]] if chars else None
-    index = {name: i for i, name in enumerate(names)}
-    if multi:
-        labels = np.zeros((keep, len(names)), dtype=np.float32)
-        for row, example in enumerate(train.labels[:keep]):
-            labels[row, [index[g] for g in example]] = 1.0
-    else:
-        labels = np.array([index[example[0]] for example in train.labels[:keep]], dtype=np.int32)
+    labels = label_array(train.labels[:keep], names, multi)
     soft = (teacher_probabilities(config.training.teachers, data.train, train.texts[:keep], names, multi, log)
             if config.training.teachers else None)
     training, validation = config.training, config.validation
@@ -398,16 +419,7 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
             chars.save(folder, CHARS_NAME)
         settings.save(folder)
 
-    description = "\n".join([
-        f"train: {keep} examples, {len(names)} labels ({'multi-label' if multi else 'one per example'}); "
-        f"valid: {len(valid_texts)} examples",
-        f"tokenizer: {facts['tokenizer']}",
-        *([f"targets: (1 - {training.teacher_weight}) x label + {training.teacher_weight} x the mean probabilities of "
-           f"{len(training.teachers)} teacher(s)"] if training.teachers else []),
-        *([f"nested spans: {facts['spans']}"] if table else []),
-        f"model: {config.model.model_type}, {facts['parameters']:,} parameters",
-        f"batches: {len(sampler)}{' of roots' if table else ''} per epoch in {len(sampler.shapes())} shapes, at most {training.batch_tokens} tokens",
-    ])
+    description = _description(config, facts, names, multi, len(valid_texts), sampler, table)
     loss = make_loss(training.label_smoothing, training.adversarial, training.adversarial_per_token,
                      training.teacher_weight if training.teachers else None, spans=bool(table))
     item = "span" if table else "example"
