@@ -19,10 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import mlx.core as mx
-from mlx.utils import tree_flatten, tree_map
-
-import mlxseq
+import mlxseq  # first: it loads OpenBLAS before mlx.core (after it, MLX keeps its slow reference BLAS)
+import mlx.core as mx  # noqa: E402, I001
+from mlx.utils import tree_flatten, tree_map  # noqa: E402
 from mlxseq.checkpoint import quantize_folder
 from mlxseq.metrics import score_translations
 from mlxseq.pipelines.generator import BUNDLED_MODEL as CHAR_MODEL
