@@ -181,7 +181,10 @@ class Bridge(nn.Module):
 
 class Seq2Seq(nn.Module):
     """Encoder + bridge + decoder; the decoder's step is its style's (a subclass per
-    ``decoder_style``, made by :func:`build_model`; see the module docstring for the steps)."""
+    ``decoder_style``, made by :func:`build_model`; see the module docstring for the steps).
+
+    Each subclass defines ``_decoder_step(embedded (B, E), state) -> (top (B, H), new state)``,
+    one step before the output projection; :meth:`step` and :meth:`__call__` run it."""
 
     def __init__(self, args: ModelArgs, first_input: int):
         super().__init__()
@@ -242,10 +245,6 @@ class Seq2Seq(nn.Module):
         return self._project(self.dropout(mx.stack(tops, axis=1)))  # (B, T, V)
 
     # --- shared parts of a step ---------------------------------------------------
-
-    def _decoder_step(self, embedded: mx.array, state: dict) -> tuple[mx.array, dict]:
-        """One step before the output projection: the top state (B, H) and the new state."""
-        raise NotImplementedError
 
     def _memory(self, memory: mx.array) -> mx.array:
         return memory
