@@ -1,4 +1,4 @@
-"""Scores of labels, tags and forecasts: accuracy, macro-F1, BIO entity F1, MSE and MAE.
+"""Scores of labels, tags and recognised sequences: accuracy, macro-F1, BIO entity F1, error rates.
 
 Public API::
 
@@ -6,10 +6,13 @@ Public API::
     macro_f1(predicted, gold, labels=None) -> percent, the unweighted mean of per-label F1
     multi_label_scores(predicted_sets, gold_sets, labels) -> {"accuracy" (exact sets), "macro_f1", "micro_f1"}
     is_bio(tags), bio_spans(tags), entity_f1(predicted_sentences, gold_sentences) -> {"precision", "recall", "f1"}
+    edit_counts(reference, hypothesis) -> EditCounts (substitutions, deletions, insertions, reference; .rate)
+    error_rates(references, hypotheses) -> {"wer", "cer", ...}: corpus word and character error rates
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Hashable, Iterable, Sequence
 
 
@@ -87,3 +90,65 @@ def entity_f1(predicted: Sequence[Sequence[str]], gold: Sequence[Sequence[str]])
     precision = 100.0 * tp / (tp + fp) if tp + fp else 0.0
     recall = 100.0 * tp / (tp + fn) if tp + fn else 0.0
     return {"precision": precision, "recall": recall, "f1": 100.0 * _f1(tp, fp, fn)}
+
+
+# --- error rates of recognised sequences ---------------------------------------
+
+
+@dataclass(frozen=True)
+class EditCounts:
+    """Substitutions, deletions and insertions that turn references into hypotheses, over ``reference`` units."""
+
+    substitutions: int = 0
+    deletions: int = 0
+    insertions: int = 0
+    reference: int = 0
+
+    def __add__(self, other: "EditCounts") -> "EditCounts":
+        return EditCounts(self.substitutions + other.substitutions, self.deletions + other.deletions,
+                          self.insertions + other.insertions, self.reference + other.reference)
+
+    @property
+    def rate(self) -> float:
+        """(S + D + I) / N: the word (or character, or digit) error rate; inf with no reference unit
+        and some insertion, 0 with neither."""
+        errors = self.substitutions + self.deletions + self.insertions
+        return errors / self.reference if self.reference else (float("inf") if errors else 0.0)
+
+
+def edit_counts(reference: Sequence[Hashable], hypothesis: Sequence[Hashable]) -> EditCounts:
+    """The Levenshtein alignment of two sequences with fewest edits, counted by kind.
+
+    Among alignments with equally few edits the one with most substitutions is kept, so ``a b`` ->
+    ``c`` counts one substitution and one deletion (tools split such ties differently; the total
+    and the rate are the same).
+    """
+    n, m = len(reference), len(hypothesis)
+    # cost[j] = (edits, -substitutions, deletions, insertions) of reference[:i] -> hypothesis[:j]
+    previous = [(j, 0, 0, j) for j in range(m + 1)]
+    for i in range(1, n + 1):
+        current = [(i, 0, i, 0)]
+        for j in range(1, m + 1):
+            e, s, d, k = previous[j - 1]
+            same = reference[i - 1] == hypothesis[j - 1]
+            diagonal = (e, s, d, k) if same else (e + 1, s - 1, d, k)
+            e, s, d, k = previous[j]
+            deletion = (e + 1, s, d + 1, k)
+            e, s, d, k = current[j - 1]
+            insertion = (e + 1, s, d, k + 1)
+            current.append(min(diagonal, deletion, insertion))
+        previous = current
+    edits, negative_substitutions, deletions, insertions = previous[m]
+    return EditCounts(-negative_substitutions, deletions, insertions, n)
+
+
+def error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> dict[str, float]:
+    """Corpus word and character error rates (edits summed over the corpus, then divided)."""
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    words, characters = EditCounts(), EditCounts()
+    for reference, hypothesis in zip(references, hypotheses):
+        words += edit_counts(reference.split(), hypothesis.split())
+        characters += edit_counts(list(" ".join(reference.split())), list(" ".join(hypothesis.split())))
+    return {"wer": words.rate, "cer": characters.rate, "substitutions": words.substitutions,
+            "deletions": words.deletions, "insertions": words.insertions, "reference_words": words.reference}

@@ -204,7 +204,9 @@ def evaluate(
                    "(classifiers: mean of the probabilities; translation: of the log-probabilities at each step)."),
     src: str = typer.Option(None, help="Translation: source sentences, one per line."),
     ref: str = typer.Option(None, help="Translation: reference translations, one per line."),
-    data: str = typer.Option(None, help="Classifier: TSV text<TAB>label; tagger: CoNLL-U; forecaster: the CSV series."),
+    data: str = typer.Option(None, help="Classifier: TSV text<TAB>label; tagger: CoNLL-U; forecaster: the CSV series; "
+                                        "speech: a speech list (audio<TAB>transcript, or a digit list)."),
+    recordings: str = typer.Option(None, help="Speech: the FSDD recordings (folder or .tar.gz) a digit list is made of."),
     split: str = typer.Option("test", help="Forecaster: the rows scored (train, valid or test, as trained)."),
     beam_size: int = typer.Option(None, help=f"Beam size; 1 is greedy search. Default: the model's, else {DEFAULT.beam_size}."),
     length_penalty: float = typer.Option(
@@ -215,7 +217,7 @@ def evaluate(
     batch_size: int = typer.Option(32, help="Sentences (texts, windows) per batch."),
 ):
     """Score a model: BLEU and chrF of translating --src against --ref (sacrebleu signatures);
-    accuracy and macro-F1, tag accuracy (entity F1 for BIO tags), or MSE and MAE on --data."""
+    accuracy and macro-F1, tag accuracy (entity F1 for BIO tags), MSE and MAE, or WER and CER on --data."""
     say_startup_notes()
     from mlxseq.checkpoint import ModelFolderError
     from mlxseq.data import DataError, read_parallel
@@ -225,7 +227,8 @@ def evaluate(
         from mlxseq.pipelines.prediction import evaluate as evaluate_folder
 
         try:
-            lines = evaluate_folder(model or [None], data, split=split, batch_size=batch_size)
+            lines = evaluate_folder(model or [None], data, split=split, batch_size=batch_size, recordings=recordings,
+                                    beam_size=beam_size or 1)
         except (ModelFolderError, DataError, ValueError) as error:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(1)
@@ -420,5 +423,7 @@ def train(
 
 
 from mlxseq.cli.serving import serve  # noqa: E402
+from mlxseq.cli.speech import transcribe  # noqa: E402
 
 app.command()(serve)
+app.command()(transcribe)

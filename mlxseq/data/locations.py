@@ -37,7 +37,7 @@ KNOWN_CORPORA = {
 
 
 # Fields of a task's DataArgs that name data files (a path or a list of paths).
-DATA_FILE_KEYS = ("train", "valid", "test", "path", "train_src", "train_tgt", "valid_src", "valid_tgt")
+DATA_FILE_KEYS = ("train", "valid", "test", "path", "train_src", "train_tgt", "valid_src", "valid_tgt", "recordings")
 
 
 class DataLocationError(ValueError):

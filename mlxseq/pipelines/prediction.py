@@ -1,4 +1,4 @@
-"""``mlxseq predict`` and ``mlxseq evaluate`` for classifier, tagger and forecaster folders.
+"""``mlxseq predict`` and ``mlxseq evaluate`` for classifier, tagger, forecaster and speech folders.
 
     predict(model, texts=None, input=None, output_format="auto") -> str     # what the command prints
     evaluate(model, data, split="test") -> list[str]                        # scores with their settings
@@ -14,6 +14,9 @@ The model folder's ``model_type`` decides what happens:
                  evaluate: a CoNLL-U file -> token accuracy (entity F1 for BIO tags), loss
     forecaster   a CSV series -> CSV of the next H steps after its last row (date and features)
                  evaluate: the CSV -> MSE and MAE of the split's windows on the normalised scale
+    speech_ctc   WAV files -> file<TAB>transcript (also ``mlxseq transcribe``)
+                 evaluate: a speech list (audio<TAB>transcript, or a digit list with its recordings)
+                 -> WER, CER, their substitutions, deletions and insertions, loss
 """
 
 from __future__ import annotations
@@ -99,11 +102,11 @@ def _predict_classifier(models: list, inputs: Inputs, batch_size: int, threshold
     return "".join(f"{','.join(p.labels)}\t{p.probability:.4f}\t{t}\n" for p, t in zip(found, items))
 
 
-def _evaluate_classifier(models: list, data: str, split: str, batch_size: int, threshold: float, header: str) -> Scored:
+def _evaluate_classifier(models: list, data: str, options: "EvaluationOptions") -> Scored:
     classifier = _classifier(models)
     separator = "," if classifier.multi_label else None
-    corpus = read_labelled(data, header=HEADER_OPTIONS[header], label_separator=separator)
-    scores = classifier.evaluate(corpus.texts, corpus.labels, batch_size, threshold)
+    corpus = read_labelled(data, header=HEADER_OPTIONS[options.header], label_separator=separator)
+    scores = classifier.evaluate(corpus.texts, corpus.labels, options.batch_size, options.threshold)
     head = f"accuracy {scores['accuracy']:.2f}  macro-F1 {scores['macro_f1']:.2f}"
     if "micro_f1" in scores:
         head += f"  micro-F1 {scores['micro_f1']:.2f}"
@@ -127,13 +130,13 @@ def _predict_tagger(models: list, inputs: Inputs, batch_size: int, threshold: fl
     return "".join(" ".join(f"{w}/{t}" for w, t in zip(words, row)) + "\n" for words, row in zip(sentences, tags))
 
 
-def _evaluate_tagger(models: list, data: str, split: str, batch_size: int, threshold: float, header: str) -> Scored:
+def _evaluate_tagger(models: list, data: str, options: "EvaluationOptions") -> Scored:
     from mlxseq.pipelines.tagger import SequenceTagger
 
     tagger = SequenceTagger.load(models[0])
     column = tagger.encoder.settings.tag_column or "upos"
     sentences = read_conllu(data, column)
-    scores = tagger.evaluate([s.words for s in sentences], [s.tags for s in sentences], batch_size)
+    scores = tagger.evaluate([s.words for s in sentences], [s.tags for s in sentences], options.batch_size)
     head = f"{column.upper()} accuracy {scores['accuracy']:.2f}"
     if "entity_f1" in scores:
         head += f"  entity F1 {scores['entity_f1']:.2f} (BIO, exact spans)"
@@ -154,14 +157,48 @@ def _predict_forecaster(models: list, inputs: Inputs, batch_size: int, threshold
     return "\n".join(rows) + "\n"
 
 
-def _evaluate_forecaster(models: list, data: str, split: str, batch_size: int, threshold: float, header: str) -> Scored:
+def _evaluate_forecaster(models: list, data: str, options: "EvaluationOptions") -> Scored:
     from mlxseq.pipelines.forecaster import TimeSeriesForecaster
 
     forecaster = TimeSeriesForecaster.load(models[0])
     series = read_timeseries(data, forecaster.settings.date_column, forecaster.settings.columns)
-    scores = forecaster.evaluate(series, split, batch_size)
+    scores = forecaster.evaluate(series, options.split, options.batch_size)
     head = f"MSE {scores['mse']:.4f}  MAE {scores['mae']:.4f}"
     return Scored(head, scores["settings"], forecaster.folder, _parameters(forecaster.model))
+
+
+def _predict_transcriber(models: list, inputs: Inputs, batch_size: int, threshold: float) -> str:
+    from mlxseq.pipelines.transcriber import Transcriber
+
+    files = inputs.items()
+    if not files:
+        raise ValueError("a speech recogniser reads WAV files: pass them as arguments (or one per line with --input)")
+    texts = Transcriber.load(models[0]).transcribe(files, batch_size)
+    return "".join(f"{f}\t{t}\n" for f, t in zip(files, texts))
+
+
+def _evaluate_transcriber(models: list, data: str, options: "EvaluationOptions") -> Scored:
+    from mlxseq.pipelines.transcriber import Transcriber
+    from mlxseq.speech.manifest import read_speech_list
+
+    transcriber = Transcriber.load(models[0])
+    items = read_speech_list(data, options.recordings)
+    scores = transcriber.evaluate(items, options.batch_size, options.beam_size)
+    head = (f"WER {scores['wer']:.2f}%  CER {scores['cer']:.2f}%  (S {scores['substitutions']}, "
+            f"D {scores['deletions']}, I {scores['insertions']})  loss {scores['loss']:.4f}")
+    return Scored(head, scores["settings"], transcriber.folder, _parameters(transcriber.model))
+
+
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """How ``evaluate`` reads and scores: each kind of folder uses the fields that concern it."""
+
+    split: str = "test"  # forecaster: the rows scored
+    batch_size: int = 64
+    threshold: float = 0.5  # multi-label classifier: a label is predicted above this probability
+    header: str = "auto"  # classifier TSV: whether the first line is a header
+    recordings: str | None = None  # speech: FSDD recordings that render a digit list
+    beam_size: int = 1  # speech: CTC prefix beam search; 1 is greedy
 
 
 @dataclass(frozen=True)
@@ -169,7 +206,7 @@ class Commands:
     """What ``predict`` and ``evaluate`` do with one ``model_type``."""
 
     predict: Callable[[list, Inputs, int, float], str]
-    evaluate: Callable[[list, str, str, int, float, str], Scored]
+    evaluate: Callable[[list, str, EvaluationOptions], Scored]
 
 
 # model_type -> its commands. A new kind of folder registers here.
@@ -177,6 +214,7 @@ COMMANDS = {
     "classifier": Commands(_predict_classifier, _evaluate_classifier),
     "tagger": Commands(_predict_tagger, _evaluate_tagger),
     "forecaster": Commands(_predict_forecaster, _evaluate_forecaster),
+    "speech_ctc": Commands(_predict_transcriber, _evaluate_transcriber),
 }
 
 
@@ -204,9 +242,10 @@ def _is_conllu(path: str) -> bool:
 
 
 def evaluate(model, data: str, *, split: str = "test", batch_size: int = 64, threshold: float = 0.5,
-             header: str = "auto") -> list[str]:
-    """Score a classifier, tagger or forecaster folder (or a classifier ensemble) on ``data``;
-    lines naming every setting used."""
+             header: str = "auto", recordings: str | None = None, beam_size: int = 1) -> list[str]:
+    """Score a classifier, tagger, forecaster or speech folder (or a classifier ensemble) on ``data``;
+    lines naming every setting used. The fields of :class:`EvaluationOptions` say which applies to which."""
     models, kind = _models(model)
-    scored = COMMANDS[kind].evaluate(models, data, split, batch_size, threshold, header)
+    options = EvaluationOptions(split, batch_size, threshold, header, recordings, beam_size)
+    scored = COMMANDS[kind].evaluate(models, data, options)
     return [scored.head, f"data: {data}: {scored.settings}", _signature(scored.folder, scored.parameters)]

@@ -23,20 +23,33 @@ class AudioError(ValueError):
     """An audio file cannot be read; the message names the file and what is wrong."""
 
 
+MAX_WAV_BYTES = 1 << 30  # 1 GiB of samples (about 9 hours of 16 kHz 16-bit mono)
+
+
 def read_wav(path) -> tuple[np.ndarray, int]:
     """``(samples in [-1, 1] as float32 (N,), sample rate)`` of a PCM WAV file (channels averaged)."""
     path = Path(path)
     try:
-        with wave.open(str(path), "rb") as audio:
+        with open(path, "rb") as file:
+            return read_wav_file(file, str(path))
+    except (FileNotFoundError, IsADirectoryError):
+        raise AudioError(f"{path}: no such file") from None
+
+
+def read_wav_file(file, name: str) -> tuple[np.ndarray, int]:
+    """:func:`read_wav` of an open binary file (a tar member, bytes in memory); ``name`` names it in errors."""
+    try:
+        with wave.open(file, "rb") as audio:
             channels, width, rate, count = (audio.getnchannels(), audio.getsampwidth(), audio.getframerate(),
                                             audio.getnframes())
+            if count * channels * width > MAX_WAV_BYTES:
+                raise AudioError(f"{name}: {count:,} frames of {channels} x {width} bytes is over the "
+                                 f"{MAX_WAV_BYTES >> 20} MiB a file may hold here")
             raw = audio.readframes(count)
-    except FileNotFoundError:
-        raise AudioError(f"{path}: no such file") from None
     except (wave.Error, EOFError) as error:
-        raise AudioError(f"{path}: not a PCM WAV file ({error})") from None
+        raise AudioError(f"{name}: not a PCM WAV file ({error})") from None
     if width not in (1, 2, 3, 4):
-        raise AudioError(f"{path}: {8 * width}-bit samples are not supported (8, 16, 24 or 32-bit PCM)")
+        raise AudioError(f"{name}: {8 * width}-bit samples are not supported (8, 16, 24 or 32-bit PCM)")
     if width == 3:  # 24-bit little-endian: widen to 32 bits
         bytes3 = np.frombuffer(raw[: len(raw) // 3 * 3], np.uint8).reshape(-1, 3)
         values = (bytes3[:, 0].astype(np.int32) | bytes3[:, 1].astype(np.int32) << 8
@@ -124,21 +137,26 @@ def normalize(features: mx.array) -> mx.array:
     return (features - mean) / mx.maximum(std, 1e-5)
 
 
-def spec_augment(features: mx.array, key: mx.array, *, freq_masks: int = 2, freq_width: int = 8,
+def spec_augment(features: mx.array, key: mx.array | None = None, *, freq_masks: int = 2, freq_width: int = 8,
                  time_masks: int = 2, time_width: int = 20) -> mx.array:
     """SpecAugment's masking (Park et al. 2019): ``freq_masks`` bands of up to ``freq_width`` mel bins and
-    ``time_masks`` spans of up to ``time_width`` frames set to 0 (the mean after :func:`normalize`)."""
-    frames, bins = features.shape
-    keys = mx.random.split(key, 2 * (freq_masks + time_masks))
+    ``time_masks`` spans of up to ``time_width`` frames set to 0 (the mean after :func:`normalize`).
+
+    ``features`` is ``(T, F)`` or a batch ``(B, T, F)`` (each example its own masks); ``key`` ``None``
+    draws from MLX's global random state (as dropout does, so training resumes exactly).
+    """
+    *batch, frames, bins = features.shape
+    draws = 2 * (freq_masks + time_masks)
+    keys = [None] * draws if key is None else mx.random.split(key, draws)
     keep = mx.ones(features.shape, dtype=mx.bool_)
     n = 0
-    for count, width, size, axis in ((freq_masks, freq_width, bins, 1), (time_masks, time_width, frames, 0)):
+    for count, width, size, axis in ((freq_masks, freq_width, bins, -1), (time_masks, time_width, frames, -2)):
         for _ in range(count):
             k_width, k_start = keys[n], keys[n + 1]
             n += 2
-            w = mx.random.randint(0, min(width, size) + 1, (), key=k_width)
-            start = mx.random.randint(0, mx.maximum(size - w, 0) + 1, (), key=k_start)
+            w = mx.random.randint(0, min(width, size) + 1, (*batch, 1), key=k_width)  # (..., 1)
+            start = (mx.random.uniform(shape=(*batch, 1), key=k_start) * (size - w + 1)).astype(mx.int32)
             index = mx.arange(size)
-            inside = (index >= start) & (index < start + w)
-            keep = keep & ~(inside[None, :] if axis == 1 else inside[:, None])
+            inside = (index >= start) & (index < start + w)  # (..., size)
+            keep = keep & ~(mx.expand_dims(inside, -2) if axis == -1 else mx.expand_dims(inside, -1))
     return mx.where(keep, features, 0.0)

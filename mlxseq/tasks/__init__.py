@@ -28,6 +28,7 @@ TASKS = {
     "classification": "mlxseq.tasks.classification",
     "tagging": "mlxseq.tasks.tagging",
     "forecasting": "mlxseq.tasks.forecasting",
+    "speech": "mlxseq.tasks.speech",
 }
 
 

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 DECAYS = ("none", "inverse_sqrt", "cosine", "linear", "reduce_on_plateau")
-LOWER_IS_BETTER = ("loss", "ppl", "bits", "mse", "mae")  # metrics where smaller is better (metric_mode auto)
+LOWER_IS_BETTER = ("loss", "ppl", "bits", "mse", "mae", "wer", "cer")  # metrics where smaller is better (metric_mode auto)
 
 
 @dataclass

@@ -79,3 +79,16 @@ def test_normalisation_and_masking():
     assert 0 < zero_bins <= 10 and 0 < zero_frames <= 20
     unmasked = (masked != 0)
     np.testing.assert_array_equal(masked[unmasked], np.array(normal)[unmasked])
+
+
+def test_masking_a_batch_gives_each_example_its_own_masks_from_the_global_random_state():
+    features = mx.array(np.random.default_rng(2).standard_normal((8, 60, 40)).astype(np.float32))
+    mx.random.seed(5)
+    masked = np.array(spec_augment(features, time_masks=1, time_width=30, freq_masks=1, freq_width=10))
+    mx.random.seed(5)
+    again = np.array(spec_augment(features, time_masks=1, time_width=30, freq_masks=1, freq_width=10))
+    np.testing.assert_array_equal(masked, again)
+    patterns = {tuple((masked[b] == 0).all(axis=1)) + tuple((masked[b] == 0).all(axis=0)) for b in range(8)}
+    assert len(patterns) > 4
+    kept = masked != 0
+    np.testing.assert_array_equal(masked[kept], np.array(features)[kept])

@@ -1,0 +1,183 @@
+"""Transcribe audio with a ``speech_ctc`` model folder, and score it: word and character error rates.
+
+    transcriber = Transcriber.load("path/or/owner-repo")     # None: the bundled digit recogniser
+    transcriber.transcribe(["one.wav", samples])             # -> ["4 0 7", ...]
+    transcriber.evaluate(read_speech_list("test.tsv"))       # -> {"wer", "cer", "loss", "settings", ...}
+
+A folder holds the model and ``speech.json`` (:class:`SpeechSettings`: the labels, whether
+they are characters or words, and the audio front end). Audio is resampled to the model's
+rate, turned into per-utterance normalised log-mel frames, batched by length, and the
+frames' label scores decoded greedily (best path) or by CTC prefix beam search.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal, Sequence
+
+import mlx.core as mx
+import numpy as np
+
+from mlxseq.checkpoint import FORMAT_VERSION, check_sizes, load_with_tokenizer, read_folder_settings
+from mlxseq.losses import ctc_loss
+from mlxseq.scores import error_rates
+from mlxseq.speech import ctc_greedy_decode, ctc_prefix_beam_search
+from mlxseq.speech.features import FeatureArgs, log_mel_spectrogram, normalize, read_wav, resample
+from mlxseq.speech.manifest import SpeechItem
+from mlxseq.system.files import write_text
+
+SETTINGS_FILE = "speech.json"
+BLANK = "<blank>"
+
+
+@dataclass
+class SpeechSettings:
+    """What a recogniser hears and writes (``speech.json``)."""
+
+    labels: list[str]  # label i of the model's output; labels[0] is the blank
+    unit: Literal["characters", "words"] = "characters"  # what a label is: transcripts split into these
+    features: dict = field(default_factory=lambda: asdict(FeatureArgs()))  # FeatureArgs' fields
+
+    def __post_init__(self):
+        if not self.labels or self.labels[0] != BLANK:
+            raise ValueError(f"labels must start with the blank {BLANK!r}")
+        if self.unit not in ("characters", "words"):
+            raise ValueError(f"unit must be characters or words, got {self.unit!r}")
+        FeatureArgs(**self.features)
+
+    @property
+    def feature_args(self) -> FeatureArgs:
+        return FeatureArgs(**self.features)
+
+    def units(self, transcript: str) -> list[str]:
+        """A transcript as the units labels stand for (whitespace normalised)."""
+        text = " ".join(transcript.split())
+        return text.split() if self.unit == "words" else list(text)
+
+    def encode(self, transcript: str) -> list[int] | None:
+        """Label ids of ``transcript``; None if it holds a unit without a label."""
+        index = {label: i for i, label in enumerate(self.labels)}
+        ids = [index.get(unit) for unit in self.units(transcript)]
+        return None if None in ids or 0 in ids else ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return (" " if self.unit == "words" else "").join(self.labels[i] for i in ids if i)
+
+    def save(self, folder) -> None:
+        write_text(Path(folder) / SETTINGS_FILE,
+                   json.dumps({"format_version": FORMAT_VERSION, **asdict(self)}, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, folder) -> "SpeechSettings":
+        return read_folder_settings(folder, SETTINGS_FILE, cls, "a speech settings file")
+
+
+def audio_features(samples: np.ndarray, args: FeatureArgs) -> np.ndarray:
+    """Normalised log-mel frames ``(frames, n_mels)`` of samples at ``args.sample_rate``."""
+    return np.array(normalize(log_mel_spectrogram(samples, args)))
+
+
+def pad_frames(features: list[np.ndarray], multiple: int = 8) -> tuple[mx.array, mx.array]:
+    """``(frames (B, T, F), lengths (B,))``: a batch padded with zeros to a multiple of ``multiple`` frames."""
+    lengths = np.array([len(f) for f in features], dtype=np.int32)
+    T = max(1, -(-int(lengths.max()) // multiple) * multiple)
+    batch = np.zeros((len(features), T, features[0].shape[1]), dtype=np.float32)
+    for b, f in enumerate(features):
+        batch[b, : len(f)] = f
+    return mx.array(batch), mx.array(lengths)
+
+
+def _length_order(features: list[np.ndarray], batch_size: int) -> list[list[int]]:
+    order = sorted(range(len(features)), key=lambda i: len(features[i]))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class Transcriber:
+    """A ``speech_ctc`` model with its labels and audio front end."""
+
+    def __init__(self, model, settings: SpeechSettings, folder: Path | None = None):
+        self.model, self.settings, self.folder = model, settings, folder
+        self.model.eval()
+
+    @classmethod
+    def load(cls, path_or_repo=None, revision: str | None = None) -> "Transcriber":
+        model, settings, folder = load_with_tokenizer(
+            path_or_repo, "speech_ctc", SpeechSettings.load, bundled=Path(__file__).parents[1] / "bundled" / "fsdd-digits",
+            job="speech recognition", revision=revision,
+        )
+        check_sizes(folder, {"speech.json labels": (len(settings.labels), model.args.num_classes),
+                             "speech.json n_mels": (settings.feature_args.n_mels, model.args.num_features)})
+        return cls(model, settings, folder)
+
+    def features(self, audio) -> np.ndarray:
+        """Frames of one input: a WAV path, or samples ``(N,)`` at the model's rate."""
+        args = self.settings.feature_args
+        if isinstance(audio, (str, Path)):
+            samples, rate = read_wav(audio)
+            samples = resample(samples, rate, args.sample_rate)
+        else:
+            samples = np.asarray(audio, np.float32)
+        return audio_features(samples, args)
+
+    def frame_scores(self, features: list[np.ndarray], batch_size: int = 16, transcripts: list[str] | None = None):
+        """Log-probabilities ``(T', C)`` per input, in input order, as numpy arrays; with ``transcripts``
+        also ``(summed CTC loss, labels)`` over those whose every unit has a label."""
+        scores: list[np.ndarray | None] = [None] * len(features)
+        total, labels = 0.0, 0
+        for indices in _length_order(features, batch_size):
+            frames, lengths = pad_frames([features[i] for i in indices])
+            log_probs, out_lengths = self.model(frames, lengths)
+            if transcripts is not None:
+                targets = [self.settings.encode(transcripts[i]) for i in indices]
+                known = [row for row, ids in enumerate(targets) if ids]
+                if known:
+                    padded = np.zeros((len(known), max(len(targets[r]) for r in known)), dtype=np.int32)
+                    for k, r in enumerate(known):
+                        padded[k, : len(targets[r])] = targets[r]
+                    rows = mx.array(known)
+                    loss = ctc_loss(log_probs[rows].transpose(1, 0, 2), mx.array(padded), out_lengths[rows],
+                                    [len(targets[r]) for r in known], blank=self.model.args.blank_id,
+                                    reduction="sum", zero_infinity=True)
+                    total, labels = total + float(loss), labels + sum(len(targets[r]) for r in known)
+            log_probs, out_lengths = np.array(log_probs), np.array(out_lengths)
+            for row, i in enumerate(indices):
+                scores[i] = log_probs[row, : out_lengths[row]]
+        return scores if transcripts is None else (scores, total, labels)
+
+    def decode(self, scores: np.ndarray, beam_size: int = 1) -> str:
+        blank = self.model.args.blank_id
+        if beam_size <= 1:
+            return self.settings.decode(ctc_greedy_decode(scores, blank=blank)[0])
+        return self.settings.decode(ctc_prefix_beam_search(scores, beam_size=beam_size, blank=blank)[0][0][0])
+
+    def transcribe(self, audio: Sequence, batch_size: int = 16, beam_size: int = 1) -> list[str]:
+        """The transcript of each input (WAV paths or sample arrays at the model's rate)."""
+        scores = self.frame_scores([self.features(a) for a in audio], batch_size)
+        return [self.decode(s, beam_size) for s in scores]
+
+    def predict(self, audio: Sequence, batch_size: int = 16, beam_size: int = 1) -> list[str]:
+        """The pipelines' common name for :meth:`transcribe`."""
+        return self.transcribe(audio, batch_size, beam_size)
+
+    def evaluate_features(self, features: list[np.ndarray], transcripts: list[str], batch_size: int = 16,
+                          beam_size: int = 1) -> dict:
+        """Error rates, and the CTC loss per reference label, of inputs already turned into frames."""
+        scores, total, labels = self.frame_scores(features, batch_size, transcripts)
+        hypotheses = [self.decode(s, beam_size) for s in scores]
+        rates = error_rates(transcripts, hypotheses)
+        return {"loss": total / max(labels, 1), "wer": 100 * rates["wer"], "cer": 100 * rates["cer"],
+                "substitutions": rates["substitutions"], "deletions": rates["deletions"],
+                "insertions": rates["insertions"], "hypotheses": hypotheses}
+
+    def evaluate(self, items: list[SpeechItem], batch_size: int = 16, beam_size: int = 1, name: str = "") -> dict:
+        """WER and CER (percent) and the CTC loss per label over a speech list's utterances."""
+        args = self.settings.feature_args
+        features = [audio_features(item.samples(args.sample_rate), args) for item in items]
+        scores = self.evaluate_features(features, [item.transcript for item in items], batch_size, beam_size)
+        decoding = "greedy" if beam_size <= 1 else f"prefix beam {beam_size}"
+        scores["settings"] = (f"{len(items)} utterances{' of ' + name if name else ''}, {decoding} decoding, "
+                              f"{self.settings.unit} as labels, WER over whitespace-separated words, CER over "
+                              "characters with spaces")
+        return scores
