@@ -16,7 +16,7 @@ The model folder's ``model_type`` decides what happens:
                  evaluate: the CSV -> MSE and MAE of the split's windows on the normalised scale
     speech_ctc   WAV files -> file<TAB>transcript (also ``mlxseq transcribe``)
                  evaluate: a speech list (audio<TAB>transcript, or a digit list with its recordings)
-                 -> WER, CER, their substitutions, deletions and insertions, loss
+                 -> WER, CER, their substitutions, deletions and insertions, utterances exactly right, loss
 """
 
 from __future__ import annotations
@@ -185,7 +185,8 @@ def _evaluate_transcriber(models: list, data: str, options: "EvaluationOptions")
     items = read_speech_list(data, options.recordings)
     scores = transcriber.evaluate(items, options.batch_size, options.beam_size)
     head = (f"WER {scores['wer']:.2f}%  CER {scores['cer']:.2f}%  (S {scores['substitutions']}, "
-            f"D {scores['deletions']}, I {scores['insertions']})  loss {scores['loss']:.4f}")
+            f"D {scores['deletions']}, I {scores['insertions']})  exact {scores['exact']:.2f}%  "
+            f"loss {scores['loss']:.4f}")
     return Scored(head, scores["settings"], transcriber.folder, _parameters(transcriber.model))
 
 

@@ -163,11 +163,14 @@ class Transcriber:
 
     def evaluate_features(self, features: list[np.ndarray], transcripts: list[str], batch_size: int = 16,
                           beam_size: int = 1) -> dict:
-        """Error rates, and the CTC loss per reference label, of inputs already turned into frames."""
+        """Error rates (percent), utterances transcribed exactly (percent) and the CTC loss per reference
+        label, of inputs already turned into frames."""
         scores, total, labels = self.frame_scores(features, batch_size, transcripts)
         hypotheses = [self.decode(s, beam_size) for s in scores]
         rates = error_rates(transcripts, hypotheses)
+        exact = sum(" ".join(h.split()) == " ".join(t.split()) for h, t in zip(hypotheses, transcripts))
         return {"loss": total / max(labels, 1), "wer": 100 * rates["wer"], "cer": 100 * rates["cer"],
+                "exact": 100 * exact / max(len(transcripts), 1),
                 "substitutions": rates["substitutions"], "deletions": rates["deletions"],
                 "insertions": rates["insertions"], "hypotheses": hypotheses}
 

@@ -8,7 +8,7 @@ An utterance joins 1-7 recordings of one split with pauses between and around th
 recording is scaled by its own gain, and white noise is added at a signal-to-noise ratio::
 
     samples = pause_0 + g_1 * rec_1 + pause_1 + ... + g_n * rec_n + pause_n   (silences of pause_k ms)
-    samples += noise * rms(samples) * 10 ** (-snr_db / 20)                  (noise ~ N(0, 1), seeded)
+    samples += noise * rms(samples) * 10 ** (-snr_db / 20)                  (noise ~ N(0, 1), seeded; inf: none)
 
 Its transcript is the digits, space-separated (``"4 0 7"``). An utterance is a row of a
 **digit list** (a TSV with the header ``recordings pauses_ms gains_db snr_db seed transcript``),
@@ -73,6 +73,11 @@ class Utterance:
         rms = float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if len(samples) else 0.0
         noise = np.random.default_rng(self.seed).standard_normal(len(samples))
         return (samples + noise * rms * 10 ** (-self.snr_db / 20)).astype(np.float32)
+
+    @classmethod
+    def isolated(cls, name: str) -> "Utterance":
+        """One recording as it is: no pause, no gain, no noise."""
+        return cls((name,), (0, 0), (0.0,), float("inf"), 0)
 
     def row(self) -> str:
         return "\t".join([",".join(self.recordings), ",".join(map(str, self.pauses_ms)),
@@ -162,6 +167,8 @@ def parse_digit_row(fields: list[str], where: str) -> Utterance:
         raise AudioError(f"{where}: {len(names)} recordings need {len(names) + 1} pauses and {len(names)} gains")
     if not all(0 <= p <= 10_000 for p in utterance.pauses_ms) or not all(abs(g) <= 60 for g in utterance.gains_db):
         raise AudioError(f"{where}: pauses must be 0-10000 ms and gains within +-60 dB")
+    if not (utterance.snr_db >= 0):  # also refuses nan; inf means no noise
+        raise AudioError(f"{where}: snr_db must be >= 0 (inf: no noise), got {fields[3]}")
     if utterance.transcript != fields[5]:
         raise AudioError(f"{where}: transcript {fields[5]!r} does not match the recordings ({utterance.transcript!r})")
     return utterance

@@ -54,10 +54,12 @@ def test_rendering_joins_pauses_gained_recordings_and_noise_at_the_snr(tmp_path)
     recordings = load_recordings(make_recordings(tmp_path))
     quiet = Utterance(("4_anna_0.wav", "2_bert_4.wav"), (100, 50, 25), (0.0, -6.0), 200.0, 1)
     samples = quiet.render(recordings)
-    assert quiet.transcript == "4 2" and len(samples) == (100 + 50 + 25) * 8 + 2 * len(tone(4, 0, 0))
-    np.testing.assert_allclose(samples[800 : 800 + 960], recordings["4_anna_0.wav"], atol=1e-6)
-    np.testing.assert_allclose(samples[800 + 960 + 400 : 800 + 960 + 400 + 960],
-                               recordings["2_bert_4.wav"] * 10 ** (-6 / 20), atol=1e-6)
+    first, second = recordings["4_anna_0.wav"], recordings["2_bert_4.wav"]
+    assert quiet.transcript == "4 2" and len(samples) == (100 + 50 + 25) * 8 + len(first) + len(second)
+    np.testing.assert_allclose(samples[800 : 800 + len(first)], first, atol=1e-6)
+    start = 800 + len(first) + 400
+    np.testing.assert_allclose(samples[start : start + len(second)], second * 10 ** (-6 / 20), atol=1e-6)
+    assert np.abs(samples[:800]).max() < 1e-9 and np.abs(samples[800 + len(first) : start]).max() < 1e-9  # SNR 200 dB
     noisy = Utterance(quiet.recordings, quiet.pauses_ms, quiet.gains_db, 20.0, 1).render(recordings)
     noise = noisy - samples
     assert np.sqrt(np.mean(noise**2)) / np.sqrt(np.mean(samples**2)) == pytest.approx(0.1, rel=0.05)
@@ -95,3 +97,15 @@ def test_the_shipped_test_list_holds_1000_utterances_of_official_test_recordings
     assert {split_of(name) for u in items for name in u.recordings} == {"test"}
     assert {len(u.recordings) for u in items} == set(range(1, 8))
     assert len({name for u in items for name in u.recordings}) == 300  # every test recording is used
+
+
+def test_the_shipped_isolated_list_is_the_300_official_test_recordings_as_they_are(tmp_path):
+    lines = (SHIPPED_TEST_LIST.parent / "fsdd_isolated_test.tsv").read_text().splitlines()[1:]
+    items = [parse_digit_row(line.split("\t"), f"isolated:{n}") for n, line in enumerate(lines, start=2)]
+    assert len(items) == 300 and {split_of(u.recordings[0]) for u in items} == {"test"}
+    assert len({u.recordings[0] for u in items}) == 300
+    recordings = load_recordings(make_recordings(tmp_path))
+    one = Utterance.isolated("5_anna_0.wav")
+    np.testing.assert_array_equal(one.render(recordings), recordings["5_anna_0.wav"])
+    with pytest.raises(AudioError, match="snr_db must be >= 0"):
+        parse_digit_row("1_a_0.wav\t0,0\t0.0\tnan\t1\t1".split("\t"), "list.tsv:2")
