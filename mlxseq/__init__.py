@@ -34,6 +34,7 @@ from mlxseq.pipelines.translator import Translator, translate  # noqa: E402
 from mlxseq.pipelines.classifier import ClassifierEnsemble, TextClassifier  # noqa: E402
 from mlxseq.pipelines.tagger import SequenceTagger  # noqa: E402
 from mlxseq.pipelines.forecaster import TimeSeriesForecaster  # noqa: E402
+from mlxseq.pipelines.transcriber import Transcriber  # noqa: E402
 from mlxseq.pipelines.prediction import evaluate, predict  # noqa: E402
 from mlxseq.training.averaging import average_folders  # noqa: E402
 from mlxseq.convert.module_weights import load_torch_weights  # noqa: E402
@@ -49,6 +50,7 @@ __all__ = [
     "LSTMCell",
     "load",
     "load_torch_weights",
+    "Transcriber",
     "average_folders",
     "StepModel",
     "Hypothesis",

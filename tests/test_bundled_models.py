@@ -12,6 +12,8 @@ from mlxseq.metrics import score_translations
 from mlxseq.pipelines.generator import BUNDLED_MODEL as GENERATION_MODEL
 from mlxseq.pipelines.translator import BUNDLED_MODEL as TRANSLATION_MODEL
 from mlxseq.pipelines.translator import TranslationOptions, Translator
+from mlxseq.pipelines.transcriber import BUNDLED_MODEL as SPEECH_MODEL
+from mlxseq.pipelines.transcriber import Transcriber
 from tests.support.corpora import corpus_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -91,10 +93,47 @@ def test_the_bundled_cards_carry_hub_front_matter_with_their_scores():
     import yaml
 
     for folder, tag, metric in ((TRANSLATION_MODEL, "translation", ("bleu", 36.1)),
-                                (GENERATION_MODEL, "text-generation", ("loss", 1.436))):
+                                (GENERATION_MODEL, "text-generation", ("loss", 1.436)),
+                                (SPEECH_MODEL, "automatic-speech-recognition", ("wer", SPEECH_TEST_WER))):
         text = (folder / "README.md").read_text()
         header = yaml.safe_load(text.split("---\n")[1])
         assert header["library_name"] == "mlxseq" and header["pipeline_tag"] == tag
         metrics = header["model-index"][0]["results"][0]["metrics"]
         assert (metrics[0]["type"], metrics[0]["value"]) == metric
         assert metric[1] is not None and str(metric[1]) in text.split("---\n", 2)[2]  # the card's own table says it
+
+
+# --- the digit recogniser --------------------------------------------------------------
+
+SPEECH_TEST_WER = None  # the card's digit error rate on configs/fsdd_digits_test.tsv, percent
+
+
+def test_the_bundled_digit_recogniser_is_complete_and_under_10_mb():
+    files = sorted(p.name for p in SPEECH_MODEL.iterdir())
+    assert {"config.json", "model.safetensors", "README.md", "speech.json"} <= set(files), files
+    assert sum(p.stat().st_size for p in SPEECH_MODEL.iterdir()) < 10 * 1000 * 1000
+
+
+def test_mlxseq_transcribe_with_no_model_hears_digits_it_never_trained_on(tmp_path):
+    """Four recordings of FSDD's test split (shipped as fixtures), alone and joined with pauses."""
+    from mlxseq.speech.digits import Utterance, load_recordings
+    from tests.speech.fake_fsdd import write_wav
+
+    fixtures = sorted((FIXTURES / "fsdd").glob("*.wav"))
+    out = CliRunner().invoke(app, ["transcribe", *map(str, fixtures)])
+    assert out.exit_code == 0, out.output
+    assert [line.split("\t")[1] for line in out.output.strip().splitlines()] == [f.name[0] for f in fixtures]
+    recordings = load_recordings(FIXTURES / "fsdd")
+    joined = Utterance(("4_george_2.wav", "0_jackson_1.wav", "7_theo_3.wav", "9_yweweler_0.wav"),
+                       (150, 200, 120, 250, 180), (0.0, 3.0, -3.0, 0.0), 30.0, 5)
+    write_wav(tmp_path / "4079.wav", joined.render(recordings))
+    assert Transcriber.load().transcribe([str(tmp_path / "4079.wav")]) == ["4 0 7 9"]
+
+
+def test_the_bundled_recogniser_keeps_its_digit_error_rate_on_the_shipped_test_list():
+    from mlxseq.speech.manifest import read_speech_list
+
+    recordings = corpus_file("fsdd/recordings.tar.gz")
+    items = read_speech_list(Path(__file__).parents[1] / "configs" / "fsdd_digits_test.tsv", recordings)[:250]
+    scores = Transcriber.load().evaluate(items, batch_size=50)
+    assert scores["wer"] < 2 * SPEECH_TEST_WER + 1.0, scores["wer"]  # 250 of the 1,000 utterances: see the card

@@ -29,6 +29,7 @@ from mlxseq.speech.manifest import SpeechItem
 from mlxseq.system.files import write_text
 
 SETTINGS_FILE = "speech.json"
+BUNDLED_MODEL = Path(__file__).parents[1] / "bundled" / "fsdd-digits"
 BLANK = "<blank>"
 
 
@@ -104,7 +105,7 @@ class Transcriber:
     @classmethod
     def load(cls, path_or_repo=None, revision: str | None = None) -> "Transcriber":
         model, settings, folder = load_with_tokenizer(
-            path_or_repo, "speech_ctc", SpeechSettings.load, bundled=Path(__file__).parents[1] / "bundled" / "fsdd-digits",
+            path_or_repo, "speech_ctc", SpeechSettings.load, bundled=BUNDLED_MODEL,
             job="speech recognition", revision=revision,
         )
         check_sizes(folder, {"speech.json labels": (len(settings.labels), model.args.num_classes),

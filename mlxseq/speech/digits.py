@@ -33,6 +33,7 @@ SPLIT_INDICES = {"test": range(0, 5), "valid": range(5, 10), "train": range(10, 
 LIST_HEADER = ("recordings", "pauses_ms", "gains_db", "snr_db", "seed", "transcript")
 RECORDING_NAME = re.compile(r"^([0-9])_([A-Za-z]+)_([0-9]+)\.wav$")
 MAX_RECORDINGS = 100_000  # a folder or archive with more .wav files than this is not FSDD
+MAX_JOINED = 100  # recordings one utterance of a digit list may join
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,8 @@ def parse_digit_row(fields: list[str], where: str) -> Utterance:
                               tuple(float(g) for g in fields[2].split(",")), float(fields[3]), int(fields[4]))
     except ValueError as error:
         raise AudioError(f"{where}: {error}") from None
+    if len(names) > MAX_JOINED:
+        raise AudioError(f"{where}: {len(names)} recordings in one utterance; at most {MAX_JOINED}")
     for name in names:
         split_of(name)
     if len(utterance.pauses_ms) != len(names) + 1 or len(utterance.gains_db) != len(names):

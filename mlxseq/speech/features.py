@@ -32,8 +32,12 @@ def read_wav(path) -> tuple[np.ndarray, int]:
     try:
         with open(path, "rb") as file:
             return read_wav_file(file, str(path))
-    except (FileNotFoundError, IsADirectoryError):
+    except FileNotFoundError:
         raise AudioError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise AudioError(f"{path}: a folder, not a WAV file") from None
+    except PermissionError:
+        raise AudioError(f"{path}: not readable (permission denied)") from None
 
 
 def read_wav_file(file, name: str) -> tuple[np.ndarray, int]:

@@ -84,6 +84,8 @@ def test_a_digit_list_round_trips_and_renders_from_the_recordings(tmp_path):
     ("1_a_0.wav\t10,99999999\t0.0\t30\t1\t1", "pauses must be 0-10000 ms"),
     ("one.wav\t10,10\t0.0\t30\t1\t1", "not an FSDD recording name"),
     ("1_a_0.wav\t10,10\t0.0\t30\t1", "expected 6 tab-separated fields"),
+    (",".join(["1_a_0.wav"] * 101) + "\t" + ",".join(["0"] * 102) + "\t" + ",".join(["0"] * 101) + "\t30\t1\t"
+     + " ".join(["1"] * 101), "101 recordings in one utterance; at most 100"),
 ])
 def test_malformed_digit_rows_name_the_line(row, problem):
     with pytest.raises(AudioError, match=problem):

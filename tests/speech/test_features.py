@@ -59,6 +59,8 @@ def test_a_file_that_is_not_wav_is_one_clear_error(tmp_path):
         read_wav(tmp_path / "x.wav")
     with pytest.raises(AudioError, match=r"missing.wav: no such file"):
         read_wav(tmp_path / "missing.wav")
+    with pytest.raises(AudioError, match=r"a folder, not a WAV file"):
+        read_wav(tmp_path)
 
 
 def test_resampling_keeps_a_tone_below_the_new_nyquist():
@@ -92,3 +94,13 @@ def test_masking_a_batch_gives_each_example_its_own_masks_from_the_global_random
     assert len(patterns) > 4
     kept = masked != 0
     np.testing.assert_array_equal(masked[kept], np.array(features)[kept])
+
+
+def test_a_wav_header_claiming_gigabytes_is_refused_before_reading(tmp_path):
+    import struct
+
+    fmt = struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, 8000, 16000, 2, 16)
+    header = b"RIFF" + struct.pack("<I", 0xFFFFFFF0) + b"WAVE" + fmt + b"data" + struct.pack("<I", 0xFFFFFFF0)
+    (tmp_path / "huge.wav").write_bytes(header + b"\x00" * 64)
+    with pytest.raises(AudioError, match=r"huge.wav: .* over the 1024 MiB a file may hold"):
+        read_wav(tmp_path / "huge.wav")

@@ -16,6 +16,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SOURCES = {
     "multi30k": "https://github.com/multi30k/dataset (data/task1/raw/*.gz) into multi30k/raw/",
     "tinyshakespeare": "https://github.com/karpathy/char-rnn (data/tinyshakespeare/input.txt) into tinyshakespeare/",
+    "fsdd": "https://github.com/Jakobovski/free-spoken-digit-dataset (recordings/, packed as recordings.tar.gz) into fsdd/",
 }
 
 
