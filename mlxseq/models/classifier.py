@@ -3,6 +3,9 @@
     1. e = dropout(embedding(tokens))                  (B, T, E)  words, subwords or characters
                                                                   (training: each token becomes
                                                                   <unk> with prob. word_dropout)
+       or, for sequences of feature vectors x (B, T, F) (num_features = F > 0: audio frames,
+       sensor readings, video features):
+       e = dropout(W_in x + b_in)                      (B, T, E)
        with a character encoder (char_vocab_size > 0), each word is also spelled:
        e = dropout([embedding(tokens); char_rnn(chars)])  (B, T, E + 2 Hc)  see models/encoders.py
     2. h = rnn(e, lengths)                             (B, T, dirs * H)  zeros past each length
@@ -65,6 +68,7 @@ class ModelArgs:
     attention_size: int = 0  # attention pooling's inner size; 0 means the pooled size
     word_dropout: float = 0.0  # training: a token id becomes <unk> with this probability
     char_vocab_size: int = 0  # characters of the character encoder (word tokens only); 0: no character encoder
+    num_features: int = 0  # > 0: inputs are (B, T, num_features) feature vectors, not token ids (vocab_size unused)
     char_embed_size: int = 32
     char_hidden_size: int = 64  # per direction of the character encoder
     pad_id: int = 0
@@ -76,6 +80,8 @@ class ModelArgs:
             (self.pooling in POOLINGS, f"pooling must be one of {POOLINGS}, got {self.pooling!r}"),
             (min(self.vocab_size, self.embed_size, self.hidden_size, self.num_layers) >= 1,
              "vocab_size, embed_size, hidden_size and num_layers must be >= 1"),
+            (self.num_features >= 0 and not (self.num_features and self.char_vocab_size),
+             "num_features must be >= 0, and feature vectors are not spelled (char_vocab_size 0)"),
             (self.num_classes >= (1 if self.multi_label else 2),
              f"num_classes must be >= 2 (>= 1 for multi_label), got {self.num_classes}"),
             (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
@@ -95,7 +101,10 @@ class Classifier(nn.Module):
         super().__init__()
         self.args = args
         dirs = 2 if args.bidirectional else 1
-        self.embedding = nn.Embedding(args.vocab_size, args.embed_size)
+        if args.num_features:
+            self.projection = nn.Linear(args.num_features, args.embed_size)
+        else:
+            self.embedding = nn.Embedding(args.vocab_size, args.embed_size)
         self.input_size = args.embed_size  # E, or E + 2 Hc with a character encoder
         if args.char_vocab_size:
             self.char_embedding, self.char_rnn = char_encoder(args.rnn_type, args.char_vocab_size, args.char_embed_size,
@@ -109,7 +118,7 @@ class Classifier(nn.Module):
 
     def __call__(self, tokens: mx.array, lengths: mx.array, chars: mx.array | None = None,
                  char_lengths: mx.array | None = None, spelling_ids: mx.array | None = None) -> mx.array:
-        """``tokens`` (B, T) int, ``lengths`` (B,) -> logits (B, C).
+        """``tokens`` (B, T) int (or feature vectors (B, T, F) with num_features), ``lengths`` (B,) -> logits (B, C).
 
         A model with a character encoder also reads each token's spelling: ``chars`` (U, C) and
         ``char_lengths`` (U,), the batch's distinct spellings, and ``spelling_ids`` (B, T), the row
@@ -120,9 +129,10 @@ class Classifier(nn.Module):
     def embed(self, tokens: mx.array, lengths: mx.array, chars: mx.array | None = None,
               char_lengths: mx.array | None = None, spelling_ids: mx.array | None = None) -> mx.array:
         """Step 1 without its dropout: embeddings (B, T, E) (or E + 2 Hc); in training, word dropout first."""
-        if tokens.ndim != 2 or tuple(lengths.shape) != (tokens.shape[0],):
+        rank, what = (3, "feature vectors (B, T, F)") if self.args.num_features else (2, "tokens (B, T)")
+        if tokens.ndim != rank or tuple(lengths.shape) != (tokens.shape[0],):
             raise ValueError(
-                f"expected tokens (B, T) and lengths (B,), got shapes {tuple(tokens.shape)} and {tuple(lengths.shape)}"
+                f"expected {what} and lengths (B,), got shapes {tuple(tokens.shape)} and {tuple(lengths.shape)}"
             )
         return self.inputs(self.drop_words(tokens), chars, char_lengths, spelling_ids)
 
@@ -130,6 +140,8 @@ class Classifier(nn.Module):
                spelling_ids: mx.array | None = None) -> mx.array:
         """The encoder's inputs before dropout: ``embedding(tokens)``, with each token's spelling when the
         model has a character encoder: (B, T, input_size)."""
+        if self.args.num_features:
+            return self.projection(tokens)  # (B, T, F) -> (B, T, E)
         e = self.embedding(tokens)  # (B, T, E)
         if not self.args.char_vocab_size:
             return e
@@ -138,7 +150,7 @@ class Classifier(nn.Module):
 
     def drop_words(self, tokens: mx.array) -> mx.array:
         """In training, each non-pad id of ``tokens`` (B, T) becomes <unk> with probability word_dropout."""
-        if not self.training or self.args.word_dropout <= 0:
+        if not self.training or self.args.word_dropout <= 0 or self.args.num_features:
             return tokens
         drop = mx.random.bernoulli(self.args.word_dropout, tokens.shape) & (tokens != self.args.pad_id)
         return mx.where(drop, self.args.unk_id, tokens)

@@ -151,12 +151,21 @@ class TextClassifier:
 
     def evaluate(self, texts: list[str], gold: list[list[str]], batch_size: int = 64, threshold: float = 0.5) -> dict:
         """Accuracy and macro-F1 (percent) and the mean loss of ``texts`` against ``gold`` label lists."""
+        self._check_labels(gold)
+        return self.score(self.probabilities(texts, batch_size), gold, threshold)
+
+    def _check_labels(self, gold: list[list[str]]) -> None:
         names = self.settings.labels
-        index = {name: i for i, name in enumerate(names)}
-        unknown = sorted({g for labels in gold for g in labels if g not in index})
+        unknown = sorted({g for labels in gold for g in labels if g not in names})
         if unknown:
             raise ValueError(f"label {unknown[0]!r} is not one of the model's labels {names}")
-        p = np.clip(self.probabilities(texts, batch_size), 1e-12, 1.0)
+
+    def score(self, probabilities: np.ndarray, gold: list[list[str]], threshold: float = 0.5) -> dict:
+        """:meth:`evaluate`'s scores of class probabilities ``(N, C)`` against ``gold`` label lists."""
+        self._check_labels(gold)
+        names = self.settings.labels
+        index = {name: i for i, name in enumerate(names)}
+        p = np.clip(probabilities, 1e-12, 1.0)
         if self.multi_label:
             target = np.zeros_like(p)
             for row, labels in enumerate(gold):
@@ -171,7 +180,7 @@ class TextClassifier:
             predicted = list(p.argmax(axis=1))
             scores = {"accuracy": accuracy(predicted, gold_ids), "macro_f1": macro_f1(predicted, gold_ids, range(len(names)))}
             how = "argmax"
-        return {"loss": float(loss), **scores, "settings": f"{len(texts)} examples, {how}"}
+        return {"loss": float(loss), **scores, "settings": f"{len(gold)} examples, {how}"}
 
 
 class ClassifierEnsemble(TextClassifier):

@@ -22,6 +22,7 @@ The model folder's ``model_type`` decides what happens:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import mlx.core as mx
@@ -60,9 +61,13 @@ def _models(model) -> tuple[list, str]:
 
 
 def _classifier(models: list):
+    """A classifier folder's pipeline (text, or feature vectors when its model reads them), or an ensemble."""
     from mlxseq.pipelines.classifier import ClassifierEnsemble, TextClassifier
+    from mlxseq.pipelines.frame_classifier import FrameClassifier, is_frame_classifier
 
-    return TextClassifier.load(models[0]) if len(models) == 1 else ClassifierEnsemble.load(models)
+    members = [(FrameClassifier if is_frame_classifier(read_config(resolve_folder(m))) else TextClassifier).load(m)
+               for m in models]
+    return members[0] if len(members) == 1 else ClassifierEnsemble(members)
 
 
 def _signature(folder, parameters: int) -> str:
@@ -106,7 +111,11 @@ def _evaluate_classifier(models: list, data: str, options: "EvaluationOptions") 
     classifier = _classifier(models)
     separator = "," if classifier.multi_label else None
     corpus = read_labelled(data, header=HEADER_OPTIONS[options.header], label_separator=separator)
-    scores = classifier.evaluate(corpus.texts, corpus.labels, options.batch_size, options.threshold)
+    texts = corpus.texts
+    if any(hasattr(m, "frames") for m in getattr(classifier, "members", [classifier])):
+        # feature vectors: the first column names files beside the TSV
+        texts = [str(Path(data).parent / Path(t.strip()).expanduser()) for t in texts]
+    scores = classifier.evaluate(texts, corpus.labels, options.batch_size, options.threshold)
     head = f"accuracy {scores['accuracy']:.2f}  macro-F1 {scores['macro_f1']:.2f}"
     if "micro_f1" in scores:
         head += f"  micro-F1 {scores['micro_f1']:.2f}"

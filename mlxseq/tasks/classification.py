@@ -25,6 +25,9 @@ Validation and prediction read whole texts as before: the model is an ordinary c
 
 Validation scores the model as ``mlxseq evaluate`` does (:class:`mlxseq.pipelines.classifier.TextClassifier`):
 ``loss``, ``accuracy`` and ``macro_f1`` (percent).
+
+With ``data.features`` the examples are sequences of feature vectors (audio frames, arrays):
+see :mod:`mlxseq.tasks.frame_classification`.
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ from typing import Literal
 
 import mlx.core as mx
 import numpy as np
-from mlx.utils import tree_map
 
 from mlxseq.layers import count_parameters
 from mlxseq import checkpoint
@@ -47,10 +49,11 @@ from mlxseq.data import (
     SentencePieceTokenizer,
     SpanTable, WordTokenizer, nested_spans, read_labelled,
 )
-from mlxseq.losses import classification_loss, distillation_loss, span_loss
-from mlxseq.training.adversarial import adversarial_step
 from mlxseq.models import model_module
+from mlxseq.speech.features import FeatureArgs
+from mlxseq.tasks.classification_loss import label_array, make_loss
 from mlxseq.tasks.config_paths import from_config_key
+from mlxseq.tasks.frame_classification import frame_problems, prepare_frames
 from mlxseq.tasks import TaskParts
 from mlxseq.training.progress import LossUnits
 from mlxseq.tasks.batches import SamplerBatches
@@ -88,6 +91,9 @@ class DataArgs:
     nested_spans: bool = False  # word tokens: learn texts inside longer training texts as spans of those (see above)
     whole_text_weight: float = 1.0  # nested_spans: the loss weight of each root's whole text; its spans weigh 1
     bucket_multiple: int = 8  # pad lengths up to a multiple of this: fewer shapes, fewer compiled traces
+    features: Literal["", "audio", "arrays"] = ""  # the first column names a file of feature vectors instead of
+    #   holding text: a WAV (audio) or a .npy/.npz/.csv (frames, features) array; max_length then counts frames
+    audio: FeatureArgs = field(default_factory=FeatureArgs)  # features: audio: sample_rate, n_fft, hop_length, n_mels
 
 
 @dataclass
@@ -123,7 +129,7 @@ def check_config(config) -> list[tuple[str, str]]:
             f"(padded to {longest}); raise it or lower data.max_length")))
     if validation.batch_size < 1 or validation.max_examples < 0 or not 0 < validation.threshold < 1:
         problems.append(("validation", "batch_size must be >= 1, max_examples >= 0, threshold in (0, 1)"))
-    return problems
+    return problems + (frame_problems(config) if data.features else [])
 
 
 def read_split(path: str, key: str, data: DataArgs):
@@ -249,73 +255,6 @@ class SpanBatches(SamplerBatches):
         return mx.array(starts), mx.array(ends), mx.array(labels), mx.array(weights)
 
 
-def make_loss(smoothing: float, adversarial: float = 0.0, per_token: bool = False, teacher_weight: float | None = None,
-              spans: bool = False):
-    """``loss(model, batch) -> (summed loss, examples)``; with ``teacher_weight`` (distillation)
-    batches end with the teachers' probabilities and the loss is :func:`distillation_loss`;
-    with ``spans`` (:class:`SpanBatches`) they end with ``starts, ends, labels, weights`` and the
-    loss is :func:`span_loss` of :meth:`Classifier.classify_spans` (the count: the summed weight).
-
-    With ``adversarial = eps > 0`` the function also carries ``value_and_grad(model, batch)``,
-    which :class:`mlxseq.training.step.TrainStep` uses instead of differentiating ``loss``: the
-    loss at the embeddings plus the loss at the embeddings moved by ``adversarial_step`` of their
-    gradient (its radius ``eps * sqrt(length)`` with ``per_token``), and the parameter gradients
-    of that sum. No gradient of a gradient; the encoder's inputs ``e`` (embeddings, spellings)
-    are computed and differentiated once::
-
-        e = inputs(W_in)                                   embedding (and character encoder)
-        L1, dL1/dW, g1 = loss(e),  g1 = dL1/de             clean pass
-        L2, dL2/dW, g2 = loss(e + r),  r = eps g1/||g1||   perturbed pass, r a constant
-        dW_in = (de/dW_in)^T (g1 + g2)                     one backward pass through the inputs
-    """
-
-    taught = teacher_weight is not None
-    n_targets = 4 if spans else 2 if taught else 1  # (starts, ends,) labels (, soft / weights) end each batch
-
-    def target_loss(model, embeddings, lengths, targets):
-        if spans:
-            starts, ends, labels, weights = targets
-            return span_loss(model.classify_spans(embeddings, lengths, starts, ends), labels, weights, smoothing)
-        logits = model.classify(embeddings, lengths)
-        if taught:
-            return distillation_loss(logits, *targets, teacher_weight, smoothing)
-        return classification_loss(logits, *targets, smoothing)
-
-    def loss(model, batch):
-        tokens, lengths, *spellings = batch[:-n_targets]  # (chars, char_lengths, spelling_ids)
-        return target_loss(model, model.embed(tokens, lengths, *spellings), lengths, batch[-n_targets:])
-
-    if adversarial <= 0:
-        return loss
-
-    def classified(params, embeddings, model, lengths, targets):
-        model.update(params)
-        return target_loss(model, embeddings, lengths, targets)
-
-    def projected_inputs(params, cotangent, model, tokens, spellings):
-        """<inputs(params), cotangent>: its gradient is the vector-Jacobian product of the inputs."""
-        model.update(params)
-        return mx.sum(model.inputs(tokens, *spellings) * cotangent)
-
-    classified_grads = mx.value_and_grad(classified, argnums=(0, 1))
-    inputs_vjp = mx.grad(projected_inputs)
-
-    def value_and_grad(model, batch):
-        (tokens, lengths, *spellings), targets = batch[:-n_targets], batch[-n_targets:]
-        tokens = model.drop_words(tokens)  # once: both passes read the same words
-        params = model.trainable_parameters()
-        e = mx.stop_gradient(model.inputs(tokens, *spellings))  # (B, T, input_size)
-        (clean, count), (grads, clean_grad) = classified_grads(params, e, model, lengths, targets)
-        r = mx.stop_gradient(adversarial_step(clean_grad, adversarial, lengths if per_token else None))
-        (perturbed, _), (more, perturbed_grad) = classified_grads(params, e + r, model, lengths, targets)
-        input_grads = inputs_vjp(params, clean_grad + perturbed_grad, model, tokens, spellings)
-        model.update(params)
-        return (clean + perturbed, count), tree_map(lambda a, b, c: a + b + c, grads, more, input_grads)
-
-    loss.value_and_grad = value_and_grad
-    return loss
-
-
 # --- the task ---------------------------------------------------------------------------------
 
 
@@ -335,17 +274,6 @@ def model_card(config, facts: dict, summary: dict) -> str:
     lines += training_section(facts["command"], facts["parameters"])
     lines += ["```bash", "mlxseq predict --model path/to/this/folder \"some text\"", "```", ""]
     return "\n".join(lines)
-
-
-def label_array(examples: list[list[str]], names: list[str], multi: bool) -> np.ndarray:
-    """Class ids ``(N,)`` int32, or for multi-label data 0/1 rows ``(N, C)`` float32, in the order of ``names``."""
-    index = {name: i for i, name in enumerate(names)}
-    if not multi:
-        return np.array([index[example[0]] for example in examples], dtype=np.int32)
-    labels = np.zeros((len(examples), len(names)), dtype=np.float32)
-    for row, example in enumerate(examples):
-        labels[row, [index[g] for g in example]] = 1.0
-    return labels
 
 
 def _description(config, facts: dict, names: list[str], multi: bool, valid_count: int, sampler, table) -> str:
@@ -368,6 +296,8 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
     """The model, batches, loss, validation and model-folder writer for ``config``."""
     data = config.data
     train, valid = read_split(data.train, "data.train", data), read_split(data.valid, "data.valid", data)
+    if data.features:
+        return prepare_frames(config, train, valid, command)
     keep = data.max_train_examples or len(train)
     texts = [t.lower() if data.lowercase else t for t in train.texts[:keep]]
     tokenizer, chars = _tokenizers(data, texts, run_dir, resuming, log)

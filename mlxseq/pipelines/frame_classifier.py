@@ -1,0 +1,105 @@
+"""Classify sequences of feature vectors: a ``classifier`` folder whose model reads frames, not tokens.
+
+    classifier = FrameClassifier.load("runs/digits/best")        # model, frames.json, normaliser, labels
+    classifier.predict(["one.wav", "two.wav"])                    # -> [Prediction(labels=["7"], ...), ...]
+    classifier.evaluate(paths, gold_labels)                       # -> {"accuracy", "macro_f1", "loss", ...}
+
+Each input is a file: a WAV (``frames.json`` kind ``audio``: normalised log-mel frames of the
+folder's audio settings, :mod:`mlxseq.speech.features`) or an array file (kind ``arrays``:
+``.npy``/``.npz``/``.csv`` of ``(frames, features)``, :func:`mlxseq.data.read_frames`). Frames
+are standardised per feature with the training frames' mean and deviation (``normaliser.json``),
+padded into length-sorted batches, and classified as :class:`TextClassifier` classifies texts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from mlxseq.checkpoint import FORMAT_VERSION, check_sizes, load_with_tokenizer, read_folder_settings
+from mlxseq.data import Normaliser, read_frames
+from mlxseq.pipelines.classifier import TextClassifier, TextSettings, length_batches
+from mlxseq.pipelines.transcriber import audio_features, pad_frames
+from mlxseq.speech.features import FeatureArgs, read_wav, resample
+from mlxseq.system.files import write_text
+
+FRAMES_FILE = "frames.json"
+FRAME_KINDS = ("audio", "arrays")
+
+
+@dataclass
+class FrameSettings:
+    """What the inputs are (``frames.json``): audio through the front end, or arrays of features."""
+
+    kind: Literal["audio", "arrays"] = "arrays"
+    audio: dict = field(default_factory=lambda: asdict(FeatureArgs()))  # FeatureArgs' fields, for kind audio
+
+    def __post_init__(self):
+        if self.kind not in FRAME_KINDS:
+            raise ValueError(f"kind must be one of {FRAME_KINDS}, got {self.kind!r}")
+        FeatureArgs(**self.audio)
+
+    def frames(self, path) -> np.ndarray:
+        """The ``(frames, features)`` of one input file, before standardisation."""
+        if self.kind == "arrays":
+            return read_frames(path)
+        args = FeatureArgs(**self.audio)
+        samples, rate = read_wav(path)
+        return audio_features(resample(samples, rate, args.sample_rate), args)
+
+    def save(self, folder) -> None:
+        write_text(Path(folder) / FRAMES_FILE,
+                   json.dumps({"format_version": FORMAT_VERSION, **asdict(self)}, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, folder) -> "FrameSettings":
+        return read_folder_settings(folder, FRAMES_FILE, cls, "a frames settings file")
+
+
+def _read_parts(folder):
+    return FrameSettings.load(folder), Normaliser.load(folder), TextSettings.load(folder)
+
+
+class FrameClassifier(TextClassifier):
+    """A ``classifier`` model over feature vectors, with its input settings, normaliser and labels."""
+
+    def __init__(self, model, frames: FrameSettings, normaliser: Normaliser, settings: TextSettings,
+                 folder: Path | None = None):
+        super().__init__(model, None, settings, folder)
+        self.frames, self.normaliser = frames, normaliser
+
+    @classmethod
+    def load(cls, path_or_repo, revision: str | None = None) -> "FrameClassifier":
+        model, (frames, normaliser, settings), folder = load_with_tokenizer(
+            path_or_repo, "classifier", _read_parts, bundled=Path(__file__).parents[1] / "bundled" / "frame-classifier",
+            job="classification of feature sequences", revision=revision,
+        )
+        check_sizes(folder, {"normaliser.json features": (len(normaliser.columns), model.args.num_features),
+                             "labels in labels.json": (len(settings.labels), model.args.num_classes)})
+        return cls(model, frames, normaliser, settings, folder)
+
+    def standardised(self, path) -> np.ndarray:
+        """One input's frames, standardised and cut to the settings' max_length (0: all)."""
+        frames = self.normaliser.transform(self.frames.frames(path)).astype(np.float32)
+        return frames[: self.settings.max_length] if self.settings.max_length else frames
+
+    def probabilities(self, paths: list[str], batch_size: int = 64) -> np.ndarray:
+        """Class probabilities ``(N, C)`` of the input files, in input order."""
+        inputs = [self.standardised(p) for p in paths]
+        return self.probabilities_of_frames(inputs, batch_size)
+
+    def probabilities_of_frames(self, inputs: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        result = np.zeros((len(inputs), len(self.settings.labels)), dtype=np.float64)
+        for indices in length_batches([len(x) for x in inputs], batch_size):
+            frames, lengths = pad_frames([inputs[i] for i in indices])
+            result[indices] = np.array(self.model.probabilities(frames, lengths))
+        return result
+
+
+def is_frame_classifier(config: dict) -> bool:
+    """Whether a classifier folder's ``config.json`` describes a model over feature vectors."""
+    return bool(config.get("num_features"))
