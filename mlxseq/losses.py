@@ -120,6 +120,9 @@ def ctc_loss(log_probs: mx.array, targets: mx.array, input_lengths, target_lengt
             ``"sum"`` or ``"none"`` (``(B,)``).
         zero_infinity: impossible alignments (input too short) give 0 and zero gradients
             instead of inf.
+
+    The gradient with respect to ``log_probs`` is written out (the beta recursion, below), not
+    MLX's autodiff of the alpha loop.
     """
     if reduction not in CTC_REDUCTIONS:
         raise ValueError(f"reduction must be one of {CTC_REDUCTIONS}, got {reduction!r}")
@@ -131,30 +134,7 @@ def ctc_loss(log_probs: mx.array, targets: mx.array, input_lengths, target_lengt
         raise ValueError(f"targets must be (B, S) = ({B}, S) padded label ids, got shape {tuple(targets.shape)}")
     input_lengths = mx.array(input_lengths).astype(mx.int32)
     target_lengths = mx.array(target_lengths).astype(mx.int32)
-    S = targets.shape[1]
-    L = 2 * S + 1
-    # l' per sequence: (B, L), blanks at even positions.
-    extended = mx.full((B, L), blank, dtype=mx.int32)
-    if S:
-        extended = extended.at[:, 1::2].add(targets - blank)
-    previous_two = mx.concatenate([mx.full((B, 2), -1, dtype=mx.int32), extended[:, :-2]], axis=1)
-    skip_allowed = (extended != blank) & (extended != previous_two)  # (B, L)
-    positions = mx.arange(L)[None, :]
-    valid = positions < (2 * target_lengths[:, None] + 1)  # (B, L): inside each extended sequence
-    emissions = mx.take_along_axis(log_probs, mx.broadcast_to(extended[None], (T, B, L)), axis=2)  # (T, B, L)
-    neg_inf = mx.full((B, 1), -mx.inf, dtype=log_probs.dtype)
-    alpha = mx.where(positions < 2, emissions[0], -mx.inf)
-    alpha = mx.where(valid, alpha, -mx.inf)
-    for t in range(1, T):
-        stay = alpha
-        step = mx.concatenate([neg_inf, alpha[:, :-1]], axis=1)
-        skip = mx.where(skip_allowed, mx.concatenate([neg_inf, neg_inf, alpha[:, :-2]], axis=1), -mx.inf)
-        advanced = mx.where(valid, _safe_logsumexp(stay, step, skip) + emissions[t], -mx.inf)
-        alpha = mx.where((t < input_lengths)[:, None], advanced, alpha)
-    last = mx.take_along_axis(alpha, (2 * target_lengths)[:, None], axis=1)[:, 0]
-    before_last = mx.take_along_axis(alpha, mx.maximum(2 * target_lengths - 1, 0)[:, None], axis=1)[:, 0]
-    before_last = mx.where(target_lengths > 0, before_last, -mx.inf)
-    losses = -_safe_logsumexp(last, before_last)  # (B,)
+    losses = _ctc_losses(log_probs, targets, input_lengths, target_lengths, blank)  # (B,)
     if zero_infinity:
         losses = mx.where(mx.isinf(losses), 0.0, losses)
     if reduction == "none":
@@ -162,3 +142,86 @@ def ctc_loss(log_probs: mx.array, targets: mx.array, input_lengths, target_lengt
     if reduction == "sum":
         return losses.sum()
     return (losses / mx.maximum(target_lengths, 1).astype(losses.dtype)).mean()
+
+
+def _extended(targets: mx.array, target_lengths: mx.array, blank: int):
+    """l' ``(B, L)``, where a skip from s-2 is allowed ``(B, L)``, and which positions lie inside each l'."""
+    B, S = targets.shape
+    L = 2 * S + 1
+    extended = mx.full((B, L), blank, dtype=mx.int32)
+    if S:
+        extended = extended.at[:, 1::2].add(targets - blank)
+    previous_two = mx.concatenate([mx.full((B, 2), -1, dtype=mx.int32), extended[:, :-2]], axis=1)
+    skip_allowed = (extended != blank) & (extended != previous_two)  # (B, L)
+    valid = mx.arange(L)[None, :] < (2 * target_lengths[:, None] + 1)  # (B, L): inside each l'
+    return extended, skip_allowed, valid
+
+
+def _ctc_alphas(emissions, skip_allowed, valid, input_lengths):
+    """alpha_t ``(T, B, L)`` of the module comment; steps past an input's length keep its alphas."""
+    T, B, L = emissions.shape
+    neg_inf = mx.full((B, 1), -mx.inf, dtype=emissions.dtype)
+    positions = mx.arange(L)[None, :]
+    alpha = mx.where(valid & (positions < 2), emissions[0], -mx.inf)
+    alphas = [alpha]
+    for t in range(1, T):
+        step = mx.concatenate([neg_inf, alpha[:, :-1]], axis=1)
+        skip = mx.where(skip_allowed, mx.concatenate([neg_inf, neg_inf, alpha[:, :-2]], axis=1), -mx.inf)
+        advanced = mx.where(valid, _safe_logsumexp(alpha, step, skip) + emissions[t], -mx.inf)
+        alpha = mx.where((t < input_lengths)[:, None], advanced, alpha)
+        alphas.append(alpha)
+    return mx.stack(alphas)
+
+
+def _ctc_end(alpha_last, target_lengths):
+    """-log P(l | x) from the final alphas ``(B, L)``: the paths ending in l's last label or the blank after it."""
+    last = mx.take_along_axis(alpha_last, (2 * target_lengths)[:, None], axis=1)[:, 0]
+    before_last = mx.take_along_axis(alpha_last, mx.maximum(2 * target_lengths - 1, 0)[:, None], axis=1)[:, 0]
+    before_last = mx.where(target_lengths > 0, before_last, -mx.inf)
+    return -_safe_logsumexp(last, before_last)
+
+
+@mx.custom_function
+def _ctc_losses(log_probs, targets, input_lengths, target_lengths, blank):
+    extended, skip_allowed, valid = _extended(targets, target_lengths, blank)
+    T, B, _ = log_probs.shape
+    emissions = mx.take_along_axis(log_probs, mx.broadcast_to(extended[None], (T, B, extended.shape[1])), axis=2)
+    return _ctc_end(_ctc_alphas(emissions, skip_allowed, valid, input_lengths)[-1], target_lengths)
+
+
+@_ctc_losses.vjp
+def _ctc_losses_vjp(primals, cotangent, losses):
+    """d loss_b / d log_probs[t, b, c] = -sum over s with l'_s = c of exp(alpha_t(s) + beta_t(s) - y_t(l'_s) + loss_b),
+
+    with beta the same recursion run backwards from each input's last frame::
+
+        beta_{T_b-1}(s) = y_{T_b-1}(l'_s) for the last label and the blank after it
+        beta_t(s) = logsumexp(beta_{t+1}(s), beta_{t+1}(s+1), beta_{t+1}(s+2) if l'_{s+2} may skip to s) + y_t(l'_s)
+    """
+    log_probs, targets, input_lengths, target_lengths, blank = primals
+    T, B, C = log_probs.shape
+    extended, skip_allowed, valid = _extended(targets, target_lengths, blank)
+    L = extended.shape[1]
+    emissions = mx.take_along_axis(log_probs, mx.broadcast_to(extended[None], (T, B, L)), axis=2)  # (T, B, L)
+    alphas = _ctc_alphas(emissions, skip_allowed, valid, input_lengths)
+    neg_inf = mx.full((B, 1), -mx.inf, dtype=log_probs.dtype)
+    positions = mx.arange(L)[None, :]
+    ends = (positions == 2 * target_lengths[:, None]) | (positions == 2 * target_lengths[:, None] - 1)  # (B, L)
+    skip_from = mx.concatenate([skip_allowed[:, 2:], mx.zeros((B, 2), dtype=mx.bool_)], axis=1)  # s+2 may skip to s
+    beta = mx.full((B, L), -mx.inf, dtype=log_probs.dtype)
+    posteriors = [None] * T
+    for t in range(T - 1, -1, -1):
+        stay = beta
+        step = mx.concatenate([beta[:, 1:], neg_inf], axis=1)
+        skip = mx.where(skip_from, mx.concatenate([beta[:, 2:], neg_inf, neg_inf], axis=1), -mx.inf)
+        inner = mx.where(valid, _safe_logsumexp(stay, step, skip) + emissions[t], -mx.inf)
+        start = mx.where(valid & ends, emissions[t], -mx.inf)  # the input's last frame
+        beta = mx.where((t == input_lengths - 1)[:, None], start,
+                        mx.where((t < input_lengths - 1)[:, None], inner, -mx.inf))
+        posteriors[t] = alphas[t] + beta - emissions[t]  # log(alpha beta / y): every path through (t, s)
+    log_gamma = mx.stack(posteriors) + losses[None, :, None]  # (T, B, L): log P(path through (t, s) | x)
+    finite = ~mx.isinf(losses)  # impossible alignments have no gradient here (zero_infinity masks their value)
+    gamma = mx.where(finite[None, :, None], mx.exp(log_gamma), 0.0)
+    one_hot = (extended[:, :, None] == mx.arange(C)[None, None, :]).astype(log_probs.dtype)  # (B, L, C)
+    grad = -mx.einsum("tbl,blc->tbc", gamma, one_hot) * cotangent[None, :, None]
+    return grad, mx.zeros_like(targets), mx.zeros_like(input_lengths), mx.zeros_like(target_lengths), None
