@@ -114,3 +114,8 @@ def test_array_files_of_every_kind_read_back(tmp_path):
         read_frames(tmp_path / "bad.csv")
     with pytest.raises(DataError, match="expected a feature file ending in"):
         read_frames(tmp_path / "x.txt")
+    with open(tmp_path / "huge.npy", "wb") as file:  # a header claiming 2**34 values over 64 bytes of data
+        np.lib.format.write_array_header_1_0(file, {"descr": "<f4", "fortran_order": False, "shape": (1 << 24, 1 << 10)})
+        file.write(b"\0" * 64)
+    with pytest.raises(DataError, match="huge.npy"):
+        read_frames(tmp_path / "huge.npy")
