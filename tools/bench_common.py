@@ -32,3 +32,20 @@ def run_worker(script: str, arguments: list[str], what: str, *, env: dict | None
     if done.returncode != 0:
         raise SystemExit(f"{what} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def add_worker_options(parser) -> None:
+    """The hidden options a script passes to itself when it starts a worker (see :func:`answer_as_worker`)."""
+    import argparse
+
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+
+
+def answer_as_worker(options, workers: dict) -> bool:
+    """In a worker process (``--worker NAME --spec JSON``): print ``workers[NAME](spec)`` as JSON; True.
+    In the parent: False."""
+    if not options.worker:
+        return False
+    print(json.dumps(workers[options.worker](json.loads(options.spec))))
+    return True

@@ -14,7 +14,7 @@ import argparse
 import json
 import platform
 
-from bench_common import median_time, run_worker
+from bench_common import add_worker_options, answer_as_worker, median_time, run_worker
 
 
 def _inputs(spec):
@@ -31,8 +31,8 @@ def _inputs(spec):
 
 
 def _mlxseq_worker(spec):
-    import mlxseq  # first: it loads OpenBLAS before mlx.core
-    import mlx.core as mx  # noqa: I001
+    import mlxseq  # noqa: I001  (first: it loads OpenBLAS before mlx.core)
+    import mlx.core as mx
     from mlxseq.losses import ctc_loss
 
     log_probs, targets, input_lengths, target_lengths = (mx.array(a) for a in _inputs(spec))
@@ -69,11 +69,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for name, default in (("T", 200), ("B", 32), ("C", 30), ("S", 50), ("runs", 10)):
         parser.add_argument(f"--{name}", type=int, default=default)
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    add_worker_options(parser)
     options = parser.parse_args()
-    if options.worker:
-        print(json.dumps(WORKERS[options.worker](json.loads(options.spec))))
+    if answer_as_worker(options, WORKERS):
         return
     spec = {"T": options.T, "B": options.B, "C": options.C, "S": options.S, "runs": options.runs}
     found = {name: run_worker(__file__, ["--worker", name, "--spec", json.dumps(spec)], f"{name} worker")

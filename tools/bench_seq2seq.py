@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_common beside this script
-from bench_common import median_time, run_worker  # noqa: E402
+from bench_common import add_worker_options, answer_as_worker, median_time, run_worker  # noqa: E402
 
 SHAPE = dict(vocab=5000, embed=256, hidden=512, batch=128, src_len=16, tgt_len=16)
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
@@ -301,11 +301,9 @@ def main():
     parser.add_argument("--runs", type=int, default=5, help="timed runs per measurement (median reported)")
     parser.add_argument("--sentences", type=int, default=256, help="sentences translated per run")
     parser.add_argument("--decode-batch", type=int, default=64, help="sentences decoded at once")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    add_worker_options(parser)
     options = parser.parse_args()
-    if options.worker:
-        print(json.dumps(WORKERS[options.worker](json.loads(options.spec))))
+    if answer_as_worker(options, WORKERS):
         return
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,7 +20,12 @@ from typing import Literal
 
 import numpy as np
 
-from mlxseq.checkpoint import FORMAT_VERSION, check_sizes, load_with_tokenizer, read_folder_settings
+from mlxseq.checkpoint import (
+    FORMAT_VERSION,
+    check_sizes,
+    load_with_tokenizer,
+    read_folder_settings,
+)
 from mlxseq.data import Normaliser, read_frames
 from mlxseq.pipelines.classifier import TextClassifier, TextSettings, length_batches
 from mlxseq.pipelines.transcriber import audio_features, pad_frames
@@ -56,7 +61,7 @@ class FrameSettings:
                    json.dumps({"format_version": FORMAT_VERSION, **asdict(self)}, indent=1) + "\n")
 
     @classmethod
-    def load(cls, folder) -> "FrameSettings":
+    def load(cls, folder) -> FrameSettings:
         return read_folder_settings(folder, FRAMES_FILE, cls, "a frames settings file")
 
 
@@ -73,7 +78,7 @@ class FrameClassifier(TextClassifier):
         self.frames, self.normaliser = frames, normaliser
 
     @classmethod
-    def load(cls, path_or_repo, revision: str | None = None) -> "FrameClassifier":
+    def load(cls, path_or_repo, revision: str | None = None) -> FrameClassifier:
         model, (frames, normaliser, settings), folder = load_with_tokenizer(
             path_or_repo, "classifier", _read_parts, bundled=Path(__file__).parents[1] / "bundled" / "frame-classifier",
             job="classification of feature sequences", revision=revision,

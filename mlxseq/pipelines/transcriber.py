@@ -13,18 +13,30 @@ frames' label scores decoded greedily (best path) or by CTC prefix beam search.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import mlx.core as mx
 import numpy as np
 
-from mlxseq.checkpoint import FORMAT_VERSION, check_sizes, load_with_tokenizer, read_folder_settings
+from mlxseq.checkpoint import (
+    FORMAT_VERSION,
+    check_sizes,
+    load_with_tokenizer,
+    read_folder_settings,
+)
 from mlxseq.losses import ctc_loss
 from mlxseq.scores import error_rates
 from mlxseq.speech import ctc_greedy_decode, ctc_prefix_beam_search
-from mlxseq.speech.features import FeatureArgs, log_mel_spectrogram, normalize, read_wav, resample
+from mlxseq.speech.features import (
+    FeatureArgs,
+    log_mel_spectrogram,
+    normalize,
+    read_wav,
+    resample,
+)
 from mlxseq.speech.manifest import SpeechItem
 from mlxseq.system.files import write_text
 
@@ -71,7 +83,7 @@ class SpeechSettings:
                    json.dumps({"format_version": FORMAT_VERSION, **asdict(self)}, indent=1) + "\n")
 
     @classmethod
-    def load(cls, folder) -> "SpeechSettings":
+    def load(cls, folder) -> SpeechSettings:
         return read_folder_settings(folder, SETTINGS_FILE, cls, "a speech settings file")
 
 
@@ -103,7 +115,7 @@ class Transcriber:
         self.model.eval()
 
     @classmethod
-    def load(cls, path_or_repo=None, revision: str | None = None) -> "Transcriber":
+    def load(cls, path_or_repo=None, revision: str | None = None) -> Transcriber:
         model, settings, folder = load_with_tokenizer(
             path_or_repo, "speech_ctc", SpeechSettings.load, bundled=BUNDLED_MODEL,
             job="speech recognition", revision=revision,

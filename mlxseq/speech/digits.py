@@ -29,7 +29,7 @@ from mlxseq.speech.features import AudioError, read_wav_file, resample
 from mlxseq.system.files import write_text
 
 SAMPLE_RATE = 8000
-SPLIT_INDICES = {"test": range(0, 5), "valid": range(5, 10), "train": range(10, 50)}
+SPLIT_INDICES = {"test": range(5), "valid": range(5, 10), "train": range(10, 50)}
 LIST_HEADER = ("recordings", "pauses_ms", "gains_db", "snr_db", "seed", "transcript")
 RECORDING_NAME = re.compile(r"^([0-9])_([A-Za-z]+)_([0-9]+)\.wav$")
 MAX_RECORDINGS = 100_000  # a folder or archive with more .wav files than this is not FSDD
@@ -76,7 +76,7 @@ class Utterance:
         return (samples + noise * rms * 10 ** (-self.snr_db / 20)).astype(np.float32)
 
     @classmethod
-    def isolated(cls, name: str) -> "Utterance":
+    def isolated(cls, name: str) -> Utterance:
         """One recording as it is: no pause, no gain, no noise."""
         return cls((name,), (0, 0), (0.0,), float("inf"), 0)
 

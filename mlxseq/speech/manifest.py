@@ -13,13 +13,18 @@ to open.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from mlxseq.speech.digits import LIST_HEADER, SAMPLE_RATE, load_recordings, parse_digit_row
+from mlxseq.speech.digits import (
+    LIST_HEADER,
+    SAMPLE_RATE,
+    load_recordings,
+    parse_digit_row,
+)
 from mlxseq.speech.features import AudioError, read_wav, resample
 
 MANIFEST_HEADER = ("audio", "transcript")

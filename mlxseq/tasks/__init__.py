@@ -55,3 +55,14 @@ class TaskParts:
     save_model: Callable  # save_model(folder, model, summary): a complete model folder
     description: str = ""  # a few lines on the data and model, for the log
     units: LossUnits = TOKENS  # what the loss counts: tokens, examples, values (logs, bar, curves)
+
+
+def metric_problems(training, metrics: tuple[str, ...], minimised: str = "") -> list[tuple[str, str]]:
+    """``training.metric`` must be one of the task's ``metrics``; with ``minimised`` (the reason, for the
+    message) every metric is lower-better and ``metric_mode: max`` is refused."""
+    problems = []
+    if training.metric not in metrics:
+        problems.append(("training.metric", f"must be one of {', '.join(metrics)} here, got {training.metric!r}"))
+    if minimised and training.metric_mode == "max":
+        problems.append(("training.metric_mode", f"{minimised}: use auto or min"))
+    return problems

@@ -27,7 +27,7 @@ from mlxseq.data import BatchSampler, DataError, Normaliser, read_timeseries
 from mlxseq.pipelines.forecaster import SeriesSettings, TimeSeriesForecaster, window_starts, windows
 from mlxseq.models import model_module
 from mlxseq.tasks.config_paths import from_config_key
-from mlxseq.tasks import TaskParts
+from mlxseq.tasks import TaskParts, metric_problems
 from mlxseq.training.progress import LossUnits
 from mlxseq.tasks.batches import SamplerBatches
 from mlxseq.tasks.model_card import card_heading, scores_table, training_section
@@ -58,11 +58,7 @@ class ValidationArgs:
 def check_config(config) -> list[tuple[str, str]]:
     """Settings that clash across sections, as (dotted key, message)."""
     data, training = config.data, config.training
-    problems = []
-    if training.metric not in METRICS:
-        problems.append(("training.metric", f"must be one of {', '.join(METRICS)} here, got {training.metric!r}"))
-    if training.metric_mode == "max":
-        problems.append(("training.metric_mode", "errors are minimised: use auto or min"))
+    problems = metric_problems(training, METRICS, "errors are minimised")
     if training.max_batch_size < 1:
         problems.append(("training.max_batch_size", "set the windows per batch (e.g. 64); forecasting does not "
                                                     "use training.batch_tokens"))

@@ -27,11 +27,22 @@ from mlxseq.data import BatchSampler, DataError, padded_length
 from mlxseq.layers import count_parameters
 from mlxseq.losses import ctc_loss
 from mlxseq.models import model_module
-from mlxseq.pipelines.transcriber import BLANK, SpeechSettings, Transcriber, audio_features
-from mlxseq.speech.digits import SAMPLE_RATE, SynthesisArgs, load_recordings, sample_utterances, split_of
+from mlxseq.pipelines.transcriber import (
+    BLANK,
+    SpeechSettings,
+    Transcriber,
+    audio_features,
+)
+from mlxseq.speech.digits import (
+    SAMPLE_RATE,
+    SynthesisArgs,
+    load_recordings,
+    sample_utterances,
+    split_of,
+)
 from mlxseq.speech.features import AudioError, FeatureArgs, resample, spec_augment
 from mlxseq.speech.manifest import read_speech_list
-from mlxseq.tasks import TaskParts
+from mlxseq.tasks import TaskParts, metric_problems
 from mlxseq.tasks.batches import SamplerBatches
 from mlxseq.tasks.model_card import card_heading, scores_table, training_section
 from mlxseq.training.progress import LossUnits
@@ -78,11 +89,7 @@ class ValidationArgs:
 def check_config(config) -> list[tuple[str, str]]:
     """Settings that clash across sections, as (dotted key, message)."""
     data, training = config.data, config.training
-    problems = []
-    if training.metric not in METRICS:
-        problems.append(("training.metric", f"must be one of {', '.join(METRICS)} here, got {training.metric!r}"))
-    if training.metric_mode == "max":
-        problems.append(("training.metric_mode", "error rates and the loss are minimised: use auto or min"))
+    problems = metric_problems(training, METRICS, "error rates and the loss are minimised")
     if not data.recordings and not (data.train and data.valid):
         problems.append(("data", "give data.train and data.valid (speech lists), or data.recordings (FSDD) to draw "
                                  "connected-digit utterances from"))

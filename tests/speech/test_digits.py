@@ -5,8 +5,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlxseq.speech.digits import (SynthesisArgs, Utterance, load_recordings, parse_digit_row, sample_utterances,
-                                  split_of, write_digit_list)
+from mlxseq.speech.digits import (
+    SynthesisArgs,
+    Utterance,
+    load_recordings,
+    parse_digit_row,
+    sample_utterances,
+    split_of,
+    write_digit_list,
+)
 from mlxseq.speech.features import AudioError
 from mlxseq.speech.manifest import read_speech_list
 from tests.speech.fake_fsdd import make_archive, make_recordings, tone
@@ -110,4 +117,4 @@ def test_the_shipped_isolated_list_is_the_300_official_test_recordings_as_they_a
     one = Utterance.isolated("5_anna_0.wav")
     np.testing.assert_array_equal(one.render(recordings), recordings["5_anna_0.wav"])
     with pytest.raises(AudioError, match="snr_db must be >= 0"):
-        parse_digit_row("1_a_0.wav\t0,0\t0.0\tnan\t1\t1".split("\t"), "list.tsv:2")
+        parse_digit_row(["1_a_0.wav", "0,0", "0.0", "nan", "1", "1"], "list.tsv:2")

@@ -6,8 +6,16 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlxseq.speech.features import (AudioError, FeatureArgs, log_mel_spectrogram, mel_filters, normalize, read_wav,
-                                    resample, spec_augment)
+from mlxseq.speech.features import (
+    AudioError,
+    FeatureArgs,
+    log_mel_spectrogram,
+    mel_filters,
+    normalize,
+    read_wav,
+    resample,
+    spec_augment,
+)
 
 librosa = pytest.importorskip("librosa", reason="librosa is the reference for the mel front end")
 

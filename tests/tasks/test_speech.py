@@ -10,7 +10,13 @@ from mlxseq.cli import app
 from mlxseq.config import ConfigError
 from mlxseq.pipelines.transcriber import Transcriber
 from mlxseq.runs.from_config import train_from_config
-from mlxseq.speech.digits import SynthesisArgs, load_recordings, sample_utterances, split_of, write_digit_list
+from mlxseq.speech.digits import (
+    SynthesisArgs,
+    load_recordings,
+    sample_utterances,
+    split_of,
+    write_digit_list,
+)
 from mlxseq.speech.manifest import read_speech_list
 from tests.speech.fake_fsdd import make_recordings, write_wav
 from tests.support.configs import write_training_config
