@@ -226,8 +226,12 @@ def evaluate(
     if data is not None:
         from mlxseq.pipelines.prediction import evaluate as evaluate_folder
 
+        if not model:
+            typer.echo("error: --data scores a model folder: pass it with --model (a classifier, tagger, forecaster "
+                       "or speech recogniser; the bundled digit recogniser is mlxseq/bundled/fsdd-digits)", err=True)
+            raise typer.Exit(1)
         try:
-            lines = evaluate_folder(model or [None], data, split=split, batch_size=batch_size, recordings=recordings,
+            lines = evaluate_folder(model, data, split=split, batch_size=batch_size, recordings=recordings,
                                     beam_size=beam_size or 1)
         except (ModelFolderError, DataError, ValueError) as error:
             typer.echo(f"error: {error}", err=True)
