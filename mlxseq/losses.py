@@ -134,7 +134,7 @@ def ctc_loss(log_probs: mx.array, targets: mx.array, input_lengths, target_lengt
         raise ValueError(f"targets must be (B, S) = ({B}, S) padded label ids, got shape {tuple(targets.shape)}")
     input_lengths = mx.array(input_lengths).astype(mx.int32)
     target_lengths = mx.array(target_lengths).astype(mx.int32)
-    losses = _ctc_losses(log_probs, targets, input_lengths, target_lengths, blank)  # (B,)
+    losses, _ = _ctc_losses(log_probs, targets, input_lengths, target_lengths, blank)  # (B,), alphas for the vjp
     if zero_infinity:
         losses = mx.where(mx.isinf(losses), 0.0, losses)
     if reduction == "none":
@@ -181,16 +181,22 @@ def _ctc_end(alpha_last, target_lengths):
     return -_safe_logsumexp(last, before_last)
 
 
+def _emissions(log_probs, extended):
+    """y_t(l'_s): ``(T, B, L)`` log-probabilities of each position's label."""
+    T, B, _ = log_probs.shape
+    return mx.take_along_axis(log_probs, mx.broadcast_to(extended[None], (T, B, extended.shape[1])), axis=2)
+
+
 @mx.custom_function
 def _ctc_losses(log_probs, targets, input_lengths, target_lengths, blank):
+    """``(losses (B,), alphas (T, B, L))``: the alphas are kept for the backward pass, which reads them."""
     extended, skip_allowed, valid = _extended(targets, target_lengths, blank)
-    T, B, _ = log_probs.shape
-    emissions = mx.take_along_axis(log_probs, mx.broadcast_to(extended[None], (T, B, extended.shape[1])), axis=2)
-    return _ctc_end(_ctc_alphas(emissions, skip_allowed, valid, input_lengths)[-1], target_lengths)
+    alphas = _ctc_alphas(_emissions(log_probs, extended), skip_allowed, valid, input_lengths)
+    return _ctc_end(alphas[-1], target_lengths), alphas
 
 
 @_ctc_losses.vjp
-def _ctc_losses_vjp(primals, cotangent, losses):
+def _ctc_losses_vjp(primals, cotangents, outputs):
     """d loss_b / d log_probs[t, b, c] = -sum over s with l'_s = c of exp(alpha_t(s) + beta_t(s) - y_t(l'_s) + loss_b),
 
     with beta the same recursion run backwards from each input's last frame::
@@ -199,11 +205,11 @@ def _ctc_losses_vjp(primals, cotangent, losses):
         beta_t(s) = logsumexp(beta_{t+1}(s), beta_{t+1}(s+1), beta_{t+1}(s+2) if l'_{s+2} may skip to s) + y_t(l'_s)
     """
     log_probs, targets, input_lengths, target_lengths, blank = primals
+    (cotangent, _), (losses, alphas) = cotangents, outputs  # the alphas are an output for this pass only
     T, B, C = log_probs.shape
     extended, skip_allowed, valid = _extended(targets, target_lengths, blank)
     L = extended.shape[1]
-    emissions = mx.take_along_axis(log_probs, mx.broadcast_to(extended[None], (T, B, L)), axis=2)  # (T, B, L)
-    alphas = _ctc_alphas(emissions, skip_allowed, valid, input_lengths)
+    emissions = _emissions(log_probs, extended)  # (T, B, L)
     neg_inf = mx.full((B, 1), -mx.inf, dtype=log_probs.dtype)
     positions = mx.arange(L)[None, :]
     ends = (positions == 2 * target_lengths[:, None]) | (positions == 2 * target_lengths[:, None] - 1)  # (B, L)
