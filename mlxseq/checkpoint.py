@@ -234,6 +234,13 @@ def _numel(shape: tuple[int, ...]) -> int:
     return count
 
 
+def write_folder_settings(folder, name: str, settings) -> None:
+    """Write dataclass ``settings`` as the folder's settings file ``name`` (JSON with ``format_version``,
+    atomically); :func:`read_folder_settings` reads it back."""
+    content = {"format_version": FORMAT_VERSION, **dataclasses.asdict(settings)}
+    write_text(Path(folder) / name, json.dumps(content, ensure_ascii=False, indent=1) + "\n")
+
+
 def read_folder_settings(folder, name: str, cls, what: str):
     """A model folder's settings file ``name`` (JSON: ``format_version`` and the fields of dataclass
     ``cls``) as a ``cls``; a missing, unreadable or mis-versioned file is a ModelFolderError."""

@@ -52,7 +52,9 @@ def _one_error_line(result, message):
     (["generate", "--seed", "-1"], "seed must be in [0, 2**64), got -1"),
     (["generate", "--seed", str(2**64)], f"seed must be in [0, 2**64), got {2**64}"),
     (["generate", "--max-tokens", "100000000"], "max_tokens must be in [0, 1000000], got 100000000"),
-    (["transcribe", "--beam-size", "0", "a.wav"], "--beam-size must be 1-256, got 0"),
+    (["transcribe", "--beam-size", "0", "a.wav"], "beam_size must be in [1, 256], got 0"),
+    (["evaluate", "--model", "m", "--data", "list.tsv", "--beam-size", "100000"],
+     "beam_size must be in [1, 256], got 100000"),
     (["evaluate", "--data", "list.tsv"], "--data scores a model folder: pass it with --model (a classifier, tagger, "
                                          "forecaster or speech recogniser; the bundled digit recogniser is "
                                          "mlxseq/bundled/fsdd-digits)"),

@@ -232,7 +232,7 @@ def evaluate(
             raise typer.Exit(1)
         try:
             lines = evaluate_folder(model, data, split=split, batch_size=batch_size, recordings=recordings,
-                                    beam_size=beam_size or 1)
+                                    beam_size=1 if beam_size is None else beam_size)
         except (ModelFolderError, DataError, ValueError) as error:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(1)

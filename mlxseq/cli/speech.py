@@ -17,10 +17,8 @@ def transcribe(
     from mlxseq.checkpoint import ModelFolderError
     from mlxseq.pipelines.transcriber import Transcriber
 
-    if not 1 <= beam_size <= 256:
-        typer.echo(f"error: --beam-size must be 1-256, got {beam_size}", err=True)
-        raise typer.Exit(1)
     try:
+        Transcriber.check_beam(beam_size)  # before loading anything
         texts = Transcriber.load(model).transcribe(audio, batch_size, beam_size)
     except (ModelFolderError, ValueError) as error:  # AudioError is a ValueError
         typer.echo(f"error: {error}", err=True)

@@ -6,6 +6,7 @@ from mlxseq.data.batching import (
     PairBatch,
     StreamBatcher,
     pad_batch,
+    pad_frames,
     pad_pairs,
     pair_lengths,
     padded_length,
@@ -47,7 +48,7 @@ __all__ = [
     "Tokenizer", "SentencePieceConfig", "SentencePieceTokenizer", "CharTokenizer", "WordTokenizer",
     "TokenizerPair", "load_tokenizer", "train_sentencepiece_pair",
     "PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID", "SPECIAL_TOKENS",
-    "BatchSampler", "StreamBatcher", "PairBatch", "pad_batch", "pad_pairs", "pair_lengths", "padded_length",
+    "BatchSampler", "StreamBatcher", "PairBatch", "pad_batch", "pad_frames", "pad_pairs", "pair_lengths", "padded_length",
     "LabelledCorpus", "read_labelled", "HEADER_OPTIONS", "SpanTable", "nested_spans", "CHARS_NAME", "spell", "batch_spellings", "read_chars", "Sentence", "read_conllu", "format_conllu",
     "TimeSeries", "read_timeseries", "Normaliser", "read_frames", "FRAME_SUFFIXES",
 ]

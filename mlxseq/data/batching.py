@@ -87,6 +87,31 @@ def pad_batch(
     return mx.array(ids), mx.array(lengths)
 
 
+def pad_frames(
+    sequences: Sequence[np.ndarray],
+    multiple: int = 8,
+    *,
+    boundaries: Sequence[int] | None = None,
+) -> tuple[mx.array, mx.array]:
+    """Pad sequences of feature vectors (``(T_b, F)`` each) with zeros into one array.
+
+    Returns:
+        frames: float32 ``(B, T, F)``; ``T = padded_length(max length, multiple, boundaries)``.
+        lengths: int32 ``(B,)``, the unpadded lengths.
+    """
+    if len(sequences) == 0:
+        raise ValueError("cannot pad an empty batch")
+    lengths = np.array([len(s) for s in sequences], dtype=np.int32)
+    if lengths.min() == 0:
+        raise ValueError(f"sequence {int(np.argmin(lengths))} of the batch is empty; recurrent layers need length >= 1")
+    _check_boundaries(boundaries)
+    frames = np.zeros((len(sequences), padded_length(lengths.max(), multiple, boundaries), sequences[0].shape[1]),
+                      dtype=np.float32)
+    for row, sequence in enumerate(sequences):
+        frames[row, : len(sequence)] = sequence
+    return mx.array(frames), mx.array(lengths)
+
+
 @dataclass
 class PairBatch:
     """A padded batch of translation pairs (S source length, T target length + 1).

@@ -17,18 +17,18 @@ its own tokenizer and settings); members must have the same labels in the same o
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mlxseq.layers import count_parameters
-from mlxseq.checkpoint import FORMAT_VERSION, ModelFolderError, check_sizes, load_with_tokenizer, read_folder_settings
+from mlxseq.checkpoint import (
+    ModelFolderError, check_sizes, load_with_tokenizer, read_folder_settings, write_folder_settings,
+)
 from mlxseq.data import (
     CHARS_NAME, UNK_ID, WordTokenizer, batch_spellings, load_tokenizer, pad_batch, read_chars, spell,
 )
-from mlxseq.system.files import write_text
+from mlxseq.layers import count_parameters
 from mlxseq.scores import accuracy, macro_f1, multi_label_scores
 
 LABELS_FILE = "labels.json"
@@ -45,8 +45,7 @@ class TextSettings:
     tag_column: str = ""  # tagger: the CoNLL-U column it predicts (upos or xpos)
 
     def save(self, folder) -> None:
-        content = {"format_version": FORMAT_VERSION, **self.__dict__}
-        write_text(Path(folder) / LABELS_FILE, json.dumps(content, ensure_ascii=False, indent=1) + "\n")
+        write_folder_settings(folder, LABELS_FILE, self)
 
     @classmethod
     def load(cls, folder) -> "TextSettings":

@@ -13,7 +13,6 @@ split (inputs may reach back into the rows before it).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,9 +20,8 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
-from mlxseq.checkpoint import FORMAT_VERSION, load_with_tokenizer, read_folder_settings
+from mlxseq.checkpoint import load_with_tokenizer, read_folder_settings, write_folder_settings
 from mlxseq.data import DataError, Normaliser, TimeSeries
-from mlxseq.system.files import write_text
 
 SETTINGS_FILE = "forecast.json"
 SPLITS = ("train", "valid", "test")
@@ -48,8 +46,7 @@ class SeriesSettings:
         return int(bounds[i]), int(bounds[i + 1])
 
     def save(self, folder) -> None:
-        content = {"format_version": FORMAT_VERSION, **self.__dict__}
-        write_text(Path(folder) / SETTINGS_FILE, json.dumps(content, indent=1) + "\n")
+        write_folder_settings(folder, SETTINGS_FILE, self)
 
     @classmethod
     def load(cls, folder) -> "SeriesSettings":

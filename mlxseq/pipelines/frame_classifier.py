@@ -13,24 +13,17 @@ padded into length-sorted batches, and classified as :class:`TextClassifier` cla
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from mlxseq.checkpoint import (
-    FORMAT_VERSION,
-    check_sizes,
-    load_with_tokenizer,
-    read_folder_settings,
-)
-from mlxseq.data import Normaliser, read_frames
+from mlxseq.checkpoint import check_sizes, load_with_tokenizer, read_folder_settings, write_folder_settings
+from mlxseq.data import Normaliser, pad_frames, read_frames
 from mlxseq.pipelines.classifier import TextClassifier, TextSettings, length_batches
-from mlxseq.pipelines.transcriber import audio_features, pad_frames
-from mlxseq.speech.features import FeatureArgs, read_wav, resample
-from mlxseq.system.files import write_text
+from mlxseq.pipelines.transcriber import wav_features
+from mlxseq.speech.features import FeatureArgs
 
 FRAMES_FILE = "frames.json"
 FRAME_KINDS = ("audio", "arrays")
@@ -50,15 +43,10 @@ class FrameSettings:
 
     def frames(self, path) -> np.ndarray:
         """The ``(frames, features)`` of one input file, before standardisation."""
-        if self.kind == "arrays":
-            return read_frames(path)
-        args = FeatureArgs(**self.audio)
-        samples, rate = read_wav(path)
-        return audio_features(resample(samples, rate, args.sample_rate), args)
+        return read_frames(path) if self.kind == "arrays" else wav_features(path, FeatureArgs(**self.audio))
 
     def save(self, folder) -> None:
-        write_text(Path(folder) / FRAMES_FILE,
-                   json.dumps({"format_version": FORMAT_VERSION, **asdict(self)}, indent=1) + "\n")
+        write_folder_settings(folder, FRAMES_FILE, self)
 
     @classmethod
     def load(cls, folder) -> FrameSettings:

@@ -210,6 +210,11 @@ class EvaluationOptions:
     recordings: str | None = None  # speech: FSDD recordings that render a digit list
     beam_size: int = 1  # speech: CTC prefix beam search; 1 is greedy
 
+    def __post_init__(self):
+        from mlxseq.pipelines.transcriber import Transcriber
+
+        Transcriber.check_beam(self.beam_size)
+
 
 @dataclass(frozen=True)
 class Commands:
@@ -255,7 +260,7 @@ def evaluate(model, data: str, *, split: str = "test", batch_size: int = 64, thr
              header: str = "auto", recordings: str | None = None, beam_size: int = 1) -> list[str]:
     """Score a classifier, tagger, forecaster or speech folder (or a classifier ensemble) on ``data``;
     lines naming every setting used. The fields of :class:`EvaluationOptions` say which applies to which."""
+    options = EvaluationOptions(split, batch_size, threshold, header, recordings, beam_size)  # checked first
     models, kind = _models(model)
-    options = EvaluationOptions(split, batch_size, threshold, header, recordings, beam_size)
     scored = COMMANDS[kind].evaluate(models, data, options)
     return [scored.head, f"data: {data}: {scored.settings}", _signature(scored.folder, scored.parameters)]

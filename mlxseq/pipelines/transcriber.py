@@ -12,37 +12,28 @@ frames' label scores decoded greedily (best path) or by CTC prefix beam search.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 import mlx.core as mx
 import numpy as np
 
-from mlxseq.checkpoint import (
-    FORMAT_VERSION,
-    check_sizes,
-    load_with_tokenizer,
-    read_folder_settings,
-)
+from mlxseq.checkpoint import check_sizes, load_with_tokenizer, read_folder_settings, write_folder_settings
+from mlxseq.data import pad_batch, pad_frames
 from mlxseq.losses import ctc_loss
+from mlxseq.pipelines.classifier import length_batches
 from mlxseq.scores import error_rates
 from mlxseq.speech import ctc_greedy_decode, ctc_prefix_beam_search
-from mlxseq.speech.features import (
-    FeatureArgs,
-    log_mel_spectrogram,
-    normalize,
-    read_wav,
-    resample,
-)
+from mlxseq.speech.features import FeatureArgs, log_mel_spectrogram, normalize, read_wav, resample
 from mlxseq.speech.manifest import SpeechItem
-from mlxseq.system.files import write_text
 
 SETTINGS_FILE = "speech.json"
 BUNDLED_MODEL = Path(__file__).parents[1] / "bundled" / "fsdd-digits"
 BLANK = "<blank>"
+MAX_BEAM = 256  # prefix beam search keeps beam_size x labels candidates per frame, in Python
 
 
 @dataclass
@@ -69,18 +60,20 @@ class SpeechSettings:
         text = " ".join(transcript.split())
         return text.split() if self.unit == "words" else list(text)
 
+    @cached_property
+    def _index(self) -> dict[str, int]:
+        return {label: i for i, label in enumerate(self.labels)}
+
     def encode(self, transcript: str) -> list[int] | None:
         """Label ids of ``transcript``; None if it holds a unit without a label."""
-        index = {label: i for i, label in enumerate(self.labels)}
-        ids = [index.get(unit) for unit in self.units(transcript)]
+        ids = [self._index.get(unit) for unit in self.units(transcript)]
         return None if None in ids or 0 in ids else ids
 
     def decode(self, ids: Sequence[int]) -> str:
         return (" " if self.unit == "words" else "").join(self.labels[i] for i in ids if i)
 
     def save(self, folder) -> None:
-        write_text(Path(folder) / SETTINGS_FILE,
-                   json.dumps({"format_version": FORMAT_VERSION, **asdict(self)}, indent=1) + "\n")
+        write_folder_settings(folder, SETTINGS_FILE, self)
 
     @classmethod
     def load(cls, folder) -> SpeechSettings:
@@ -92,19 +85,10 @@ def audio_features(samples: np.ndarray, args: FeatureArgs) -> np.ndarray:
     return np.array(normalize(log_mel_spectrogram(samples, args)))
 
 
-def pad_frames(features: list[np.ndarray], multiple: int = 8) -> tuple[mx.array, mx.array]:
-    """``(frames (B, T, F), lengths (B,))``: a batch padded with zeros to a multiple of ``multiple`` frames."""
-    lengths = np.array([len(f) for f in features], dtype=np.int32)
-    T = max(1, -(-int(lengths.max()) // multiple) * multiple)
-    batch = np.zeros((len(features), T, features[0].shape[1]), dtype=np.float32)
-    for b, f in enumerate(features):
-        batch[b, : len(f)] = f
-    return mx.array(batch), mx.array(lengths)
-
-
-def _length_order(features: list[np.ndarray], batch_size: int) -> list[list[int]]:
-    order = sorted(range(len(features)), key=lambda i: len(features[i]))
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+def wav_features(path, args: FeatureArgs) -> np.ndarray:
+    """:func:`audio_features` of a WAV file, resampled to ``args.sample_rate`` first."""
+    samples, rate = read_wav(path)
+    return audio_features(resample(samples, rate, args.sample_rate), args)
 
 
 class Transcriber:
@@ -128,38 +112,39 @@ class Transcriber:
         """Frames of one input: a WAV path, or samples ``(N,)`` at the model's rate."""
         args = self.settings.feature_args
         if isinstance(audio, (str, Path)):
-            samples, rate = read_wav(audio)
-            samples = resample(samples, rate, args.sample_rate)
-        else:
-            samples = np.asarray(audio, np.float32)
-        return audio_features(samples, args)
+            return wav_features(audio, args)
+        return audio_features(np.asarray(audio, np.float32), args)
 
     def frame_scores(self, features: list[np.ndarray], batch_size: int = 16, transcripts: list[str] | None = None):
         """Log-probabilities ``(T', C)`` per input, in input order, as numpy arrays; with ``transcripts``
         also ``(summed CTC loss, labels)`` over those whose every unit has a label."""
         scores: list[np.ndarray | None] = [None] * len(features)
         total, labels = 0.0, 0
-        for indices in _length_order(features, batch_size):
+        for indices in length_batches([len(f) for f in features], batch_size):
             frames, lengths = pad_frames([features[i] for i in indices])
             log_probs, out_lengths = self.model(frames, lengths)
             if transcripts is not None:
                 targets = [self.settings.encode(transcripts[i]) for i in indices]
                 known = [row for row, ids in enumerate(targets) if ids]
                 if known:
-                    padded = np.zeros((len(known), max(len(targets[r]) for r in known)), dtype=np.int32)
-                    for k, r in enumerate(known):
-                        padded[k, : len(targets[r])] = targets[r]
+                    padded, target_lengths = pad_batch([targets[r] for r in known], multiple=1)
                     rows = mx.array(known)
-                    loss = ctc_loss(log_probs[rows].transpose(1, 0, 2), mx.array(padded), out_lengths[rows],
-                                    [len(targets[r]) for r in known], blank=self.model.args.blank_id,
-                                    reduction="sum", zero_infinity=True)
-                    total, labels = total + float(loss), labels + sum(len(targets[r]) for r in known)
+                    loss = ctc_loss(log_probs[rows].transpose(1, 0, 2), padded, out_lengths[rows], target_lengths,
+                                    blank=self.model.args.blank_id, reduction="sum", zero_infinity=True)
+                    total, labels = total + float(loss), labels + int(target_lengths.sum())
             log_probs, out_lengths = np.array(log_probs), np.array(out_lengths)
             for row, i in enumerate(indices):
                 scores[i] = log_probs[row, : out_lengths[row]]
         return scores if transcripts is None else (scores, total, labels)
 
+    @staticmethod
+    def check_beam(beam_size: int) -> None:
+        if not 1 <= beam_size <= MAX_BEAM:
+            raise ValueError(f"beam_size must be in [1, {MAX_BEAM}], got {beam_size}")
+
     def decode(self, scores: np.ndarray, beam_size: int = 1) -> str:
+        """Greedy (``beam_size`` 1) or prefix beam search decoding of one input's frame scores ``(T', C)``."""
+        self.check_beam(beam_size)
         blank = self.model.args.blank_id
         if beam_size <= 1:
             return self.settings.decode(ctc_greedy_decode(scores, blank=blank)[0])
@@ -167,6 +152,7 @@ class Transcriber:
 
     def transcribe(self, audio: Sequence, batch_size: int = 16, beam_size: int = 1) -> list[str]:
         """The transcript of each input (WAV paths or sample arrays at the model's rate)."""
+        self.check_beam(beam_size)
         scores = self.frame_scores([self.features(a) for a in audio], batch_size)
         return [self.decode(s, beam_size) for s in scores]
 
@@ -178,6 +164,7 @@ class Transcriber:
                           beam_size: int = 1) -> dict:
         """Error rates (percent), utterances transcribed exactly (percent) and the CTC loss per reference
         label, of inputs already turned into frames."""
+        self.check_beam(beam_size)
         scores, total, labels = self.frame_scores(features, batch_size, transcripts)
         hypotheses = [self.decode(s, beam_size) for s in scores]
         rates = error_rates(transcripts, hypotheses)

@@ -22,6 +22,7 @@ import numpy as np
 from mlxseq.speech.digits import (
     LIST_HEADER,
     SAMPLE_RATE,
+    Utterance,
     load_recordings,
     parse_digit_row,
 )
@@ -67,14 +68,16 @@ def read_speech_list(path, recordings=None) -> list[SpeechItem]:
         if recordings is None:
             raise AudioError(f"{path}: a digit list is rendered from FSDD recordings; give their folder or archive")
         sources = recordings if isinstance(recordings, dict) else load_recordings(recordings)
-        items = []
-        for number, fields in rows:
-            utterance = parse_digit_row(fields, f"{path}:{number}")
-            items.append(SpeechItem(f"{path.name}:{number}", utterance.transcript,
-                                    lambda u=utterance: (u.render(sources), SAMPLE_RATE)))
-        return items
+        utterances = [parse_digit_row(fields, f"{path}:{number}") for number, fields in rows]
+        return digit_items(utterances, sources, [f"{path.name}:{number}" for number, _ in rows])
     raise AudioError(f"{path}:1: expected the header {'<TAB>'.join(MANIFEST_HEADER)} (or a digit list's "
                      f"{'<TAB>'.join(LIST_HEADER)}), got {lines[0][:80]!r}")
+
+
+def digit_items(utterances: list[Utterance], sources: dict, names: list[str]) -> list[SpeechItem]:
+    """Digit utterances as speech items, each rendered from ``sources`` (name -> samples) when read."""
+    return [SpeechItem(name, u.transcript, lambda u=u: (u.render(sources), SAMPLE_RATE))
+            for u, name in zip(utterances, names)]
 
 
 def _audio_item(list_path: Path, number: int, fields: list[str]) -> SpeechItem:

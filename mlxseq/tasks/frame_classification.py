@@ -20,7 +20,7 @@ import mlx.core as mx
 import numpy as np
 
 from mlxseq import checkpoint
-from mlxseq.data import BatchSampler, DataError, Normaliser, padded_length
+from mlxseq.data import BatchSampler, DataError, Normaliser, pad_frames
 from mlxseq.layers import count_parameters
 from mlxseq.models import model_module
 from mlxseq.pipelines.classifier import TextSettings
@@ -66,12 +66,7 @@ class FrameBatches(SamplerBatches):
 
     def __iter__(self):
         for indices in self.sampler:
-            lengths = np.array([len(self.frames[i]) for i in indices], dtype=np.int32)
-            batch = np.zeros((len(indices), padded_length(int(lengths.max()), self.multiple), self.frames[0].shape[1]),
-                             dtype=np.float32)
-            for b, i in enumerate(indices):
-                batch[b, : lengths[b]] = self.frames[i]
-            yield mx.array(batch), mx.array(lengths), mx.array(self.labels[indices])
+            yield *pad_frames([self.frames[i] for i in indices], self.multiple), mx.array(self.labels[indices])
 
 
 def prepare_frames(config, train, valid, command: str) -> TaskParts:

@@ -19,11 +19,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-import mlx.core as mx
 import numpy as np
 
 from mlxseq import checkpoint
-from mlxseq.data import BatchSampler, DataError, padded_length
+from mlxseq.data import BatchSampler, DataError, pad_batch, pad_frames
 from mlxseq.layers import count_parameters
 from mlxseq.losses import ctc_loss
 from mlxseq.models import model_module
@@ -34,14 +33,13 @@ from mlxseq.pipelines.transcriber import (
     audio_features,
 )
 from mlxseq.speech.digits import (
-    SAMPLE_RATE,
     SynthesisArgs,
     load_recordings,
     sample_utterances,
     split_of,
 )
-from mlxseq.speech.features import AudioError, FeatureArgs, resample, spec_augment
-from mlxseq.speech.manifest import read_speech_list
+from mlxseq.speech.features import AudioError, FeatureArgs, spec_augment
+from mlxseq.speech.manifest import digit_items, read_speech_list
 from mlxseq.tasks import TaskParts, metric_problems
 from mlxseq.tasks.batches import SamplerBatches
 from mlxseq.tasks.model_card import card_heading, scores_table, training_section
@@ -130,26 +128,13 @@ def _utterances(config, split: str, sources: dict | None, log) -> Utterances:
         count = data.train_utterances if split == "train" else data.valid_utterances
         seed = config.training.seed + (0 if split == "train" else 1)
         drawn = sample_utterances(names, count, seed, SynthesisArgs(data.min_digits, data.max_digits))
-        items = [_Rendered(u, sources) for u in drawn]
+        items = digit_items(drawn, sources, [f"{split} utterance {k}" for k in range(count)])
         source = (f"{count} connected-digit utterances ({data.min_digits}-{data.max_digits} digits) drawn from "
                   f"{len(names)} {split} recordings of {data.recordings}")
     if log:
         log(f"{split}: computing log-mel frames of {source}")
     features = [audio_features(item.samples(args.sample_rate), args) for item in items]
     return Utterances(features, [item.transcript for item in items], source)
-
-
-@dataclass(frozen=True)
-class _Rendered:
-    utterance: object
-    sources: dict
-
-    @property
-    def transcript(self) -> str:
-        return self.utterance.transcript
-
-    def samples(self, rate: int) -> np.ndarray:
-        return resample(self.utterance.render(self.sources), SAMPLE_RATE, rate)
 
 
 def feature_args(data) -> FeatureArgs:
@@ -165,15 +150,9 @@ class FrameBatches(SamplerBatches):
 
     def __iter__(self):
         for indices in self.sampler:
-            lengths = np.array([len(self.features[i]) for i in indices], dtype=np.int32)
-            T = padded_length(int(lengths.max()), self.multiple, self.boundaries)
-            frames = np.zeros((len(indices), T, self.features[indices[0]].shape[1]), dtype=np.float32)
-            target_lengths = np.array([len(self.targets[i]) for i in indices], dtype=np.int32)
-            targets = np.zeros((len(indices), padded_length(int(target_lengths.max()), 8)), dtype=np.int32)
-            for b, i in enumerate(indices):
-                frames[b, : lengths[b]] = self.features[i]
-                targets[b, : target_lengths[b]] = self.targets[i]
-            yield mx.array(frames), mx.array(lengths), mx.array(targets), mx.array(target_lengths)
+            frames, lengths = pad_frames([self.features[i] for i in indices], self.multiple, boundaries=self.boundaries)
+            targets, target_lengths = pad_batch([self.targets[i] for i in indices], multiple=8)
+            yield frames, lengths, targets, target_lengths
 
 
 def make_loss(data, blank: int):

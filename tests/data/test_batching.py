@@ -216,3 +216,18 @@ def test_stream_batcher_resumes_mid_epoch():
 def test_stream_too_short_for_one_batch():
     with pytest.raises(ValueError, match="needs 44 tokens"):
         StreamBatcher(np.arange(40), batch_size=4, seq_len=10)
+
+
+def test_pad_frames_pads_feature_sequences_with_zeros_to_the_bucket_length():
+    from mlxseq.data import pad_frames
+
+    sequences = [np.ones((3, 2), np.float32), np.full((5, 2), 2.0, np.float32)]
+    frames, lengths = pad_frames(sequences, boundaries=[4, 8])
+    assert frames.shape == (2, 8, 2) and lengths.tolist() == [3, 5]
+    np.testing.assert_array_equal(np.array(frames)[0, :3], 1.0)
+    assert not np.array(frames)[0, 3:].any() and not np.array(frames)[1, 5:].any()
+    assert pad_frames(sequences, multiple=16)[0].shape == (2, 16, 2)
+    with pytest.raises(ValueError, match="sequence 1 of the batch is empty"):
+        pad_frames([np.ones((2, 2)), np.zeros((0, 2))])
+    with pytest.raises(ValueError, match="exceeds the largest bucket boundary 4"):
+        pad_frames(sequences, boundaries=[4])
