@@ -32,7 +32,8 @@ KNOWN_CORPORA = {
     "ud-english-ewt": ("GitHub UniversalDependencies/UD_English-EWT, en_ewt-ud-{train,dev,test}.conllu, gzipped",
                        "CC BY-SA 4.0"),
     "ett": ("GitHub zhouhaoyi/ETDataset, ETT-small/ETTh1.csv", "CC BY-ND 4.0"),
-    "fsdd": ("GitHub Jakobovski/free-spoken-digit-dataset, recordings/*.wav", "CC BY-SA 4.0"),
+    "fsdd": ("GitHub Jakobovski/free-spoken-digit-dataset, the recordings/ folder (or it packed as "
+             "recordings.tar.gz)", "CC BY-SA 4.0"),
 }
 
 

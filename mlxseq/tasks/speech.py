@@ -17,12 +17,13 @@ Validation transcribes greedily as ``mlxseq evaluate`` does
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from mlxseq import checkpoint
-from mlxseq.data import BatchSampler, DataError, pad_batch, pad_frames
+from mlxseq.data import BatchSampler, DataError, MissingFileError, pad_batch, pad_frames
 from mlxseq.layers import count_parameters
 from mlxseq.losses import ctc_loss
 from mlxseq.models import model_module
@@ -42,6 +43,7 @@ from mlxseq.speech.features import AudioError, FeatureArgs, spec_augment
 from mlxseq.speech.manifest import digit_items, read_speech_list
 from mlxseq.tasks import TaskParts, metric_problems
 from mlxseq.tasks.batches import SamplerBatches
+from mlxseq.tasks.config_paths import from_config_key
 from mlxseq.tasks.model_card import card_heading, scores_table, training_section
 from mlxseq.training.progress import LossUnits
 
@@ -184,6 +186,11 @@ def model_card(config, facts: dict, summary: dict) -> str:
 def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskParts:
     """The model, batches, loss, validation and model-folder writer for ``config``."""
     data, training = config.data, config.training
+    for key in ("recordings", "train", "valid"):  # missing files name their key and, for FSDD, where to get it
+        path = getattr(data, key)
+        if path and not Path(path).exists():
+            with from_config_key(f"data.{key}"):
+                raise MissingFileError("no such file", path)
     try:
         sources = load_recordings(data.recordings) if data.recordings else None
         train = _utterances(config, "train", sources, log)

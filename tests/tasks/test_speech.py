@@ -99,3 +99,12 @@ def test_clashing_settings_name_their_key(tmp_path, data, key):
     config, _ = write_config(tmp_path, **data)
     with pytest.raises(ConfigError, match=key):
         train_from_config(config, quiet=True)
+
+
+def test_missing_recordings_name_their_key_and_where_to_get_fsdd(tmp_path):
+    from mlxseq.data import MissingFileError
+
+    config, _ = write_config(tmp_path, recordings=str(tmp_path / "fsdd" / "recordings.tar.gz"))
+    with pytest.raises(MissingFileError, match=r"no such file \(from data.recordings; it is part of fsdd: get it from "
+                                               r"GitHub Jakobovski/free-spoken-digit-dataset"):
+        train_from_config(config, quiet=True)
