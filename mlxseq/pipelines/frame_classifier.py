@@ -23,7 +23,7 @@ from mlxseq.checkpoint import check_sizes, load_with_tokenizer, read_folder_sett
 from mlxseq.data import Normaliser, pad_frames, read_frames
 from mlxseq.pipelines.classifier import TextClassifier, TextSettings, length_batches
 from mlxseq.pipelines.transcriber import wav_features
-from mlxseq.speech.features import FeatureArgs
+from mlxseq.speech.features import LEGACY_FEATURE_FIELDS, FeatureArgs
 
 FRAMES_FILE = "frames.json"
 FRAME_KINDS = ("audio", "arrays")
@@ -39,6 +39,7 @@ class FrameSettings:
     def __post_init__(self):
         if self.kind not in FRAME_KINDS:
             raise ValueError(f"kind must be one of {FRAME_KINDS}, got {self.kind!r}")
+        self.audio = {**LEGACY_FEATURE_FIELDS, **self.audio}
         FeatureArgs(**self.audio)
 
     def frames(self, path) -> np.ndarray:

@@ -27,7 +27,7 @@ from mlxseq.losses import ctc_loss
 from mlxseq.pipelines.classifier import length_batches
 from mlxseq.scores import error_rates
 from mlxseq.speech import ctc_greedy_decode, ctc_prefix_beam_search
-from mlxseq.speech.features import FeatureArgs, log_mel_spectrogram, normalize, read_wav, resample
+from mlxseq.speech.features import LEGACY_FEATURE_FIELDS, FeatureArgs, log_mel_spectrogram, normalize, read_wav, resample
 from mlxseq.speech.manifest import SpeechItem
 
 SETTINGS_FILE = "speech.json"
@@ -49,6 +49,7 @@ class SpeechSettings:
             raise ValueError(f"labels must start with the blank {BLANK!r}")
         if self.unit not in ("characters", "words"):
             raise ValueError(f"unit must be characters or words, got {self.unit!r}")
+        self.features = {**LEGACY_FEATURE_FIELDS, **self.features}
         FeatureArgs(**self.features)
 
     @property

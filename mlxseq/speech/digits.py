@@ -10,6 +10,9 @@ recording is scaled by its own gain, and white noise is added at a signal-to-noi
     samples = pause_0 + g_1 * rec_1 + pause_1 + ... + g_n * rec_n + pause_n   (silences of pause_k ms)
     samples += noise * rms(samples) * 10 ** (-snr_db / 20)                  (noise ~ N(0, 1), seeded; inf: none)
 
+A fraction of drawn utterances (``clean_fraction``) gets no noise: their pauses are digital
+silence, as at the ends of FSDD's own recordings.
+
 Its transcript is the digits, space-separated (``"4 0 7"``). An utterance is a row of a
 **digit list** (a TSV with the header ``recordings pauses_ms gains_db snr_db seed transcript``),
 so a test set is shipped as names and numbers and rendered from the recordings where they are.
@@ -42,9 +45,11 @@ class SynthesisArgs:
 
     min_digits: int = 1
     max_digits: int = 7
-    pause_ms: tuple[int, int] = (50, 400)  # each pause, uniform in this range (also before and after)
+    pause_ms: tuple[int, int] = (50, 400)  # each pause between recordings, uniform in this range
+    edge_pause_ms: tuple[int, int] | None = None  # the pauses before the first and after the last; None: pause_ms
     gain_db: tuple[float, float] = (-6.0, 6.0)  # each recording's gain, uniform
     snr_db: tuple[float, float] = (20.0, 40.0)  # the utterance's signal-to-noise ratio, uniform
+    clean_fraction: float = 0.0  # the share of utterances without noise (snr_db inf)
 
 
 @dataclass(frozen=True)
@@ -139,10 +144,16 @@ def sample_utterances(names, count: int, seed: int, args: SynthesisArgs = Synthe
     for _ in range(count):
         n = int(rng.integers(args.min_digits, args.max_digits + 1))
         chosen = tuple(names[i] for i in rng.integers(0, len(names), n))
-        pauses = tuple(int(p) for p in rng.integers(args.pause_ms[0], args.pause_ms[1] + 1, n + 1))
+        pauses = [int(p) for p in rng.integers(args.pause_ms[0], args.pause_ms[1] + 1, n + 1)]
         gains = tuple(round(float(g), 2) for g in rng.uniform(*args.gain_db, n))
-        utterances.append(Utterance(chosen, pauses, gains, round(float(rng.uniform(*args.snr_db)), 2),
-                                    int(rng.integers(0, 2**31))))
+        snr = round(float(rng.uniform(*args.snr_db)), 2)
+        seed = int(rng.integers(0, 2**31))
+        # Draws only for what is asked: default arguments give the lists they always gave.
+        if args.edge_pause_ms is not None:
+            pauses[0], pauses[-1] = (int(p) for p in rng.integers(args.edge_pause_ms[0], args.edge_pause_ms[1] + 1, 2))
+        if args.clean_fraction > 0 and rng.uniform() < args.clean_fraction:
+            snr = float("inf")
+        utterances.append(Utterance(chosen, tuple(pauses), gains, snr, seed))
     return utterances
 
 

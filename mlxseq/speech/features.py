@@ -3,7 +3,10 @@
 The spectrogram follows librosa's defaults (``librosa.feature.melspectrogram``): frames
 centred on ``t * hop_length`` with zero padding of ``n_fft // 2`` on both sides, a periodic
 Hann window, the power spectrum ``|rfft|^2``, and Slaney's mel filter bank (the Slaney mel
-scale, each filter normalised to unit area). Then ``log(max(mel, floor))``.
+scale, each filter normalised to unit area). Then ``log(max(mel, floor))``, raised to at least
+``max - top_db * ln(10) / 10`` (``librosa.power_to_db``'s ``top_db`` in natural-log units; Whisper's
+``max(log_mel, max - 8)`` in log10): digital silence and a -200 dB floor become the same value,
+a fixed distance below the utterance's loudest frame.
 
 Shapes: ``samples`` ``(N,)``; features ``(frames, n_mels)`` with
 ``frames = 1 + N // hop_length``.
@@ -116,6 +119,11 @@ class FeatureArgs:
     hop_length: int = 80  # frame step in samples (10 ms at 8 kHz)
     n_mels: int = 40
     log_floor: float = 1e-10
+    top_db: float | None = 80.0  # values more than this many dB below the utterance's peak are raised to it
+
+
+# Folders written before ``top_db`` existed used no floor relative to the peak.
+LEGACY_FEATURE_FIELDS = {"top_db": None}
 
 
 def log_mel_spectrogram(samples, args: FeatureArgs = FeatureArgs()) -> mx.array:
@@ -131,7 +139,10 @@ def log_mel_spectrogram(samples, args: FeatureArgs = FeatureArgs()) -> mx.array:
     spectrum = mx.fft.rfft(x[starts] * window, axis=-1)  # (frames, n_fft // 2 + 1)
     power = mx.real(spectrum) ** 2 + mx.imag(spectrum) ** 2
     mel = power @ mx.array(mel_filters(args.sample_rate, args.n_fft, args.n_mels)).T  # (frames, n_mels)
-    return mx.log(mx.maximum(mel, args.log_floor))
+    log_mel = mx.log(mx.maximum(mel, args.log_floor))
+    if args.top_db is None or log_mel.size == 0:
+        return log_mel
+    return mx.maximum(log_mel, log_mel.max() - args.top_db * (np.log(10.0) / 10.0))
 
 
 def normalize(features: mx.array) -> mx.array:

@@ -93,7 +93,7 @@ class DataArgs:
     bucket_multiple: int = 8  # pad lengths up to a multiple of this: fewer shapes, fewer compiled traces
     features: Literal["", "audio", "arrays"] = ""  # the first column names a file of feature vectors instead of
     #   holding text: a WAV (audio) or a .npy/.npz/.csv (frames, features) array; max_length then counts frames
-    audio: FeatureArgs = field(default_factory=FeatureArgs)  # features: audio: sample_rate, n_fft, hop_length, n_mels
+    audio: FeatureArgs = field(default_factory=FeatureArgs)  # features: audio: sample_rate, n_fft, hop_length, n_mels, top_db
 
 
 @dataclass

@@ -65,11 +65,16 @@ class DataArgs:
     valid_utterances: int = 500  # drawn from recordings 5-9 when data.valid is ""
     min_digits: int = 1  # digits per drawn utterance
     max_digits: int = 7
+    pause_ms: list[int] = field(default_factory=lambda: list(SynthesisArgs.pause_ms))  # drawn utterances: [shortest,
+    #                                                                   longest] pause between digits, in ms
+    edge_pause_ms: list[int] = field(default_factory=list)  # and before the first and after the last; [] = pause_ms
+    clean_fraction: float = 0.0  # the share of drawn utterances without added noise (pauses of digital silence)
     labels: Literal["characters", "words"] = "characters"  # what one output label stands for
     sample_rate: int = 8000  # audio is resampled to this rate
     n_fft: int = 256  # samples per analysis frame
     hop_length: int = 80  # samples between frames (10 ms at 8 kHz)
     n_mels: int = 40  # mel bins: the model's input features
+    top_db: float | None = FeatureArgs.top_db  # log-mel values more than this many dB below the peak are raised
     spec_augment: bool = True  # mask training frames (SpecAugment): time_masks spans, freq_masks bands
     time_masks: int = 2
     time_width: int = 20  # frames per time mask, at most
@@ -98,6 +103,16 @@ def check_config(config) -> list[tuple[str, str]]:
                                  "be >= 1"))
     if not 1 <= data.min_digits <= data.max_digits <= 50:
         problems.append(("data.max_digits", "need 1 <= min_digits <= max_digits <= 50"))
+    for key in ("pause_ms", "edge_pause_ms"):
+        pauses = getattr(data, key)
+        if key == "edge_pause_ms" and not pauses:
+            continue
+        if len(pauses) != 2 or not 0 <= pauses[0] <= pauses[1] <= 10_000:
+            problems.append((f"data.{key}", "need [shortest, longest] with 0 <= shortest <= longest <= 10000"))
+    if not 0 <= data.clean_fraction <= 1:
+        problems.append(("data.clean_fraction", "must be between 0 and 1"))
+    if data.top_db is not None and not data.top_db > 0:
+        problems.append(("data.top_db", "must be > 0 (or null: no floor relative to the peak)"))
     if data.bucket_frames and (min(data.bucket_frames) < 1 or sorted(set(data.bucket_frames)) != data.bucket_frames):
         problems.append(("data.bucket_frames", "must be increasing frame counts >= 1"))
     if data.n_fft < 2 or data.sample_rate < 1000 or data.max_seconds <= 0:
@@ -129,7 +144,10 @@ def _utterances(config, split: str, sources: dict | None, log) -> Utterances:
         names = [n for n in sources if split_of(n) == split]
         count = data.train_utterances if split == "train" else data.valid_utterances
         seed = config.training.seed + (0 if split == "train" else 1)
-        drawn = sample_utterances(names, count, seed, SynthesisArgs(data.min_digits, data.max_digits))
+        synthesis = SynthesisArgs(data.min_digits, data.max_digits, tuple(data.pause_ms),
+                                  tuple(data.edge_pause_ms) if data.edge_pause_ms else None,
+                                  clean_fraction=data.clean_fraction)
+        drawn = sample_utterances(names, count, seed, synthesis)
         items = digit_items(drawn, sources, [f"{split} utterance {k}" for k in range(count)])
         source = (f"{count} connected-digit utterances ({data.min_digits}-{data.max_digits} digits) drawn from "
                   f"{len(names)} {split} recordings of {data.recordings}")
@@ -140,7 +158,8 @@ def _utterances(config, split: str, sources: dict | None, log) -> Utterances:
 
 
 def feature_args(data) -> FeatureArgs:
-    return FeatureArgs(sample_rate=data.sample_rate, n_fft=data.n_fft, hop_length=data.hop_length, n_mels=data.n_mels)
+    return FeatureArgs(sample_rate=data.sample_rate, n_fft=data.n_fft, hop_length=data.hop_length, n_mels=data.n_mels,
+                       top_db=data.top_db)
 
 
 class FrameBatches(SamplerBatches):
@@ -227,7 +246,7 @@ def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskP
     facts = {"train": f"{train.source}; {len(kept)} kept", "valid": valid.source, "labels": len(units),
              "label_list": " ".join(repr(u) for u in units), "command": command,
              "features": (f"{data.n_mels} log-mel bins, {data.n_fft}-sample frames every {data.hop_length} samples at "
-                          f"{data.sample_rate} Hz, normalised per utterance"),
+                          f"{data.sample_rate} Hz, at most {data.top_db} dB below the peak, normalised per utterance"),
              "parameters": count_parameters(model)}
 
     def save_model(folder, model, summary):

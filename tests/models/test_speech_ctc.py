@@ -45,6 +45,22 @@ def test_output_lengths_follow_the_front_end(conv):
     np.testing.assert_allclose(np.array(mx.exp(log_probs).sum(axis=-1)), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("kernel, stride", [(3, 3), (5, 4), (7, 4), (1, 1)])
+def test_the_convolution_sees_every_frame_and_its_lengths_match_its_output(kernel, stride):
+    model = build_model(ModelArgs(F, LABELS + 1, conv_channels=4, conv_stride=stride, conv_kernel=kernel,
+                                  hidden_size=4, num_layers=1))
+    for length in range(1, 30):
+        x = mx.zeros((1, length, F))
+        assert model.conv(x).shape[1] == model.output_lengths(mx.array([length])).item() == -(-length // stride)
+    frames = mx.zeros((1, 24, F))
+    seen = mx.abs(mx.grad(lambda x: model.conv(x).sum())(frames)).sum(axis=-1)[0] > 0  # frames reaching an output
+    last = (model.conv(frames).shape[1] - 1) * stride + kernel // 2  # the last output window's end
+    assert seen[: last + 1].all().item() and not seen[last + 1 :].any().item()
+    assert 24 - 1 - last < stride  # at most the final stride - 1 frames fall after the last window
+    with pytest.raises(ValueError, match="conv_kernel must be odd"):
+        ModelArgs(F, LABELS + 1, conv_channels=4, conv_kernel=4)
+
+
 def test_a_tiny_recogniser_learns_to_transcribe_with_ctc(tmp_path):
     rng = np.random.default_rng(0)
     mx.random.seed(0)

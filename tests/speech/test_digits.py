@@ -108,6 +108,27 @@ def test_the_shipped_test_list_holds_1000_utterances_of_official_test_recordings
     assert len({name for u in items for name in u.recordings}) == 300  # every test recording is used
 
 
+def test_the_shipped_test_list_is_the_seeded_draw_of_tools_make_digit_list():
+    lines = SHIPPED_TEST_LIST.read_text().splitlines()
+    shipped = [parse_digit_row(line.split("\t"), f"{SHIPPED_TEST_LIST}:{n}") for n, line in enumerate(lines[1:], 2)]
+    names = {name for u in shipped for name in u.recordings}  # all 300 official test recordings
+    assert sample_utterances(names, 1000, 20221) == shipped  # the command and seed in tools/make_digit_list.py
+
+
+def test_a_clean_fraction_draws_that_share_without_noise_and_keeps_the_rest(tmp_path):
+    names = [n for n in load_recordings(make_recordings(tmp_path)) if split_of(n) == "train"]
+    noisy = sample_utterances(names, 400, 3)
+    mixed = sample_utterances(names, 400, 3, SynthesisArgs(edge_pause_ms=(0, 20), clean_fraction=0.25))
+    clean = [u for u in mixed if u.snr_db == float("inf")]
+    assert 70 <= len(clean) <= 130 and all(20 <= u.snr_db <= 40 for u in noisy)
+    assert mixed[0].recordings == noisy[0].recordings  # the other draws are the same kinds as before
+    assert all(u.pauses_ms[0] <= 20 and u.pauses_ms[-1] <= 20 for u in mixed)
+    assert all(50 <= p <= 400 for u in mixed for p in u.pauses_ms[1:-1])
+    first = next(u for u in clean if u.pauses_ms[0] > 0)
+    samples = first.render(load_recordings(tmp_path / "recordings"))
+    assert samples[: first.pauses_ms[0] * 8].tolist() == [0.0] * (first.pauses_ms[0] * 8)  # digital silence
+
+
 def test_the_shipped_isolated_list_is_the_300_official_test_recordings_as_they_are(tmp_path):
     lines = (SHIPPED_TEST_LIST.parent / "fsdd_isolated_test.tsv").read_text().splitlines()[1:]
     items = [parse_digit_row(line.split("\t"), f"isolated:{n}") for n, line in enumerate(lines, start=2)]

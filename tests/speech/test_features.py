@@ -38,6 +38,30 @@ def test_the_log_mel_spectrogram_equals_librosas():
     np.testing.assert_allclose(ours, np.log(np.maximum(theirs.T, 1e-10)), atol=2e-4)
 
 
+def test_the_floor_below_the_peak_equals_librosas_top_db():
+    rng = np.random.default_rng(1)
+    samples = np.concatenate([np.zeros(4000), 0.3 * rng.standard_normal(8000), np.zeros(3000)]).astype(np.float32)
+    mel = librosa.feature.melspectrogram(y=samples, sr=8000, n_fft=256, hop_length=80, n_mels=40, pad_mode="constant")
+    for top_db in (80.0, 40.0):
+        ours = np.array(log_mel_spectrogram(samples, FeatureArgs(top_db=top_db)))
+        theirs = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=top_db).T * (np.log(10) / 10)  # dB -> ln
+        np.testing.assert_allclose(ours, theirs, atol=2e-4)
+        assert ours.min() == pytest.approx(ours.max() - top_db * np.log(10) / 10, abs=1e-4)
+    unbounded = np.array(log_mel_spectrogram(samples, FeatureArgs(top_db=None)))  # silence stays at log(1e-10)
+    np.testing.assert_allclose(unbounded, np.log(np.maximum(mel.T, 1e-10)), atol=2e-4)
+    assert unbounded.min() < np.log(1e-9)
+
+
+def test_settings_written_before_top_db_keep_their_features():
+    from mlxseq.pipelines.frame_classifier import FrameSettings
+    from mlxseq.pipelines.transcriber import SpeechSettings
+
+    old = {"sample_rate": 8000, "n_fft": 256, "hop_length": 80, "n_mels": 40, "log_floor": 1e-10}
+    assert SpeechSettings(["<blank>", "a"], "characters", dict(old)).feature_args.top_db is None
+    assert FrameSettings("audio", dict(old)).audio["top_db"] is None
+    assert SpeechSettings(["<blank>", "a"]).feature_args.top_db == FeatureArgs().top_db == 80.0
+
+
 def _write_wav(path, samples, rate, width=2, channels=1):
     scale = {1: 127, 2: 32767, 4: 2**31 - 1}[width]
     values = np.round(np.repeat(samples[:, None], channels, axis=1) * scale).astype({1: np.int16, 2: np.int16, 4: np.int32}[width])

@@ -94,6 +94,10 @@ def test_transcribe_and_evaluate_on_the_trained_folder(trained, tmp_path):
     ({"recordings": "", "train": "x.tsv"}, "data"),
     ({"bucket_frames": [96, 64]}, "data.bucket_frames"),
     ({"max_digits": 0}, "data.max_digits"),
+    ({"edge_pause_ms": [300, 100]}, "data.edge_pause_ms"),
+    ({"pause_ms": [50]}, "data.pause_ms"),
+    ({"clean_fraction": 1.5}, "data.clean_fraction"),
+    ({"top_db": 0}, "data.top_db"),
 ])
 def test_clashing_settings_name_their_key(tmp_path, data, key):
     config, _ = write_config(tmp_path, **data)
