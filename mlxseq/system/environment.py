@@ -1,4 +1,4 @@
-"""What mlxseq runs on: MLX version and device, BLAS, and the compiler behind mx.compile."""
+"""What mlxseq runs on: MLX version and device, BLAS, the recurrence path, and the compiler behind mx.compile."""
 
 import os
 import platform
@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mlxseq.system import blas
+from mlxseq.system import blas, native
 
 
 def describe_environment() -> dict:
@@ -22,6 +22,7 @@ def describe_environment() -> dict:
         "python": platform.python_version(),
         "machine": f"{platform.system()} {platform.machine()}",
         "blas": blas.describe(),
+        "recurrence": native.describe(),
     }
     if sys.platform.startswith("linux") and mx.default_device() == mx.cpu:
         # MLX's CPU backend builds fused kernels for mx.compile with the system's

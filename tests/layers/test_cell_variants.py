@@ -11,6 +11,8 @@ import torch
 import mlxseq
 from tests.layers.parity import cotangents
 
+pytestmark = pytest.mark.usefixtures("recurrence_path")  # tests/layers/conftest.py: both paths
+
 B, T, D, H = 3, 6, 4, 5
 LENGTHS = [6, 1, 4]
 

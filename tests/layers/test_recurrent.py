@@ -11,6 +11,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 import mlxseq
 from tests.layers.parity import KINDS, assert_close, cotangents, load_torch_weights, to_mx
 
+pytestmark = pytest.mark.usefixtures("recurrence_path")  # tests/layers/conftest.py: both paths
+
 B, T, D, H = 3, 5, 4, 6
 RAGGED = [5, 1, 3]  # includes the full length and a length of 1
 

@@ -1,0 +1,23 @@
+// mlxseq._native: the Recurrence primitive for Python (mlxseq/layers/native.py loads it).
+
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/vector.h>
+
+#include "recurrence.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+#ifndef MLXSEQ_MLX_VERSION
+#define MLXSEQ_MLX_VERSION "unknown"
+#endif
+
+NB_MODULE(_native, m) {
+  m.doc() = "mlxseq's native recurrence (one MLX primitive per layer-direction)";
+  m.attr("mlx_version") = MLXSEQ_MLX_VERSION;  // the MLX this was built against
+  m.def("recurrence", &mlxseq::recurrence, "kind"_a, "xp"_a, "h0"_a, "c0"_a.none(), "w_hh"_a, "b_hh"_a.none(),
+        "w_hr"_a.none(), "mask"_a.none(), "reverse"_a,
+        "outputs (T, B, P), h_T (B, P) and, for the LSTM, c_T (B, H) of one layer-direction");
+  m.def("blas_name", &mlxseq::blas_name, "the library whose cblas_sgemm the steps call");
+}

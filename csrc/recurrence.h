@@ -1,0 +1,74 @@
+// One layer-direction of an RNN, GRU or LSTM over all time steps, as one MLX primitive.
+//
+// Inputs (float32, time-major), in this order, the optional ones only when present:
+//   xp (T, B, G)   input projections of every step (biases folded in, GRU: b_ih only)
+//   h0 (B, P)      initial hidden state
+//   c0 (B, H)      LSTM: initial cell state
+//   w_hh (G, P)    recurrent weight
+//   b_hh (G,)      GRU: recurrent bias (b_hn sits inside r * (W_hn h + b_hn))
+//   w_hr (P, H)    LSTM with proj_size: projection of the hidden state
+//   mask (T, B)    1.0 where t < length, else 0.0
+// Outputs: out (T, B, P) (0 at masked steps), h_T (B, P) and, for the LSTM, c_T (B, H).
+//
+// The gate math is mlxseq.layers.gates' (PyTorch's gate order; the LSTM's g rows arrive
+// scaled by 2, so g = 2 sigmoid(z_g) - 1) with mlxseq.layers.activations' rational tanh.
+// On CPU streams each step is one sgemm into a preallocated buffer and one loop over the
+// gates; other devices evaluate nothing here (mlxseq runs its MLX graph there instead).
+
+#pragma once
+
+#include "mlx/array.h"
+#include "mlx/primitives.h"
+#include "mlx/utils.h"
+
+namespace mlxseq {
+
+enum class CellKind : int { rnn_tanh = 0, rnn_relu = 1, lstm = 2, gru = 3 };
+
+struct RecurrenceLayout {
+  CellKind kind;
+  bool reverse;
+  bool has_bias_hh;
+  bool projected;
+  bool masked;
+};
+
+class Recurrence : public mlx::core::Primitive {
+ public:
+  Recurrence(mlx::core::Stream stream, RecurrenceLayout layout)
+      : mlx::core::Primitive(stream), layout_(layout) {}
+
+  void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
+  void eval_gpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
+
+  std::vector<mlx::core::array> vjp(
+      const std::vector<mlx::core::array>& primals,
+      const std::vector<mlx::core::array>& cotangents,
+      const std::vector<int>& argnums,
+      const std::vector<mlx::core::array>& outputs) override;
+
+  const char* name() const override {
+    return "MlxseqRecurrence";
+  }
+  bool is_equivalent(const mlx::core::Primitive& other) const override;
+
+ private:
+  RecurrenceLayout layout_;
+};
+
+// The outputs described above, scheduled on the default stream.
+std::vector<mlx::core::array> recurrence(
+    int kind,
+    const mlx::core::array& xp,
+    const mlx::core::array& h0,
+    const std::optional<mlx::core::array>& c0,
+    const mlx::core::array& w_hh,
+    const std::optional<mlx::core::array>& b_hh,
+    const std::optional<mlx::core::array>& w_hr,
+    const std::optional<mlx::core::array>& mask,
+    bool reverse);
+
+// Which sgemm the steps call, for `mlxseq info`.
+const char* blas_name();
+
+} // namespace mlxseq

@@ -1,0 +1,82 @@
+"""The native recurrence (``mlxseq._native``, built from ``csrc/`` when mlxseq is installed).
+
+It runs one layer-direction's whole recurrence as one MLX primitive on CPU streams: each
+step one ``cblas_sgemm`` into a preallocated buffer and the gate math as vectorised C++.
+mlxseq uses it for untraced float32 calls (inference) on the CPU; everything else (GPU
+streams, gradients, other dtypes and cell variants) runs the MLX graph of
+``mlxseq.layers.scan``. Both give the same numbers to float32 rounding.
+
+``MLXSEQ_NATIVE=0`` keeps the MLX graph everywhere; :func:`describe` says which path is in
+use and why (``mlxseq info``).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from contextlib import contextmanager
+
+import mlx.core as mx
+
+CELL_KINDS = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3}  # csrc/recurrence.h CellKind
+
+_state: dict = {"module": None, "reason": "not loaded yet", "enabled": True}
+
+
+def _load() -> None:
+    if _state["reason"] != "not loaded yet":
+        return
+    if os.environ.get("MLXSEQ_NATIVE", "1") == "0":
+        _state["reason"] = "MLXSEQ_NATIVE=0"
+        return
+    try:
+        from mlxseq import _native
+    except ImportError as error:
+        _state["reason"] = f"not built ({error}); reinstall mlxseq where a C++ compiler is present"
+        return
+    running = importlib.metadata.version("mlx")
+    if _native.mlx_version != running:
+        _state["reason"] = f"built against mlx {_native.mlx_version}, running {running}: reinstall mlxseq"
+        return
+    _state["module"], _state["reason"] = _native, ""
+
+
+def available() -> bool:
+    """Whether the native recurrence is built, loadable and not switched off."""
+    _load()
+    return _state["module"] is not None and _state["enabled"]
+
+
+def describe() -> str:
+    """One line for ``mlxseq info``: the recurrence path in use and why."""
+    _load()
+    if _state["module"] is None:
+        return f"MLX graph ({_state['reason']})"
+    if not _state["enabled"]:
+        return "MLX graph (native recurrence switched off in this process)"
+    return f"native on CPU for inference (sgemm from {_state['module'].blas_name()}); MLX graph for gradients and GPUs"
+
+
+@contextmanager
+def disabled():
+    """Run the block on the MLX graph only (parity tests run both paths in one process)."""
+    before = _state["enabled"]
+    _state["enabled"] = False
+    try:
+        yield
+    finally:
+        _state["enabled"] = before
+
+
+def can_run(math, xp: mx.array, params: tuple) -> bool:
+    """Whether this scan can take the native path: a standard cell, float32, on the CPU."""
+    return (math.name in CELL_KINDS and not params and xp.dtype == mx.float32
+            and mx.default_device() == mx.cpu and available())
+
+
+def recurrence(math, xp, h0, extra0, w_hh, b_hh, w_hr, mask, reverse):
+    """``(outputs (T, B, P), h_T, extra_T)`` as :func:`mlxseq.layers.scan.scan` returns them."""
+    c0 = extra0[0] if extra0 else None
+    mask = None if mask is None else mask.reshape(mask.shape[0], mask.shape[1]).astype(mx.float32)
+    results = _state["module"].recurrence(CELL_KINDS[math.name], xp, h0, c0, w_hh, b_hh, w_hr, mask, reverse)
+    return results[0], results[1], tuple(results[2:])

@@ -1,0 +1,82 @@
+"""mlxseq/system/native.py: the native recurrence against the MLX graph it replaces for
+inference, the cases it leaves to the graph, and how `mlxseq info` reports the path.
+(The layers' parity with torch runs on both paths: tests/layers/conftest.py.)"""
+
+import os
+import subprocess
+import sys
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+import mlxseq
+from mlxseq.layers.gates import GATE_MATH
+from mlxseq.system import native
+
+needs_native = pytest.mark.skipif(not native.available(), reason=f"native recurrence unavailable: {native.describe()}")
+
+
+def _both_paths(layer, x, lengths=None, state=None):
+    out, final = layer(x, state, lengths=lengths)
+    with native.disabled():
+        ref_out, ref_final = layer(x, state, lengths=lengths)
+    return (out, *final), (ref_out, *ref_final)
+
+
+@needs_native
+@pytest.mark.parametrize("kind", ["rnn_tanh", "rnn_relu", "gru", "lstm", "lstm_proj"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_deep_bidirectional_layers_give_the_graphs_numbers(kind, masked):
+    mx.random.seed(3)
+    cls, kwargs = {"rnn_tanh": (mlxseq.RNN, {}), "rnn_relu": (mlxseq.RNN, {"nonlinearity": "relu"}),
+                   "gru": (mlxseq.GRU, {}), "lstm": (mlxseq.LSTM, {}),
+                   "lstm_proj": (mlxseq.LSTM, {"proj_size": 5})}[kind]
+    layer = cls(7, 12, num_layers=2, bidirectional=True, **kwargs)
+    layer.eval()
+    x = mx.random.normal((4, 37, 7))
+    lengths = mx.array([37, 1, 20, 36]) if masked else None
+    got, expected = _both_paths(layer, x, lengths)
+    for a, b in zip(got, expected):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(np.array(a), np.array(b), atol=2e-6, rtol=1e-5)
+    if masked:  # outputs past each length are 0, as after pad_packed_sequence
+        assert float(mx.abs(got[0][1, 1:]).max()) == 0.0
+
+
+@needs_native
+def test_initial_states_and_a_long_sequence():
+    mx.random.seed(4)
+    layer = mlxseq.LSTM(8, 16)
+    x = mx.random.normal((2, 3000, 8))
+    state = (mx.random.normal((1, 2, 16)), mx.random.normal((1, 2, 16)))
+    got, expected = _both_paths(layer, x, state=state)
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(np.array(a), np.array(b), atol=1e-5)
+
+
+def test_what_the_native_path_takes_and_what_it_leaves_to_the_graph():
+    xp = mx.zeros((3, 2, 8))
+    with native.disabled():
+        assert not native.can_run(GATE_MATH["lstm"], xp, ())
+    if not native.available():
+        pytest.skip(f"native recurrence unavailable: {native.describe()}")
+    assert native.can_run(GATE_MATH["lstm"], xp, ()) and native.can_run(GATE_MATH["gru"], xp, ())
+    assert not native.can_run(GATE_MATH["lstm_peephole"], xp, (mx.zeros(6),))  # cell variants: the graph
+    assert not native.can_run(GATE_MATH["gru_reset_before"], xp, ())
+    assert not native.can_run(GATE_MATH["lstm"], xp.astype(mx.float16), ())
+    layer = mlxseq.GRU(4, 6)  # gradients pass through the graph's hand-written backward
+    x = mx.random.normal((2, 5, 4))
+    grad = mx.grad(lambda x: layer(x)[0].sum())(x)
+    with native.disabled():
+        expected = mx.grad(lambda x: layer(x)[0].sum())(x)
+    np.testing.assert_allclose(np.array(grad), np.array(expected), atol=1e-6)
+
+
+def test_info_names_the_path_and_mlxseq_native_0_switches_it_off():
+    code = "import mlxseq; from mlxseq.system import native; print(native.describe())"
+    env = {**os.environ, "MLXSEQ_NATIVE": "0"}
+    off = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert off.stdout.strip() == "MLX graph (MLXSEQ_NATIVE=0)"
+    line = native.describe()
+    assert line.startswith("native on CPU") if native.available() else line.startswith("MLX graph (")
