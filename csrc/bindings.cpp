@@ -17,7 +17,8 @@ NB_MODULE(_native, m) {
   m.doc() = "mlxseq's native recurrence (one MLX primitive per layer-direction)";
   m.attr("mlx_version") = MLXSEQ_MLX_VERSION;  // the MLX this was built against
   m.def("recurrence", &mlxseq::recurrence, "kind"_a, "xp"_a, "h0"_a, "c0"_a.none(), "w_hh"_a, "b_hh"_a.none(),
-        "w_hr"_a.none(), "mask"_a.none(), "reverse"_a,
-        "outputs (T, B, P), h_T (B, P) and, for the LSTM, c_T (B, H) of one layer-direction");
+        "w_hr"_a.none(), "mask"_a.none(), "reverse"_a, "keep"_a = false,
+        "outputs (T, B, P), h_T (B, P) and, for the LSTM, c_T (B, H) of one layer-direction; keep=True makes "
+        "it differentiable (it then also returns what the backward pass reads)");
   m.def("blas_name", &mlxseq::blas_name, "the library whose cblas_sgemm the steps call");
 }

@@ -98,45 +98,118 @@ MLXSEQ_CLONES void rnn_cells(size_t count, bool relu, const float* z, float* y) 
   }
 }
 
+// LSTM backward of one step: dz (B, 4H) and dc_{t-1} (B, H) from dy, dc_t and what the forward kept.
+MLXSEQ_CLONES void lstm_cells_backward(int B, int H, const float* z, const float* c_prev, const float* c,
+                                       const float* dy, const float* dc, float* dz, float* dc_prev) {
+  for (int b = 0; b < B; ++b) {
+    const size_t r = size_t(b) * H, r4 = size_t(b) * 4 * H;
+    const float *zi = z + r4, *zf = zi + H, *zg = zi + 2 * H, *zo = zi + 3 * H;
+    float *di = dz + r4, *df = di + H, *dg = di + 2 * H, *d_o = di + 3 * H;
+    for (int j = 0; j < H; ++j) {
+      const float i = fast_sigmoid(zi[j]), f = fast_sigmoid(zf[j]);
+      const float g = 2.0f * fast_sigmoid(zg[j]) - 1.0f, o = fast_sigmoid(zo[j]);
+      const float tc = fast_tanh(c[r + j]);
+      const float dct = dc[r + j] + dy[r + j] * o * (1.0f - tc * tc);
+      di[j] = dct * g * i * (1.0f - i);
+      df[j] = dct * c_prev[r + j] * f * (1.0f - f);
+      dg[j] = dct * i * 0.5f * (1.0f - g * g);  // g = 2 sigmoid(z) - 1: dg/dz = (1 - g^2) / 2
+      d_o[j] = dy[r + j] * tc * o * (1.0f - o);
+      dc_prev[r + j] = dct * f;
+    }
+  }
+}
+
+// GRU backward of one step: d(xh), d(hh) (B, 3H) and the direct part of dh_{t-1}, dy * z.
+MLXSEQ_CLONES void gru_cells_backward(int B, int H, const float* xh, const float* hh, const float* h,
+                                      const float* dy, float* dxh, float* dhh, float* dh_direct) {
+  for (int b = 0; b < B; ++b) {
+    const size_t r = size_t(b) * H, r3 = size_t(b) * 3 * H;
+    const float *xr = xh + r3, *xz = xr + H, *xn = xr + 2 * H;
+    const float *hr = hh + r3, *hz = hr + H, *hn = hr + 2 * H;
+    float *dxr = dxh + r3, *dxz = dxr + H, *dxn = dxr + 2 * H;
+    float *dhr = dhh + r3, *dhz = dhr + H, *dhn = dhr + 2 * H;
+    for (int j = 0; j < H; ++j) {
+      const float rg = fast_sigmoid(xr[j] + hr[j]), z = fast_sigmoid(xz[j] + hz[j]);
+      const float n = fast_tanh(xn[j] + rg * hn[j]);
+      const float d = dy[r + j];
+      const float dn = d * (1.0f - z) * (1.0f - n * n);
+      const float dr = dn * hn[j] * rg * (1.0f - rg);
+      const float dzz = d * (h[r + j] - n) * z * (1.0f - z);
+      dxr[j] = dhr[j] = dr;
+      dxz[j] = dhz[j] = dzz;
+      dxn[j] = dn;
+      dhn[j] = dn * rg;
+      dh_direct[r + j] = d * z;
+    }
+  }
+}
+
+MLXSEQ_CLONES void rnn_cells_backward(size_t count, bool relu, const float* y, const float* dy, float* dz) {
+  if (relu) {
+    for (size_t j = 0; j < count; ++j) dz[j] = y[j] > 0.0f ? dy[j] : 0.0f;
+  } else {
+    for (size_t j = 0; j < count; ++j) dz[j] = dy[j] * (1.0f - y[j] * y[j]);
+  }
+}
+
 // c = a @ b^T with a (m, k), b (n, k), c (m, n); beta 1 adds to what c holds.
 inline void gemm_nt(int m, int n, int k, const float* a, const float* b, float beta, float* c) {
   cblas_sgemm(kRowMajor, kNoTrans, kTrans, m, n, k, 1.0f, a, k, b, k, beta, c, n);
 }
 
+// c = a @ b with a (m, k), b (k, n), c (m, n).
+inline void gemm_nn(int m, int n, int k, const float* a, const float* b, float* c) {
+  cblas_sgemm(kRowMajor, kNoTrans, kNoTrans, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n);
+}
+
+struct Sizes {
+  int T, B, G, P, H;
+};
+
+// Forward: inputs, outputs and, when kept, the per-step arrays of the backward pass.
 struct Pointers {
   const float *xp, *h0, *c0, *w_hh, *b_hh, *w_hr, *mask;
   float *out, *h_n, *c_n;
+  float *h_prev, *c_prev, *c_new, *z, *hh, *y;  // kept (T, B, ...) or null
 };
 
-void run(const RecurrenceLayout& layout, int T, int B, int G, int P, int H, const Pointers& p) {
+void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
+  const auto [T, B, G, P, H] = n;
   const bool lstm = layout.kind == CellKind::lstm, gru = layout.kind == CellKind::gru;
-  std::vector<float> gates(size_t(B) * G), hh(gru ? size_t(B) * G : 0);
-  std::vector<float> y(size_t(B) * H), h_new(layout.projected ? size_t(B) * P : 0);
+  std::vector<float> gates(size_t(B) * G), y(size_t(B) * H), h_new(layout.projected ? size_t(B) * P : 0);
   std::vector<float> c(lstm ? size_t(B) * H : 0), c_new(c.size());
   std::copy(p.h0, p.h0 + size_t(B) * P, p.h_n);  // h_n holds the running state
   if (lstm) std::copy(p.c0, p.c0 + c.size(), c.begin());
   float* h = p.h_n;
+  auto at = [&](float* base, int t, int width) { return base ? base + size_t(t) * B * width : nullptr; };
   for (int k = 0; k < T; ++k) {
     const int t = layout.reverse ? T - 1 - k : k;
     const float* xp_t = p.xp + size_t(t) * B * G;
+    if (float* kept = at(p.h_prev, t, P)) std::copy(h, h + size_t(B) * P, kept);
+    float* z = p.z ? at(p.z, t, G) : gates.data();
+    float* y_t = p.y ? at(p.y, t, H) : y.data();
     if (gru) {  // hh = h W_hh^T + b_hh; the gates add it to xp_t
+      float* hh = p.hh ? at(p.hh, t, G) : gates.data();
       if (layout.has_bias_hh) {
-        for (int b = 0; b < B; ++b) std::copy(p.b_hh, p.b_hh + G, hh.data() + size_t(b) * G);
+        for (int b = 0; b < B; ++b) std::copy(p.b_hh, p.b_hh + G, hh + size_t(b) * G);
       }
-      gemm_nt(B, G, P, h, p.w_hh, layout.has_bias_hh ? 1.0f : 0.0f, hh.data());
-      gru_cells(B, H, xp_t, hh.data(), h, y.data());
+      gemm_nt(B, G, P, h, p.w_hh, layout.has_bias_hh ? 1.0f : 0.0f, hh);
+      gru_cells(B, H, xp_t, hh, h, y_t);
     } else {  // z = xp_t + h W_hh^T, accumulated in place
-      std::copy(xp_t, xp_t + size_t(B) * G, gates.begin());
-      gemm_nt(B, G, P, h, p.w_hh, 1.0f, gates.data());
+      std::copy(xp_t, xp_t + size_t(B) * G, z);
+      gemm_nt(B, G, P, h, p.w_hh, 1.0f, z);
       if (lstm) {
-        lstm_cells(B, H, gates.data(), c.data(), c_new.data(), y.data());
+        if (float* kept = at(p.c_prev, t, H)) std::copy(c.begin(), c.end(), kept);
+        float* cn = p.c_new ? at(p.c_new, t, H) : c_new.data();
+        lstm_cells(B, H, z, c.data(), cn, y_t);
+        if (p.c_new) std::copy(cn, cn + size_t(B) * H, c_new.begin());
       } else {
-        rnn_cells(size_t(B) * H, layout.kind == CellKind::rnn_relu, gates.data(), y.data());
+        rnn_cells(size_t(B) * H, layout.kind == CellKind::rnn_relu, z, y_t);
       }
     }
-    const float* next = y.data();
+    const float* next = y_t;
     if (layout.projected) {  // h' = y W_hr^T
-      gemm_nt(B, P, H, y.data(), p.w_hr, 0.0f, h_new.data());
+      gemm_nt(B, P, H, y_t, p.w_hr, 0.0f, h_new.data());
       next = h_new.data();
     }
     float* out_t = p.out + size_t(t) * B * P;
@@ -156,37 +229,140 @@ void run(const RecurrenceLayout& layout, int T, int B, int G, int P, int H, cons
   if (lstm) std::copy(c.begin(), c.end(), p.c_n);
 }
 
-const float* data_or_null(const std::vector<mx::array>& inputs, int index) {
-  return index < 0 ? nullptr : inputs[index].data<float>();
+// Backward: the forward's inputs and kept arrays, the cotangents, and the gradients it writes.
+struct BackwardPointers {
+  const float *xp, *w_hh, *w_hr, *mask;
+  const float *h_prev, *c_prev, *c_new, *z, *hh, *y;
+  const float *d_out, *d_h, *d_c;
+  float *d_xp, *d_h0, *d_c0, *d_hh, *d_new;
+};
+
+void run_backward(const RecurrenceLayout& layout, Sizes n, const BackwardPointers& p) {
+  const auto [T, B, G, P, H] = n;
+  const bool lstm = layout.kind == CellKind::lstm, gru = layout.kind == CellKind::gru;
+  std::vector<float> dh(p.d_h, p.d_h + size_t(B) * P), dh_keep(size_t(B) * P), d_new(size_t(B) * P);
+  std::vector<float> dc(lstm ? size_t(B) * H : 0), dc_keep(dc.size()), dc_new(dc.size()), dc_prev(dc.size());
+  if (lstm) std::copy(p.d_c, p.d_c + dc.size(), dc.begin());
+  std::vector<float> dy(layout.projected ? size_t(B) * H : 0), dh_direct(gru ? size_t(B) * H : 0);
+  for (int k = T - 1; k >= 0; --k) {
+    const int t = layout.reverse ? T - 1 - k : k;
+    const size_t tb = size_t(t) * B;
+    // out_t = m * h'_t, and h_t = m ? h'_t : h_{t-1} (likewise c_t)
+    for (int b = 0; b < B; ++b) {
+      const bool valid = !layout.masked || p.mask[tb + b] != 0.0f;
+      const size_t r = size_t(b) * P;
+      for (int j = 0; j < P; ++j) {
+        d_new[r + j] = valid ? p.d_out[tb * P + r + j] + dh[r + j] : 0.0f;
+        dh_keep[r + j] = valid ? 0.0f : dh[r + j];
+      }
+      if (lstm) {
+        const size_t rc = size_t(b) * H;
+        for (int j = 0; j < H; ++j) {
+          dc_new[rc + j] = valid ? dc[rc + j] : 0.0f;
+          dc_keep[rc + j] = valid ? 0.0f : dc[rc + j];
+        }
+      }
+    }
+    const float* dy_t = d_new.data();
+    if (layout.projected) {  // h' = y W_hr^T: dy = dh' W_hr; dW_hr comes from d_new over all steps
+      std::copy(d_new.begin(), d_new.end(), p.d_new + tb * P);
+      gemm_nn(B, H, P, d_new.data(), p.w_hr, dy.data());
+      dy_t = dy.data();
+    }
+    float* d_xp = p.d_xp + tb * G;
+    const float* d_gates = d_xp;  // what multiplies W_hh on the way back
+    if (lstm) {
+      lstm_cells_backward(B, H, p.z + tb * G, p.c_prev + tb * H, p.c_new + tb * H, dy_t, dc_new.data(), d_xp,
+                          dc_prev.data());
+    } else if (gru) {
+      float* d_hh = p.d_hh + tb * G;
+      gru_cells_backward(B, H, p.xp + tb * G, p.hh + tb * G, p.h_prev + tb * P, dy_t, d_xp, d_hh, dh_direct.data());
+      d_gates = d_hh;
+    } else {
+      rnn_cells_backward(size_t(B) * H, layout.kind == CellKind::rnn_relu, p.y + tb * H, dy_t, d_xp);
+    }
+    gemm_nn(B, P, G, d_gates, p.w_hh, dh.data());  // dh_{t-1} = d(gates) W_hh
+    for (size_t j = 0; j < dh.size(); ++j) dh[j] += dh_keep[j] + (gru ? dh_direct[j] : 0.0f);
+    if (lstm) {
+      for (size_t j = 0; j < dc.size(); ++j) dc[j] = dc_prev[j] + dc_keep[j];
+    }
+  }
+  std::copy(dh.begin(), dh.end(), p.d_h0);
+  if (lstm) std::copy(dc.begin(), dc.end(), p.d_c0);
+}
+
+const float* data_or_null(const std::vector<mx::array>& arrays, int index) {
+  return index < 0 ? nullptr : arrays[index].data<float>();
+}
+
+float* data_or_null(std::vector<mx::array>& arrays, int index) {
+  return index < 0 ? nullptr : arrays[index].data<float>();
+}
+
+// Positions of the optional inputs and kept outputs of a Recurrence.
+struct Positions {
+  int c0 = -1, w_hh = -1, b_hh = -1, w_hr = -1, mask = -1, num_inputs = 0;
+  int c_n = -1, h_prev = -1, c_prev = -1, c_new = -1, z = -1, hh = -1, y = -1, num_outputs = 0;
+
+  explicit Positions(const RecurrenceLayout& l) {
+    const bool lstm = l.kind == CellKind::lstm, gru = l.kind == CellKind::gru;
+    int i = 2;
+    if (lstm) c0 = i++;
+    w_hh = i++;
+    if (l.has_bias_hh) b_hh = i++;
+    if (l.projected) w_hr = i++;
+    if (l.masked) mask = i++;
+    num_inputs = i;
+    int o = 2;
+    if (lstm) c_n = o++;
+    if (l.keep) {
+      h_prev = o++;
+      if (lstm) {
+        c_prev = o++;
+        c_new = o++;
+        z = o++;
+        if (l.projected) y = o++;
+      } else if (gru) {
+        hh = o++;
+      } else {
+        y = o++;
+      }
+    }
+    num_outputs = o;
+  }
+};
+
+void check_inputs(const std::vector<mx::array>& inputs, const char* name) {
+  for (const auto& a : inputs) {
+    if (!a.flags().row_contiguous || a.dtype() != mx::float32) {
+      throw std::invalid_argument(std::string(name) + ": inputs must be row-contiguous float32 arrays");
+    }
+  }
+}
+
+Sizes sizes_of(const RecurrenceLayout& layout, const mx::array& xp, int P, int H) {
+  return Sizes{int(xp.shape(0)), int(xp.shape(1)), int(xp.shape(2)), P, H};
 }
 
 } // namespace
 
 void Recurrence::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
-  const bool lstm = layout_.kind == CellKind::lstm;
-  int i = 2;
-  const int c0 = lstm ? i++ : -1;
-  const int w_hh = i++;
-  const int b_hh = layout_.has_bias_hh ? i++ : -1;
-  const int w_hr = layout_.projected ? i++ : -1;
-  const int mask = layout_.masked ? i++ : -1;
-  for (const auto& a : inputs) {
-    if (!a.flags().row_contiguous || a.dtype() != mx::float32) {
-      throw std::invalid_argument("MlxseqRecurrence: inputs must be row-contiguous float32 arrays");
-    }
-  }
+  check_inputs(inputs, name());
+  const Positions at(layout_);
   for (auto& out : outputs) out.set_data(mx::allocator::malloc(out.nbytes()));
-  const auto& xp = inputs[0];
-  const int T = xp.shape(0), B = xp.shape(1), G = xp.shape(2);
-  const int P = inputs[1].shape(1);
-  const int H = lstm ? inputs[c0].shape(1) : (layout_.kind == CellKind::gru ? G / 3 : G);
-  Pointers p{xp.data<float>(), inputs[1].data<float>(), data_or_null(inputs, c0), inputs[w_hh].data<float>(),
-             data_or_null(inputs, b_hh), data_or_null(inputs, w_hr), data_or_null(inputs, mask),
-             outputs[0].data<float>(), outputs[1].data<float>(), lstm ? outputs[2].data<float>() : nullptr};
+  const int P = inputs[1].shape(1), G = inputs[0].shape(2);
+  const int H = layout_.projected ? inputs[at.w_hr].shape(1) : (layout_.kind == CellKind::lstm ? G / 4
+                                                                : layout_.kind == CellKind::gru ? G / 3 : G);
+  Pointers p{inputs[0].data<float>(), inputs[1].data<float>(), data_or_null(inputs, at.c0),
+             inputs[at.w_hh].data<float>(), data_or_null(inputs, at.b_hh), data_or_null(inputs, at.w_hr),
+             data_or_null(inputs, at.mask), outputs[0].data<float>(), outputs[1].data<float>(),
+             data_or_null(outputs, at.c_n), data_or_null(outputs, at.h_prev), data_or_null(outputs, at.c_prev),
+             data_or_null(outputs, at.c_new), data_or_null(outputs, at.z), data_or_null(outputs, at.hh),
+             data_or_null(outputs, at.y)};
   auto& encoder = mx::cpu::get_command_encoder(stream());
   for (const auto& a : inputs) encoder.set_input_array(a);
   for (auto& a : outputs) encoder.set_output_array(a);
-  encoder.dispatch([layout = layout_, T, B, G, P, H, p]() { run(layout, T, B, G, P, H, p); });
+  encoder.dispatch([layout = layout_, n = sizes_of(layout_, inputs[0], P, H), p]() { run(layout, n, p); });
 }
 
 void Recurrence::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
@@ -194,16 +370,105 @@ void Recurrence::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&
 }
 
 std::vector<mx::array> Recurrence::vjp(
-    const std::vector<mx::array>&, const std::vector<mx::array>&, const std::vector<int>&,
-    const std::vector<mx::array>&) {
-  throw std::runtime_error("MlxseqRecurrence has no gradient yet; mlxseq differentiates its MLX graph instead");
+    const std::vector<mx::array>& primals,
+    const std::vector<mx::array>& cotangents,
+    const std::vector<int>& argnums,
+    const std::vector<mx::array>& outputs) {
+  if (!layout_.keep) {
+    throw std::runtime_error("MlxseqRecurrence: differentiate a call made with keep=True");
+  }
+  const Positions at(layout_);
+  const bool lstm = layout_.kind == CellKind::lstm, gru = layout_.kind == CellKind::gru;
+  auto s = stream();
+  const auto& xp = primals[0];
+  const int T = xp.shape(0), B = xp.shape(1), G = xp.shape(2), P = primals[1].shape(1);
+  const int H = lstm ? outputs[at.c_n].shape(1) : (gru ? G / 3 : G);
+  // Cotangents of out, h_T and c_T (those of the kept arrays are not used: nothing reads them).
+  auto cotangent = [&](int i) { return mx::contiguous(mx::astype(cotangents[i], mx::float32, s), false, s); };
+  std::vector<mx::array> inputs{xp, primals[at.w_hh]};
+  if (layout_.projected) inputs.push_back(primals[at.w_hr]);
+  if (layout_.masked) inputs.push_back(primals[at.mask]);
+  for (int o : {at.h_prev, at.c_prev, at.c_new, at.z, at.hh, at.y}) {
+    if (o >= 0) inputs.push_back(outputs[o]);
+  }
+  inputs.push_back(cotangent(0));
+  inputs.push_back(cotangent(1));
+  if (lstm) inputs.push_back(cotangent(at.c_n));
+  std::vector<mx::Shape> shapes{{T, B, G}, {B, P}};
+  if (lstm) shapes.push_back({B, H});
+  if (gru) shapes.push_back({T, B, G});
+  if (layout_.projected) shapes.push_back({T, B, P});
+  std::vector<mx::Dtype> dtypes(shapes.size(), mx::float32);
+  auto grads = mx::array::make_arrays(std::move(shapes), dtypes, std::make_shared<RecurrenceBackward>(s, layout_),
+                                      inputs);
+  const auto& d_xp = grads[0];
+  const auto& d_gates = gru ? grads[2] : d_xp;  // what multiplied W_hh at each step (GRU: d(W_hh h + b_hh))
+  std::vector<mx::array> result;
+  for (int arg : argnums) {
+    if (arg == 0) {
+      result.push_back(d_xp);
+    } else if (arg == 1) {
+      result.push_back(grads[1]);
+    } else if (arg == at.c0) {
+      result.push_back(grads[2]);
+    } else if (arg == at.w_hh) {  // dW_hh = sum_t d(gates)_t^T h_{t-1}: one matmul over all steps
+      result.push_back(mx::matmul(mx::transpose(mx::reshape(d_gates, {T * B, G}, s), s),
+                                  mx::reshape(outputs[at.h_prev], {T * B, P}, s), s));
+    } else if (arg == at.b_hh) {
+      result.push_back(mx::sum(mx::reshape(d_gates, {T * B, G}, s), 0, false, s));
+    } else if (arg == at.w_hr) {  // dW_hr = sum_t dh'_t^T y_t
+      result.push_back(mx::matmul(mx::transpose(mx::reshape(grads.back(), {T * B, P}, s), s),
+                                  mx::reshape(outputs[at.y], {T * B, H}, s), s));
+    } else {  // the mask
+      result.push_back(mx::zeros_like(primals[arg], s));
+    }
+  }
+  return result;
 }
 
 bool Recurrence::is_equivalent(const mx::Primitive& other) const {
-  const auto& o = static_cast<const Recurrence&>(other);
-  return o.layout_.kind == layout_.kind && o.layout_.reverse == layout_.reverse &&
-      o.layout_.has_bias_hh == layout_.has_bias_hh && o.layout_.projected == layout_.projected &&
-      o.layout_.masked == layout_.masked;
+  const auto& o = static_cast<const Recurrence&>(other).layout_;
+  return o.kind == layout_.kind && o.reverse == layout_.reverse && o.has_bias_hh == layout_.has_bias_hh &&
+      o.projected == layout_.projected && o.masked == layout_.masked && o.keep == layout_.keep;
+}
+
+void RecurrenceBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
+  check_inputs(inputs, name());
+  const bool lstm = layout_.kind == CellKind::lstm, gru = layout_.kind == CellKind::gru;
+  for (auto& out : outputs) out.set_data(mx::allocator::malloc(out.nbytes()));
+  int i = 0;
+  auto next = [&](bool present) { return present ? inputs[i++].data<float>() : nullptr; };
+  BackwardPointers p{};
+  p.xp = next(true);
+  p.w_hh = next(true);
+  p.w_hr = next(layout_.projected);
+  p.mask = next(layout_.masked);
+  p.h_prev = next(true);
+  p.c_prev = next(lstm);
+  p.c_new = next(lstm);
+  p.z = next(lstm);
+  p.hh = next(gru);
+  p.y = next((lstm && layout_.projected) || (!lstm && !gru));
+  p.d_out = next(true);
+  p.d_h = next(true);
+  p.d_c = next(lstm);
+  int o = 0;
+  p.d_xp = outputs[o++].data<float>();
+  p.d_h0 = outputs[o++].data<float>();
+  p.d_c0 = lstm ? outputs[o++].data<float>() : nullptr;
+  p.d_hh = gru ? outputs[o++].data<float>() : nullptr;
+  p.d_new = layout_.projected ? outputs[o++].data<float>() : nullptr;
+  const auto& xp = inputs[0];
+  const int G = xp.shape(2), P = inputs[1].shape(1);
+  const int H = layout_.projected ? inputs[2].shape(1) : (lstm ? G / 4 : gru ? G / 3 : G);
+  auto& encoder = mx::cpu::get_command_encoder(stream());
+  for (const auto& a : inputs) encoder.set_input_array(a);
+  for (auto& a : outputs) encoder.set_output_array(a);
+  encoder.dispatch([layout = layout_, n = sizes_of(layout_, xp, P, H), p]() { run_backward(layout, n, p); });
+}
+
+void RecurrenceBackward::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
+  throw std::runtime_error("MlxseqRecurrenceBackward runs on CPU streams only");
 }
 
 std::vector<mx::array> recurrence(
@@ -215,12 +480,13 @@ std::vector<mx::array> recurrence(
     const std::optional<mx::array>& b_hh,
     const std::optional<mx::array>& w_hr,
     const std::optional<mx::array>& mask,
-    bool reverse) {
+    bool reverse,
+    bool keep) {
   if (kind < 0 || kind > 3) throw std::invalid_argument("recurrence: kind must be 0-3");
   const auto cell = static_cast<CellKind>(kind);
-  if ((cell == CellKind::lstm) != c0.has_value()) {
-    throw std::invalid_argument("recurrence: c0 is given exactly for the LSTM");
-  }
+  const bool lstm = cell == CellKind::lstm, gru = cell == CellKind::gru;
+  if (lstm != c0.has_value()) throw std::invalid_argument("recurrence: c0 is given exactly for the LSTM");
+  if (w_hr && !lstm) throw std::invalid_argument("recurrence: only the LSTM has a projection");
   if (xp.ndim() != 3 || h0.ndim() != 2 || w_hh.ndim() != 2 || xp.shape(1) != h0.shape(0) ||
       w_hh.shape(0) != xp.shape(2) || w_hh.shape(1) != h0.shape(1)) {
     throw std::invalid_argument("recurrence: expected xp (T, B, G), h0 (B, P), w_hh (G, P)");
@@ -233,11 +499,21 @@ std::vector<mx::array> recurrence(
   if (b_hh) inputs.push_back(prepare(*b_hh));
   if (w_hr) inputs.push_back(prepare(*w_hr));
   if (mask) inputs.push_back(prepare(mx::reshape(*mask, {xp.shape(0), xp.shape(1)}, s)));
-  const int T = xp.shape(0), B = xp.shape(1), P = h0.shape(1);
+  const int T = xp.shape(0), B = xp.shape(1), G = xp.shape(2), P = h0.shape(1);
+  const int H = w_hr ? w_hr->shape(1) : (lstm ? G / 4 : gru ? G / 3 : G);
   std::vector<mx::Shape> shapes{{T, B, P}, {B, P}};
-  if (c0) shapes.push_back(c0->shape());
+  if (lstm) shapes.push_back({B, H});
+  if (keep) {
+    shapes.push_back({T, B, P});  // h_{t-1}
+    if (lstm) {
+      shapes.insert(shapes.end(), {{T, B, H}, {T, B, H}, {T, B, G}});  // c_{t-1}, c_t, z_t
+      if (w_hr) shapes.push_back({T, B, H});  // y_t
+    } else {
+      shapes.push_back(gru ? mx::Shape{T, B, G} : mx::Shape{T, B, H});  // W_hh h + b_hh, or y_t
+    }
+  }
   std::vector<mx::Dtype> dtypes(shapes.size(), mx::float32);
-  RecurrenceLayout layout{cell, reverse, b_hh.has_value(), w_hr.has_value(), mask.has_value()};
+  RecurrenceLayout layout{cell, reverse, b_hh.has_value(), w_hr.has_value(), mask.has_value(), keep};
   return mx::array::make_arrays(std::move(shapes), dtypes, std::make_shared<Recurrence>(s, layout), inputs);
 }
 

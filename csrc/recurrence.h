@@ -8,7 +8,11 @@
 //   b_hh (G,)      GRU: recurrent bias (b_hn sits inside r * (W_hn h + b_hn))
 //   w_hr (P, H)    LSTM with proj_size: projection of the hidden state
 //   mask (T, B)    1.0 where t < length, else 0.0
-// Outputs: out (T, B, P) (0 at masked steps), h_T (B, P) and, for the LSTM, c_T (B, H).
+// Outputs: out (T, B, P) (0 at masked steps), h_T (B, P) and, for the LSTM, c_T (B, H);
+// when differentiable (`keep`), also what the backward pass reads, each stacked over time
+// (T, B, ...): h_{t-1}; LSTM: c_{t-1}, c_t, z_t (and y_t when projected); GRU: W_hh h + b_hh;
+// RNN: y_t. Its VJP is the RecurrenceBackward primitive (the steps in the other direction,
+// one sgemm each) and the weight gradients as single matmuls over all steps, as cuDNN does.
 //
 // The gate math is mlxseq.layers.gates' (PyTorch's gate order; the LSTM's g rows arrive
 // scaled by 2, so g = 2 sigmoid(z_g) - 1) with mlxseq.layers.activations' rational tanh.
@@ -31,6 +35,7 @@ struct RecurrenceLayout {
   bool has_bias_hh;
   bool projected;
   bool masked;
+  bool keep;  // also output what the backward pass reads
 };
 
 class Recurrence : public mlx::core::Primitive {
@@ -56,6 +61,24 @@ class Recurrence : public mlx::core::Primitive {
   RecurrenceLayout layout_;
 };
 
+// The backward steps: d(xp) (T, B, G), d(h0) (B, P), LSTM: d(c0) (B, H); GRU: d(W_hh h + b_hh)
+// (T, B, G); projected: d(h'_t) (T, B, P), from the inputs, the kept arrays and the cotangents.
+class RecurrenceBackward : public mlx::core::Primitive {
+ public:
+  RecurrenceBackward(mlx::core::Stream stream, RecurrenceLayout layout)
+      : mlx::core::Primitive(stream), layout_(layout) {}
+
+  void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
+  void eval_gpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
+
+  const char* name() const override {
+    return "MlxseqRecurrenceBackward";
+  }
+
+ private:
+  RecurrenceLayout layout_;
+};
+
 // The outputs described above, scheduled on the default stream.
 std::vector<mlx::core::array> recurrence(
     int kind,
@@ -66,7 +89,8 @@ std::vector<mlx::core::array> recurrence(
     const std::optional<mlx::core::array>& b_hh,
     const std::optional<mlx::core::array>& w_hr,
     const std::optional<mlx::core::array>& mask,
-    bool reverse);
+    bool reverse,
+    bool keep);
 
 // Which sgemm the steps call, for `mlxseq info`.
 const char* blas_name();

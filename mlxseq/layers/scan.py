@@ -275,11 +275,11 @@ def scan(math, xp, h0, extra0, w_hh, b_hh=None, w_hr=None, mask=None, reverse=Fa
     Returns:
         ``(outputs (T, B, P), h_T (B, P), extra_T)``.
 
-    An untraced float32 call of a standard cell on the CPU (inference) runs as one native
-    primitive when mlxseq's extension is built (:mod:`mlxseq.system.native`).
+    A float32 scan of a standard cell on the CPU runs as one native primitive (and its
+    gradient as another) when mlxseq's extension is built (:mod:`mlxseq.system.native`).
     """
-    if native.can_run(math, xp, params) and not is_traced(xp):
-        return native.recurrence(math, xp, h0, extra0, w_hh, b_hh, w_hr, mask, reverse)
+    if native.can_run(math, xp, params):
+        return native.recurrence(math, xp, h0, extra0, w_hh, b_hh, w_hr, mask, reverse, is_traced(xp))
     fn, layout = _scan_function(math, b_hh is not None, w_hr is not None, mask is not None, reverse)
     args = [xp, h0, *extra0, w_hh]
     if b_hh is not None:

@@ -1,10 +1,11 @@
 """The native recurrence (``mlxseq._native``, built from ``csrc/`` when mlxseq is installed).
 
 It runs one layer-direction's whole recurrence as one MLX primitive on CPU streams: each
-step one ``cblas_sgemm`` into a preallocated buffer and the gate math as vectorised C++.
-mlxseq uses it for untraced float32 calls (inference) on the CPU; everything else (GPU
-streams, gradients, other dtypes and cell variants) runs the MLX graph of
-``mlxseq.layers.scan``. Both give the same numbers to float32 rounding.
+step one ``cblas_sgemm`` into a preallocated buffer and the gate math as vectorised C++;
+its gradient is a second primitive walking the steps back, and the weight gradients are
+single matmuls over all steps. mlxseq uses it for float32 RNN, GRU and LSTM layers on the
+CPU; GPU streams, other dtypes and the cell variants (peepholes, Cho's GRU) run the MLX
+graph of ``mlxseq.layers.scan``. Both give the same numbers to float32 rounding.
 
 ``MLXSEQ_NATIVE=0`` keeps the MLX graph everywhere; :func:`describe` says which path is in
 use and why (``mlxseq info``).
@@ -54,7 +55,7 @@ def describe() -> str:
         return f"MLX graph ({_state['reason']})"
     if not _state["enabled"]:
         return "MLX graph (native recurrence switched off in this process)"
-    return f"native on CPU for inference (sgemm from {_state['module'].blas_name()}); MLX graph for gradients and GPUs"
+    return f"native on CPU (sgemm from {_state['module'].blas_name()}); MLX graph on GPUs"
 
 
 @contextmanager
@@ -74,9 +75,14 @@ def can_run(math, xp: mx.array, params: tuple) -> bool:
             and mx.default_device() == mx.cpu and available())
 
 
-def recurrence(math, xp, h0, extra0, w_hh, b_hh, w_hr, mask, reverse):
-    """``(outputs (T, B, P), h_T, extra_T)`` as :func:`mlxseq.layers.scan.scan` returns them."""
+def recurrence(math, xp, h0, extra0, w_hh, b_hh, w_hr, mask, reverse, differentiable: bool):
+    """``(outputs (T, B, P), h_T, extra_T)`` as :func:`mlxseq.layers.scan.scan` returns them.
+
+    ``differentiable``: also keep, stacked over time, what the native backward pass reads
+    (as the MLX graph's scan does when traced); an inference call keeps nothing.
+    """
     c0 = extra0[0] if extra0 else None
     mask = None if mask is None else mask.reshape(mask.shape[0], mask.shape[1]).astype(mx.float32)
-    results = _state["module"].recurrence(CELL_KINDS[math.name], xp, h0, c0, w_hh, b_hh, w_hr, mask, reverse)
-    return results[0], results[1], tuple(results[2:])
+    results = _state["module"].recurrence(CELL_KINDS[math.name], xp, h0, c0, w_hh, b_hh, w_hr, mask, reverse,
+                                          differentiable)
+    return results[0], results[1], tuple(results[2 : 2 + math.num_extra])

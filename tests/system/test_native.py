@@ -55,6 +55,40 @@ def test_initial_states_and_a_long_sequence():
         np.testing.assert_allclose(np.array(a), np.array(b), atol=1e-5)
 
 
+@needs_native
+@pytest.mark.parametrize("kind", ["rnn_tanh", "rnn_relu", "gru", "lstm", "lstm_proj"])
+def test_gradients_of_every_parameter_match_the_graphs(kind):
+    mx.random.seed(5)
+    cls, kwargs = {"rnn_tanh": (mlxseq.RNN, {}), "rnn_relu": (mlxseq.RNN, {"nonlinearity": "relu"}),
+                   "gru": (mlxseq.GRU, {}), "lstm": (mlxseq.LSTM, {}),
+                   "lstm_proj": (mlxseq.LSTM, {"proj_size": 5})}[kind]
+    layer = cls(6, 9, num_layers=2, bidirectional=True, **kwargs)
+    x, lengths = mx.random.normal((3, 11, 6)), mx.array([11, 4, 7])
+    weights = mx.random.normal((3, 11, 2 * (5 if kind == "lstm_proj" else 9)))
+
+    def loss(params, x):
+        layer.update(params)
+        out, final = layer(x, lengths=lengths)
+        return (out * weights).sum() + sum((f * f).sum() for f in final)
+
+    grad = mx.grad(loss, argnums=(0, 1))
+    got = grad(layer.trainable_parameters(), x)
+    with native.disabled():
+        expected = grad(layer.trainable_parameters(), x)
+    flat_got, flat_expected = dict(mlxseq_tree(got[0])), dict(mlxseq_tree(expected[0]))
+    assert flat_got.keys() == flat_expected.keys() and len(flat_got) >= 8
+    for name in flat_got:
+        np.testing.assert_allclose(np.array(flat_got[name]), np.array(flat_expected[name]), atol=1e-5, rtol=1e-4,
+                                   err_msg=name)
+    np.testing.assert_allclose(np.array(got[1]), np.array(expected[1]), atol=1e-5, rtol=1e-4)
+
+
+def mlxseq_tree(params):
+    from mlx.utils import tree_flatten
+
+    return tree_flatten(params)
+
+
 def test_what_the_native_path_takes_and_what_it_leaves_to_the_graph():
     xp = mx.zeros((3, 2, 8))
     with native.disabled():
