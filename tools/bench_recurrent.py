@@ -6,7 +6,11 @@ as installed: mlxseq loads OpenBLAS before MLX; "mlx.nn" is a plain install
 same BLAS mlxseq uses, to separate the layer code from the BLAS.
 
 Measured: inference (forward) and a training step (forward, backward of
-``output.mean()``, gradients of all parameters), medians after warm-up.
+``output.mean()``, gradients of all parameters), medians after warm-up, and the
+step's peak memory: the growth of the process's resident memory (VmHWM after
+resetting it through /proc/self/clear_refs, over the RSS before the step).
+"mlxseq" runs the path ``mlxseq info`` names (the native recurrence where it is
+built); "mlxseq-graph" is mlxseq with ``MLXSEQ_NATIVE=0`` (its MLX graph).
 MLX functions run eagerly and under ``mx.compile``, the faster counts;
 torch runs eagerly (its fused CPU kernels). Tokens are B * T.
 
@@ -29,7 +33,27 @@ CONFIGS = {
     2: dict(kind="lstm", B=64, T=50, D=256, H=512, layers=2, bidirectional=True),
     3: dict(kind="gru", B=64, T=50, D=256, H=512, layers=1, bidirectional=False),
 }
-RUNNERS = ("mlxseq", "torch", "mlx.nn", "mlx.nn+OpenBLAS")
+RUNNERS = ("mlxseq", "mlxseq-graph", "torch", "mlx.nn", "mlx.nn+OpenBLAS")
+
+
+def _resident_mb(field: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_step_mb(step) -> float:
+    """Peak resident memory that one call of ``step()`` adds, in MB (Linux; NaN elsewhere)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")  # resets VmHWM to the current RSS
+    except OSError:
+        return float("nan")
+    before = _resident_mb("VmRSS")
+    step()
+    return _resident_mb("VmHWM") - before
 
 
 # --- workers (each in its own process) ------------------------------------------
@@ -52,7 +76,7 @@ def _torch_worker(cfg, runs):
         out.mean().backward()
 
     versions = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
-    return median_time(infer, runs), median_time(train, runs), versions
+    return median_time(infer, runs), median_time(train, runs), peak_step_mb(train), versions
 
 
 def _mlx_layer(cfg, runner):
@@ -95,14 +119,14 @@ def _mlx_layer(cfg, runner):
 
 
 def _mlx_worker(cfg, runs, runner):
-    if runner in ("mlxseq", "mlx.nn+OpenBLAS"):
+    if runner in ("mlxseq", "mlxseq-graph", "mlx.nn+OpenBLAS"):
         from mlxseq.system import blas
 
         blas.preload()
     import mlx.core as mx
     import mlx.nn as nn
 
-    from mlxseq.system import blas
+    from mlxseq.system import blas, native
 
     layer = _mlx_layer(cfg, runner)
     x = mx.random.normal((cfg["B"], cfg["T"], cfg["D"]))
@@ -113,6 +137,8 @@ def _mlx_worker(cfg, runs, runner):
 
     grad_step = nn.value_and_grad(layer, lambda x: layer(x)[0].mean())
     used = blas.describe() if runner != "mlx.nn" else "reference BLAS of the mlx wheel"
+    if runner.startswith("mlxseq"):
+        used += f"; recurrence: {native.describe()}"
     # Each function eagerly and under mx.compile; the faster counts (compiling a
     # whole unrolled loop is not always a win on the CPU). The plain install is
     # measured eagerly only: one training step of it takes tens of seconds.
@@ -122,7 +148,7 @@ def _mlx_worker(cfg, runs, runner):
         steps.append(mx.compile(grad_step))
     infer_s = min(median_time(lambda f=f: mx.eval(f(x)), runs) for f in forwards)
     train_s = min(median_time(lambda f=f: mx.eval(f(x)), runs) for f in steps)
-    return infer_s, train_s, f"mlx {mx.__version__}, {used}"
+    return infer_s, train_s, peak_step_mb(lambda: mx.eval(grad_step(x))), f"mlx {mx.__version__}, {used}"
 
 
 def worker(runner, config, runs):
@@ -139,6 +165,8 @@ def _run_worker(runner, config, runs, timeout):
     env = dict(os.environ)
     if runner == "mlx.nn":
         env["MLXSEQ_BLAS"] = "reference"
+    if runner == "mlxseq-graph":
+        env["MLXSEQ_NATIVE"] = "0"
     arguments = ["--worker", runner, "--config", str(config), "--runs", str(runs)]
     return run_worker(__file__, arguments, f"{runner} config {config}", env=env, timeout=timeout)
 
@@ -147,6 +175,24 @@ def _describe(cfg):
     layers = f"{cfg['layers']} layer{'s' if cfg['layers'] > 1 else ''}"
     bi = ", bidirectional" if cfg["bidirectional"] else ""
     return f"{cfg['kind'].upper()} B={cfg['B']} T={cfg['T']} D={cfg['D']} H={cfg['H']}, {layers}{bi}"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            fields = dict(line.split(":", 1) for line in info if ":" in line)
+        return (f"{fields['model name'].strip()} (family {fields['cpu family'].strip()} "
+                f"model {fields['model'].strip()})")
+    except (OSError, KeyError):
+        return ""
+
+
+def print_memory_table(results, runners, configs) -> None:
+    print("\nPeak memory of a training step (MB the step adds to the resident set):\n")
+    print("| config | " + " | ".join(runners) + " |")
+    print("|" + "---|" * (len(runners) + 1))
+    for config in configs:
+        print(f"| ({config}) | " + " | ".join(f"{results[config, r]['peak_mb']:,.0f}" for r in runners) + " |")
 
 
 def main():
@@ -160,8 +206,8 @@ def main():
     args = parser.parse_args()
 
     if args.worker:
-        infer_s, train_s, versions = worker(args.worker, args.config, args.runs)
-        print(json.dumps({"infer": infer_s, "train": train_s, "versions": versions}))
+        infer_s, train_s, peak_mb, versions = worker(args.worker, args.config, args.runs)
+        print(json.dumps({"infer": infer_s, "train": train_s, "peak_mb": peak_mb, "versions": versions}))
         return
 
     runners = [r for r in args.only.split(",") if r]
@@ -173,9 +219,10 @@ def main():
             r = _run_worker(runner, config, runs, timeout=3600)
             results[config, runner] = r
             versions[runner] = r["versions"]
-            print(f"  measured {runner:16s} config {config}: infer {r['infer']:.4f} s, train {r['train']:.4f} s", file=sys.stderr)
+            print(f"  measured {runner:16s} config {config}: infer {r['infer']:.4f} s, train {r['train']:.4f} s, "
+                  f"peak {r['peak_mb']:.0f} MB", file=sys.stderr)
 
-    cpu = platform.processor() or platform.machine()
+    cpu = _cpu_model() or platform.processor() or platform.machine()
     print(f"Machine: {platform.system()} {cpu}, {os.cpu_count()} cores; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}")
     for runner in runners:
         print(f"- {runner}: {versions[runner]}")
@@ -199,6 +246,7 @@ def main():
             if "mlx.nn" in runners and "mlxseq" in runners:
                 row += f" | {speed['mlxseq'] / speed['mlx.nn']:.1f}x"
             print(row + " |")
+    print_memory_table(results, runners, configs)
 
 
 if __name__ == "__main__":
