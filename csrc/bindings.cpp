@@ -2,6 +2,7 @@
 
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
 #include "recurrence.h"
@@ -21,4 +22,6 @@ NB_MODULE(_native, m) {
         "outputs (T, B, P), h_T (B, P) and, for the LSTM, c_T (B, H) of one layer-direction; keep=True makes "
         "it differentiable (it then also returns what the backward pass reads)");
   m.def("blas_name", &mlxseq::blas_name, "the library whose cblas_sgemm the steps call");
+  m.def("use_blas", &mlxseq::use_blas, "sgemm"_a, "pack_get_size"_a, "pack"_a, "compute"_a, "name"_a,
+        "call these functions (addresses) for the steps' products; 0 for those a library lacks");
 }

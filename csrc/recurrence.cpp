@@ -5,7 +5,11 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
 #include <stdexcept>
 #include <vector>
 
@@ -18,6 +22,14 @@
 extern "C" void cblas_sgemm(
     int order, int trans_a, int trans_b, int m, int n, int k, float alpha, const float* a, int lda,
     const float* b, int ldb, float beta, float* c, int ldc);
+
+using SgemmFn = decltype(&cblas_sgemm);
+// MKL's packed-weight GEMM (cblas_sgemm_pack_get_size, cblas_sgemm_pack, cblas_sgemm_compute; LP64).
+using PackGetSizeFn = size_t (*)(int identifier, int m, int n, int k);
+using PackFn = void (*)(int layout, int identifier, int trans, int m, int n, int k, float alpha, const float* src,
+                        int ld, float* dest);
+using PackedComputeFn = void (*)(int layout, int trans_a, int trans_b, int m, int n, int k, const float* a, int lda,
+                                 const float* b, int ldb, float beta, float* c, int ldc);
 
 namespace mlxseq {
 
@@ -152,15 +164,60 @@ MLXSEQ_CLONES void rnn_cells_backward(size_t count, bool relu, const float* y, c
   }
 }
 
-// c = a @ b^T with a (m, k), b (n, k), c (m, n); beta 1 adds to what c holds.
-inline void gemm_nt(int m, int n, int k, const float* a, const float* b, float beta, float* c) {
-  cblas_sgemm(kRowMajor, kNoTrans, kTrans, m, n, k, 1.0f, a, k, b, k, beta, c, n);
+// The sgemm the steps call: the process's cblas_sgemm unless use_blas chose another library;
+// with MKL's packed-weight API the fixed weight of every step is packed once per scan.
+struct Blas {
+  SgemmFn sgemm = &cblas_sgemm;
+  PackGetSizeFn pack_get_size = nullptr;
+  PackFn pack = nullptr;
+  PackedComputeFn compute = nullptr;
+  std::string name;
+};
+
+Blas& blas() {
+  static Blas chosen;
+  return chosen;
 }
 
-// c = a @ b with a (m, k), b (k, n), c (m, n).
-inline void gemm_nn(int m, int n, int k, const float* a, const float* b, float* c) {
-  cblas_sgemm(kRowMajor, kNoTrans, kNoTrans, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n);
-}
+constexpr int kBMatrix = 162, kPacked = 151;  // MKL's CblasBMatrix and CblasPacked
+
+// c (m, n) = a (m, k) @ op(w) with the same w at every step: op(w) = w^T for w (n, k), else w (k, n).
+class WeightProduct {
+ public:
+  WeightProduct(int m, int n, int k, const float* w, bool transposed)
+      : m_(m), n_(n), k_(k), w_(w), transposed_(transposed) {
+    const Blas& b = blas();
+    if (b.pack_get_size && m > 0 && n > 0 && k > 0) {
+      const size_t bytes = b.pack_get_size(kBMatrix, m, n, k);
+      packed_.reset(static_cast<float*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
+      if (packed_) {
+        b.pack(kRowMajor, kBMatrix, transposed ? kTrans : kNoTrans, m, n, k, 1.0f, w, transposed ? k : n,
+               packed_.get());
+      }
+    }
+  }
+
+  // beta 1 adds the product to what c holds.
+  void operator()(const float* a, float beta, float* c) const {
+    if (packed_) {
+      blas().compute(kRowMajor, kNoTrans, kPacked, m_, n_, k_, a, k_, packed_.get(), n_, beta, c, n_);
+    } else {
+      blas().sgemm(kRowMajor, kNoTrans, transposed_ ? kTrans : kNoTrans, m_, n_, k_, 1.0f, a, k_, w_,
+                   transposed_ ? k_ : n_, beta, c, n_);
+    }
+  }
+
+ private:
+  struct Free {
+    void operator()(float* p) const {
+      std::free(p);
+    }
+  };
+  int m_, n_, k_;
+  const float* w_;
+  bool transposed_;
+  std::unique_ptr<float, Free> packed_;
+};
 
 struct Sizes {
   int T, B, G, P, H;
@@ -182,6 +239,9 @@ void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
   if (lstm) std::copy(p.c0, p.c0 + c.size(), c.begin());
   float* h = p.h_n;
   auto at = [&](float* base, int t, int width) { return base ? base + size_t(t) * B * width : nullptr; };
+  const WeightProduct recurrent(B, G, P, p.w_hh, true);  // h W_hh^T
+  const std::optional<WeightProduct> projection =
+      layout.projected ? std::optional<WeightProduct>(std::in_place, B, P, H, p.w_hr, true) : std::nullopt;
   for (int k = 0; k < T; ++k) {
     const int t = layout.reverse ? T - 1 - k : k;
     const float* xp_t = p.xp + size_t(t) * B * G;
@@ -193,11 +253,11 @@ void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
       if (layout.has_bias_hh) {
         for (int b = 0; b < B; ++b) std::copy(p.b_hh, p.b_hh + G, hh + size_t(b) * G);
       }
-      gemm_nt(B, G, P, h, p.w_hh, layout.has_bias_hh ? 1.0f : 0.0f, hh);
+      recurrent(h, layout.has_bias_hh ? 1.0f : 0.0f, hh);
       gru_cells(B, H, xp_t, hh, h, y_t);
     } else {  // z = xp_t + h W_hh^T, accumulated in place
       std::copy(xp_t, xp_t + size_t(B) * G, z);
-      gemm_nt(B, G, P, h, p.w_hh, 1.0f, z);
+      recurrent(h, 1.0f, z);
       if (lstm) {
         if (float* kept = at(p.c_prev, t, H)) std::copy(c.begin(), c.end(), kept);
         float* cn = p.c_new ? at(p.c_new, t, H) : c_new.data();
@@ -209,7 +269,7 @@ void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
     }
     const float* next = y_t;
     if (layout.projected) {  // h' = y W_hr^T
-      gemm_nt(B, P, H, y_t, p.w_hr, 0.0f, h_new.data());
+      (*projection)(y_t, 0.0f, h_new.data());
       next = h_new.data();
     }
     float* out_t = p.out + size_t(t) * B * P;
@@ -244,6 +304,9 @@ void run_backward(const RecurrenceLayout& layout, Sizes n, const BackwardPointer
   std::vector<float> dc(lstm ? size_t(B) * H : 0), dc_keep(dc.size()), dc_new(dc.size()), dc_prev(dc.size());
   if (lstm) std::copy(p.d_c, p.d_c + dc.size(), dc.begin());
   std::vector<float> dy(layout.projected ? size_t(B) * H : 0), dh_direct(gru ? size_t(B) * H : 0);
+  const WeightProduct recurrent(B, P, G, p.w_hh, false);  // d(gates) W_hh
+  const std::optional<WeightProduct> projection =
+      layout.projected ? std::optional<WeightProduct>(std::in_place, B, H, P, p.w_hr, false) : std::nullopt;
   for (int k = T - 1; k >= 0; --k) {
     const int t = layout.reverse ? T - 1 - k : k;
     const size_t tb = size_t(t) * B;
@@ -266,7 +329,7 @@ void run_backward(const RecurrenceLayout& layout, Sizes n, const BackwardPointer
     const float* dy_t = d_new.data();
     if (layout.projected) {  // h' = y W_hr^T: dy = dh' W_hr; dW_hr comes from d_new over all steps
       std::copy(d_new.begin(), d_new.end(), p.d_new + tb * P);
-      gemm_nn(B, H, P, d_new.data(), p.w_hr, dy.data());
+      (*projection)(d_new.data(), 0.0f, dy.data());
       dy_t = dy.data();
     }
     float* d_xp = p.d_xp + tb * G;
@@ -281,7 +344,7 @@ void run_backward(const RecurrenceLayout& layout, Sizes n, const BackwardPointer
     } else {
       rnn_cells_backward(size_t(B) * H, layout.kind == CellKind::rnn_relu, p.y + tb * H, dy_t, d_xp);
     }
-    gemm_nn(B, P, G, d_gates, p.w_hh, dh.data());  // dh_{t-1} = d(gates) W_hh
+    recurrent(d_gates, 0.0f, dh.data());  // dh_{t-1} = d(gates) W_hh
     for (size_t j = 0; j < dh.size(); ++j) dh[j] += dh_keep[j] + (gru ? dh_direct[j] : 0.0f);
     if (lstm) {
       for (size_t j = 0; j < dc.size(); ++j) dc[j] = dc_prev[j] + dc_keep[j];
@@ -517,7 +580,22 @@ std::vector<mx::array> recurrence(
   return mx::array::make_arrays(std::move(shapes), dtypes, std::make_shared<Recurrence>(s, layout), inputs);
 }
 
-const char* blas_name() {
+void use_blas(uintptr_t sgemm, uintptr_t pack_get_size, uintptr_t pack, uintptr_t compute, const std::string& name) {
+  Blas chosen;
+  if (sgemm) {
+    chosen.sgemm = reinterpret_cast<SgemmFn>(sgemm);
+    chosen.name = name;
+  }
+  if (pack_get_size && pack && compute) {
+    chosen.pack_get_size = reinterpret_cast<PackGetSizeFn>(pack_get_size);
+    chosen.pack = reinterpret_cast<PackFn>(pack);
+    chosen.compute = reinterpret_cast<PackedComputeFn>(compute);
+  }
+  blas() = chosen;
+}
+
+std::string blas_name() {
+  if (!blas().name.empty()) return blas().name;
   Dl_info info;
   if (dladdr(reinterpret_cast<void*>(&cblas_sgemm), &info) && info.dli_fname) return info.dli_fname;
   return "unknown";

@@ -21,6 +21,9 @@
 
 #pragma once
 
+#include <cstdint>
+#include <string>
+
 #include "mlx/array.h"
 #include "mlx/primitives.h"
 #include "mlx/utils.h"
@@ -92,7 +95,12 @@ std::vector<mlx::core::array> recurrence(
     bool reverse,
     bool keep);
 
+// The library the steps call: addresses of its cblas_sgemm and, when it has them, MKL's
+// cblas_sgemm_pack_get_size / cblas_sgemm_pack / cblas_sgemm_compute (0: absent; sgemm 0:
+// the process's cblas_sgemm). Set before any recurrence runs.
+void use_blas(uintptr_t sgemm, uintptr_t pack_get_size, uintptr_t pack, uintptr_t compute, const std::string& name);
+
 // Which sgemm the steps call, for `mlxseq info`.
-const char* blas_name();
+std::string blas_name();
 
 } // namespace mlxseq

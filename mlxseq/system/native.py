@@ -7,15 +7,24 @@ single matmuls over all steps. mlxseq uses it for float32 RNN, GRU and LSTM laye
 CPU; GPU streams, other dtypes and the cell variants (peepholes, Cho's GRU) run the MLX
 graph of ``mlxseq.layers.scan``. Both give the same numbers to float32 rounding.
 
+The steps' products call the process's ``cblas_sgemm`` (the OpenBLAS mlxseq loads for MLX),
+or MKL where it is installed (``pip install mkl``): its packed-weight GEMM packs the weight
+every step reuses once per scan. ``MLXSEQ_NATIVE_BLAS=default`` keeps the process's BLAS,
+``=mkl`` requires MKL.
+
 ``MLXSEQ_NATIVE=0`` keeps the MLX graph everywhere; :func:`describe` says which path is in
 use and why (``mlxseq info``).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import importlib.metadata
 import os
+import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 import mlx.core as mx
 
@@ -40,6 +49,37 @@ def _load() -> None:
         _state["reason"] = f"built against mlx {_native.mlx_version}, running {running}: reinstall mlxseq"
         return
     _state["module"], _state["reason"] = _native, ""
+    _choose_blas(_native)
+
+
+def _find_mkl() -> str | None:
+    """libmkl_rt of the ``mkl`` wheel (installed under sys.prefix/lib) or of the system."""
+    for folder in (Path(sys.prefix) / "lib", Path(sys.base_prefix) / "lib"):
+        found = sorted(folder.glob("libmkl_rt.so*")) if folder.is_dir() else []
+        if found:
+            return str(found[-1])
+    return ctypes.util.find_library("mkl_rt")
+
+
+def _choose_blas(module) -> None:
+    choice = os.environ.get("MLXSEQ_NATIVE_BLAS", "auto")
+    if choice not in ("auto", "mkl", "default") or not sys.platform.startswith("linux"):
+        return
+    path = _find_mkl() if choice != "default" else None
+    if path is None:
+        if choice == "mkl":
+            _state["module"], _state["reason"] = None, "MLXSEQ_NATIVE_BLAS=mkl but MKL is not installed (pip install mkl)"
+        return
+    try:
+        mkl = ctypes.CDLL(path)
+        functions = [ctypes.cast(getattr(mkl, name), ctypes.c_void_p).value
+                     for name in ("cblas_sgemm", "cblas_sgemm_pack_get_size", "cblas_sgemm_pack", "cblas_sgemm_compute")]
+    except (OSError, AttributeError) as error:
+        if choice == "mkl":
+            _state["module"], _state["reason"] = None, f"MLXSEQ_NATIVE_BLAS=mkl but {path} did not load ({error})"
+        return
+    _state["mkl"] = mkl  # kept loaded for the process's lifetime
+    module.use_blas(*functions, f"MKL ({path}), packed weights")
 
 
 def available() -> bool:
@@ -55,7 +95,7 @@ def describe() -> str:
         return f"MLX graph ({_state['reason']})"
     if not _state["enabled"]:
         return "MLX graph (native recurrence switched off in this process)"
-    return f"native on CPU (sgemm from {_state['module'].blas_name()}); MLX graph on GPUs"
+    return f"native on CPU (products from {_state['module'].blas_name()}); MLX graph on GPUs"
 
 
 @contextmanager
