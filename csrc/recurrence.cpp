@@ -180,14 +180,15 @@ Blas& blas() {
 }
 
 constexpr int kBMatrix = 162, kPacked = 151;  // MKL's CblasBMatrix and CblasPacked
+constexpr int kPackMinSteps = 4;  // packing costs about one product: worth it from a few steps on
 
 // c (m, n) = a (m, k) @ op(w) with the same w at every step: op(w) = w^T for w (n, k), else w (k, n).
 class WeightProduct {
  public:
-  WeightProduct(int m, int n, int k, const float* w, bool transposed)
+  WeightProduct(int m, int n, int k, const float* w, bool transposed, int steps)
       : m_(m), n_(n), k_(k), w_(w), transposed_(transposed) {
     const Blas& b = blas();
-    if (b.pack_get_size && m > 0 && n > 0 && k > 0) {
+    if (b.pack_get_size && steps >= kPackMinSteps && m > 0 && n > 0 && k > 0) {
       const size_t bytes = b.pack_get_size(kBMatrix, m, n, k);
       packed_.reset(static_cast<float*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
       if (packed_) {
@@ -239,9 +240,9 @@ void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
   if (lstm) std::copy(p.c0, p.c0 + c.size(), c.begin());
   float* h = p.h_n;
   auto at = [&](float* base, int t, int width) { return base ? base + size_t(t) * B * width : nullptr; };
-  const WeightProduct recurrent(B, G, P, p.w_hh, true);  // h W_hh^T
+  const WeightProduct recurrent(B, G, P, p.w_hh, true, T);  // h W_hh^T
   const std::optional<WeightProduct> projection =
-      layout.projected ? std::optional<WeightProduct>(std::in_place, B, P, H, p.w_hr, true) : std::nullopt;
+      layout.projected ? std::optional<WeightProduct>(std::in_place, B, P, H, p.w_hr, true, T) : std::nullopt;
   for (int k = 0; k < T; ++k) {
     const int t = layout.reverse ? T - 1 - k : k;
     const float* xp_t = p.xp + size_t(t) * B * G;
@@ -304,9 +305,9 @@ void run_backward(const RecurrenceLayout& layout, Sizes n, const BackwardPointer
   std::vector<float> dc(lstm ? size_t(B) * H : 0), dc_keep(dc.size()), dc_new(dc.size()), dc_prev(dc.size());
   if (lstm) std::copy(p.d_c, p.d_c + dc.size(), dc.begin());
   std::vector<float> dy(layout.projected ? size_t(B) * H : 0), dh_direct(gru ? size_t(B) * H : 0);
-  const WeightProduct recurrent(B, P, G, p.w_hh, false);  // d(gates) W_hh
+  const WeightProduct recurrent(B, P, G, p.w_hh, false, T);  // d(gates) W_hh
   const std::optional<WeightProduct> projection =
-      layout.projected ? std::optional<WeightProduct>(std::in_place, B, H, P, p.w_hr, false) : std::nullopt;
+      layout.projected ? std::optional<WeightProduct>(std::in_place, B, H, P, p.w_hr, false, T) : std::nullopt;
   for (int k = T - 1; k >= 0; --k) {
     const int t = layout.reverse ? T - 1 - k : k;
     const size_t tb = size_t(t) * B;
