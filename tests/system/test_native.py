@@ -83,10 +83,48 @@ def test_gradients_of_every_parameter_match_the_graphs(kind):
     np.testing.assert_allclose(np.array(got[1]), np.array(expected[1]), atol=1e-5, rtol=1e-4)
 
 
+@needs_native
+def test_training_continued_on_the_other_path_stays_within_float32_rounding():
+    import mlx.nn as nn
+    import mlx.optimizers as optim
+    from mlx.utils import tree_flatten, tree_unflatten
+
+    mx.random.seed(6)
+    model = mlxseq.LSTM(5, 8, num_layers=2, bidirectional=True)
+    x, target = mx.random.normal((4, 9, 5)), mx.random.normal((4, 9, 16))
+    loss_and_grad = nn.value_and_grad(model, lambda x: ((model(x)[0] - target) ** 2).mean())
+
+    def train(steps, optimizer):
+        for _ in range(steps):
+            loss, grads = loss_and_grad(x)
+            optimizer.update(model, grads)
+            mx.eval(model.parameters(), optimizer.state)
+        return loss.item()
+
+    optimizer = optim.Adam(learning_rate=1e-2)
+    with native.disabled():
+        train(5, optimizer)  # the first half on the MLX graph
+    saved_params, saved_state = tree_flatten(model.parameters()), tree_flatten(optimizer.state)
+    finals = {}
+    for path in ("native", "graph"):
+        model.load_weights(saved_params)
+        optimizer = optim.Adam(learning_rate=1e-2)
+        optimizer.init(model.trainable_parameters())
+        optimizer.state = tree_unflatten(saved_state)
+        if path == "graph":
+            with native.disabled():
+                train(20, optimizer)
+        else:
+            train(20, optimizer)
+        finals[path] = dict(tree_flatten(model.parameters()))
+    for name, value in finals["native"].items():
+        np.testing.assert_allclose(np.array(value), np.array(finals["graph"][name]), atol=2e-5, err_msg=name)
+
+
 def mlxseq_tree(params):
     from mlx.utils import tree_flatten
 
-    return tree_flatten(params)
+    return tree_flatten(params)  # [(dotted name, array)]
 
 
 def test_what_the_native_path_takes_and_what_it_leaves_to_the_graph():
