@@ -9,6 +9,8 @@ import torch
 import mlxseq
 from tests.layers.parity import assert_close, cotangents, load_torch_weights, to_mx
 
+pytestmark = pytest.mark.usefixtures("recurrence_path")  # tests/layers/conftest.py: both paths
+
 D, H, B = 4, 6, 3
 CELLS = {
     "rnn_tanh": (torch.nn.RNNCell, mlxseq.RNNCell, {"nonlinearity": "tanh"}),
