@@ -6,16 +6,18 @@ scope before ``mlx.core`` is imported takes over ``cblas_sgemm`` (same results,
 20-50x faster); loaded afterwards it has no effect. mlxseq's ``__init__`` calls
 :func:`preload` before anything imports MLX.
 
-Set ``MLXSEQ_BLAS=reference`` to keep the wheel's BLAS, or to a library path
-to load that one instead. On machines with AVX-512 whose CPU OpenBLAS does not
+Set ``MLXSEQ_BLAS=reference`` to keep the wheel's BLAS, ``MLXSEQ_BLAS=mkl`` to load
+MKL (the ``mkl`` wheel's ``libmkl_rt``), or a library path to load that one instead. On machines with AVX-512 whose CPU OpenBLAS does not
 recognise (it then falls back to AVX2 kernels), ``OPENBLAS_CORETYPE=SkylakeX``
 is set unless the user set it: about twice the speed on such CPUs.
 On macOS MLX uses Accelerate and Metal; nothing is done there.
 """
 
 import ctypes
+import ctypes.util
 import os
 import sys
+from pathlib import Path
 
 CANDIDATES = (
     "libopenblas.so.0",
@@ -62,7 +64,7 @@ def preload() -> None:
         return
     if _has_avx512() and "OPENBLAS_CORETYPE" not in os.environ:
         os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
-    names = CANDIDATES if choice == "auto" else (choice,)
+    names = CANDIDATES if choice == "auto" else ((find_mkl() or "libmkl_rt.so"),) if choice == "mkl" else (choice,)
     for name in names:
         try:
             lib = ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
@@ -70,9 +72,19 @@ def preload() -> None:
             continue
         _state["library"] = name
         _state["core"] = _openblas_core(lib)
-        _state["note"] = f"OpenBLAS ({_state['core'] or 'unknown core'}) from {name}"
+        kind = "MKL" if "mkl" in Path(name).name else f"OpenBLAS ({_state['core'] or 'unknown core'})"
+        _state["note"] = f"{kind} from {name}"
         return
     _state["note"] = f"reference BLAS of the mlx wheel: {INSTALL_HINT}"
+
+
+def find_mkl() -> str | None:
+    """libmkl_rt of the ``mkl`` wheel (installed under sys.prefix/lib) or of the system; None if absent."""
+    for folder in (Path(sys.prefix) / "lib", Path(sys.base_prefix) / "lib"):
+        found = sorted(folder.glob("libmkl_rt.so*")) if folder.is_dir() else []
+        if found:
+            return str(found[-1])
+    return ctypes.util.find_library("mkl_rt")
 
 
 def _openblas_core(lib):

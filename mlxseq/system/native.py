@@ -19,14 +19,14 @@ use and why (``mlxseq info``).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import importlib.metadata
 import os
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 
 import mlx.core as mx
+
+from mlxseq.system import blas
 
 CELL_KINDS = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3}  # csrc/recurrence.h CellKind
 
@@ -52,20 +52,11 @@ def _load() -> None:
     _choose_blas(_native)
 
 
-def _find_mkl() -> str | None:
-    """libmkl_rt of the ``mkl`` wheel (installed under sys.prefix/lib) or of the system."""
-    for folder in (Path(sys.prefix) / "lib", Path(sys.base_prefix) / "lib"):
-        found = sorted(folder.glob("libmkl_rt.so*")) if folder.is_dir() else []
-        if found:
-            return str(found[-1])
-    return ctypes.util.find_library("mkl_rt")
-
-
 def _choose_blas(module) -> None:
     choice = os.environ.get("MLXSEQ_NATIVE_BLAS", "auto")
     if choice not in ("auto", "mkl", "default") or not sys.platform.startswith("linux"):
         return
-    path = _find_mkl() if choice != "default" else None
+    path = blas.find_mkl() if choice != "default" else None
     if path is None:
         if choice == "mkl":
             _state["module"], _state["reason"] = None, "MLXSEQ_NATIVE_BLAS=mkl but MKL is not installed (pip install mkl)"

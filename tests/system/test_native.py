@@ -77,9 +77,8 @@ def test_gradients_of_every_parameter_match_the_graphs(kind):
         expected = grad(layer.trainable_parameters(), x)
     flat_got, flat_expected = dict(mlxseq_tree(got[0])), dict(mlxseq_tree(expected[0]))
     assert flat_got.keys() == flat_expected.keys() and len(flat_got) >= 8
-    for name in flat_got:
-        np.testing.assert_allclose(np.array(flat_got[name]), np.array(flat_expected[name]), atol=1e-5, rtol=1e-4,
-                                   err_msg=name)
+    for name, value in flat_got.items():
+        np.testing.assert_allclose(np.array(value), np.array(flat_expected[name]), atol=1e-5, rtol=1e-4, err_msg=name)
     np.testing.assert_allclose(np.array(got[1]), np.array(expected[1]), atol=1e-5, rtol=1e-4)
 
 
