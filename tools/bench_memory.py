@@ -16,6 +16,7 @@ runs on a random ``(B, T, D)`` batch. Reported per run:
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -26,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_common beside this script
 from bench_common import run_worker  # noqa: E402
 
-RUNNERS = ("mlxseq", "torch", "mlx.nn")
+RUNNERS = ("mlxseq", "mlxseq-graph", "torch", "mlx.nn")  # mlxseq-graph: MLXSEQ_NATIVE=0
 MODES = ("forward", "train")
 
 
@@ -54,7 +55,9 @@ def _torch_pass(kind, B, T, D, H, mode):
 
 
 def _mlx_pass(runner, kind, B, T, D, H, mode):
-    if runner == "mlxseq":
+    if runner.startswith("mlxseq"):
+        if runner == "mlxseq-graph":
+            os.environ["MLXSEQ_NATIVE"] = "0"
         import mlxseq  # first: loads OpenBLAS before mlx.core
 
         layer = {"lstm": mlxseq.LSTM, "gru": mlxseq.GRU, "rnn": mlxseq.RNN}[kind](D, H)
