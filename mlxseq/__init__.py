@@ -13,6 +13,7 @@ Public API::
     mlxseq.generate(prompt, model=...), mlxseq.Generator      # language-model text generation
     mlxseq.train("config.yaml", overrides=["training.lr=2e-3"])  # a run folder (mlxseq.training)
     mlxseq.TextClassifier, SequenceTagger, TimeSeriesForecaster  # classifier, tagger, forecaster folders
+    mlxseq.FrameClassifier, FrameTagger                      # the same over feature vectors (audio, arrays)
     mlxseq.ClassifierEnsemble.load([folder, ...])             # classifiers averaged
     mlxseq.predict(model, texts), mlxseq.evaluate(model, data)   # what mlxseq predict / evaluate print
 """
@@ -33,6 +34,8 @@ from mlxseq.runs.from_config import train_from_config as train  # noqa: E402
 from mlxseq.pipelines.translator import Translator, translate  # noqa: E402
 from mlxseq.pipelines.classifier import ClassifierEnsemble, TextClassifier  # noqa: E402
 from mlxseq.pipelines.tagger import SequenceTagger  # noqa: E402
+from mlxseq.pipelines.frame_classifier import FrameClassifier  # noqa: E402
+from mlxseq.pipelines.frame_tagger import FrameTagger  # noqa: E402
 from mlxseq.pipelines.forecaster import TimeSeriesForecaster  # noqa: E402
 from mlxseq.pipelines.transcriber import Transcriber  # noqa: E402
 from mlxseq.pipelines.prediction import evaluate, predict  # noqa: E402
@@ -68,6 +71,8 @@ __all__ = [
     "TextClassifier",
     "ClassifierEnsemble",
     "SequenceTagger",
+    "FrameClassifier",
+    "FrameTagger",
     "TimeSeriesForecaster",
     "predict",
     "evaluate",

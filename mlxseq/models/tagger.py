@@ -1,6 +1,8 @@
 """``model_type: tagger``: one tag per input word (aligned many-to-many), softmax or CRF.
 
     1. w = embedding(words)                                (B, T, E)   <unk> for rare words
+       or, for sequences of feature vectors x (B, T, F) (num_features = F > 0: audio frames,
+       sensor readings; one tag per frame), w = W_x x + b_x
     2. c = char_rnn(char_embedding(chars), char_lengths)   (B, T, 2 Hc) final states of a
                                                                        bidirectional pass over
                                                                        each word's characters
@@ -43,6 +45,7 @@ class ModelArgs:
     crf: bool = False  # a linear-chain CRF over the emissions (Viterbi decoding) instead of softmax
     pad_id: int = 0
     unk_id: int = 1
+    num_features: int = 0  # > 0: inputs are (B, T, num_features) feature vectors, not word ids (vocab_size unused)
 
     def __post_init__(self):
         checks = [
@@ -51,6 +54,8 @@ class ModelArgs:
              "vocab_size, num_tags, embed_size, hidden_size and num_layers must be >= 1"),
             (self.char_vocab_size >= 0, f"char_vocab_size must be >= 0, got {self.char_vocab_size}"),
             (0 <= self.dropout < 1 and 0 <= self.word_dropout < 1, "dropout and word_dropout must be in [0, 1)"),
+            (self.num_features >= 0 and not (self.num_features and self.char_vocab_size),
+             "num_features must be >= 0, and feature vectors are not spelled (char_vocab_size 0)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -64,7 +69,10 @@ class Tagger(nn.Module):
         super().__init__()
         self.args = args
         dirs = 2 if args.bidirectional else 1
-        self.embedding = nn.Embedding(args.vocab_size, args.embed_size)
+        if args.num_features:
+            self.projection = nn.Linear(args.num_features, args.embed_size)
+        else:
+            self.embedding = nn.Embedding(args.vocab_size, args.embed_size)
         features = args.embed_size
         if args.char_vocab_size:
             self.char_embedding, self.char_rnn = char_encoder(args.rnn_type, args.char_vocab_size, args.char_embed_size,
@@ -79,16 +87,23 @@ class Tagger(nn.Module):
 
     def emissions(self, words: mx.array, lengths: mx.array, chars: mx.array | None = None,
                   char_lengths: mx.array | None = None, spelling_ids: mx.array | None = None) -> mx.array:
-        """Tag scores (B, T, K) of ``words`` (B, T); a model with a character encoder also reads the
-        batch's distinct spellings ``chars`` (U, C), ``char_lengths`` (U,) and each word's row of them,
-        ``spelling_ids`` (B, T) (see :func:`mlxseq.data.batch_spellings`)."""
-        B, T = words.shape
+        """Tag scores (B, T, K) of ``words`` (B, T) (feature vectors (B, T, F) with num_features); a model
+        with a character encoder also reads the batch's distinct spellings ``chars`` (U, C), ``char_lengths``
+        (U,) and each word's row of them, ``spelling_ids`` (B, T) (see :func:`mlxseq.data.batch_spellings`)."""
+        rank, what = (3, "feature vectors (B, T, F)") if self.args.num_features else (2, "words (B, T)")
+        if words.ndim != rank or (self.args.num_features and words.shape[-1] != self.args.num_features):
+            raise ValueError(f"expected {what}{f' with F={self.args.num_features}' if self.args.num_features else ''}, "
+                             f"got shape {tuple(words.shape)}")
+        B, T = words.shape[:2]
         if tuple(lengths.shape) != (B,):
             raise ValueError(f"expected lengths of shape (B,) = ({B},), got shape {tuple(lengths.shape)}")
-        if self.training and self.args.word_dropout > 0:
-            drop = mx.random.bernoulli(self.args.word_dropout, words.shape)
-            words = mx.where(drop, self.args.unk_id, words)
-        x = self.embedding(words)  # (B, T, E)
+        if self.args.num_features:
+            x = self.projection(words)  # (B, T, E)
+        else:
+            if self.training and self.args.word_dropout > 0:
+                drop = mx.random.bernoulli(self.args.word_dropout, words.shape)
+                words = mx.where(drop, self.args.unk_id, words)
+            x = self.embedding(words)  # (B, T, E)
         if self.args.char_vocab_size:
             x = mx.concatenate([x, spelled_words(self.char_embedding, self.char_rnn, chars, char_lengths, spelling_ids, (B, T))], axis=-1)
         outputs, _ = self.rnn(self.dropout(x), lengths=lengths)  # (B, T, dirs * H)

@@ -10,7 +10,8 @@ The model folder's ``model_type`` decides what happens:
 
     classifier   texts (arguments, one per line of a file or stdin) -> label<TAB>probability<TAB>text
                  evaluate: a TSV of text<TAB>label -> accuracy, macro-F1, loss
-    tagger       whitespace-separated words per line, or a CoNLL-U file -> word/TAG pairs or CoNLL-U
+    tagger       whitespace-separated words per line, or a CoNLL-U file -> word/TAG pairs or CoNLL-U;
+                 over feature vectors: files -> file<TAB>one tag per frame
                  evaluate: a CoNLL-U file -> token accuracy (entity F1 for BIO tags), loss
     forecaster   a CSV series -> CSV of the next H steps after its last row (date and features)
                  evaluate: the CSV -> MSE and MAE of the split's windows on the normalised scale
@@ -125,8 +126,13 @@ def _evaluate_classifier(models: list, data: str, options: "EvaluationOptions") 
 
 
 def _predict_tagger(models: list, inputs: Inputs, batch_size: int, threshold: float) -> str:
+    from mlxseq.pipelines.frame_tagger import FrameTagger, is_frame_tagger
     from mlxseq.pipelines.tagger import SequenceTagger
 
+    if is_frame_tagger(read_config(resolve_folder(models[0]))):  # feature vectors: each input names a file
+        paths = inputs.items()
+        tags = FrameTagger.load(models[0]).tag_files(paths, batch_size)
+        return "".join(f"{path}\t{' '.join(row)}\n" for path, row in zip(paths, tags))
     conllu_in = inputs.input is not None and not inputs.texts and _is_conllu(inputs.input)
     items = read_conllu(inputs.input, None) if conllu_in else inputs.items()
     tagger = SequenceTagger.load(models[0])
@@ -140,8 +146,16 @@ def _predict_tagger(models: list, inputs: Inputs, batch_size: int, threshold: fl
 
 
 def _evaluate_tagger(models: list, data: str, options: "EvaluationOptions") -> Scored:
+    from mlxseq.pipelines.frame_tagger import FrameTagger, is_frame_tagger, read_frame_tags
     from mlxseq.pipelines.tagger import SequenceTagger
 
+    if is_frame_tagger(read_config(resolve_folder(models[0]))):  # file<TAB>tags, one tag per frame
+        tagger = FrameTagger.load(models[0])
+        paths, gold = read_frame_tags(data)
+        scores = tagger.evaluate_files(paths, gold, options.batch_size, source=data)
+        head = f"frame accuracy {scores['accuracy']:.2f}" + (
+            f"  entity F1 {scores['entity_f1']:.2f} (BIO, exact spans)" if "entity_f1" in scores else "")
+        return Scored(f"{head}  loss {scores['loss']:.4f}", scores["settings"], tagger.folder, _parameters(tagger.model))
     tagger = SequenceTagger.load(models[0])
     column = tagger.encoder.settings.tag_column or "upos"
     sentences = read_conllu(data, column)

@@ -1,4 +1,6 @@
-"""``task: tagging``: CoNLL-U files to a trained ``tagger`` model folder (UPOS or XPOS tags).
+"""``task: tagging``: CoNLL-U files to a trained ``tagger`` model folder (UPOS or XPOS tags),
+or, with ``data.features``, sequences of feature vectors with one tag per frame
+(:mod:`mlxseq.tasks.frame_tagging`).
 
 :func:`prepare` (1) reads the words and tags of the training and validation sentences
 (multi-word token ranges and empty nodes skipped), (2) builds the word vocabulary (words
@@ -16,7 +18,7 @@ scores the model as ``mlxseq evaluate`` does (:class:`mlxseq.pipelines.tagger.Se
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import mlx.core as mx
@@ -35,6 +37,8 @@ from mlxseq.training.progress import LossUnits
 from mlxseq.tasks.batches import SamplerBatches
 from mlxseq.tasks.model_card import card_heading, scores_table, training_section
 from mlxseq.tasks.run_tokenizer import tokenizer_for_run
+from mlxseq.speech.features import FeatureArgs
+from mlxseq.tasks.frame_tagging import prepare_frames
 
 NAME = "tagging"
 MODEL_TYPES = ("tagger",)
@@ -50,8 +54,8 @@ METRICS = ("loss", "accuracy", "entity_f1")
 
 @dataclass
 class DataArgs:
-    train: str  # CoNLL-U training file (UTF-8, plain or gzip)
-    valid: str  # CoNLL-U validation file
+    train: str  # CoNLL-U training file (UTF-8, plain or gzip); with data.features a TSV of file<TAB>tags
+    valid: str  # CoNLL-U validation file (or, with data.features, a TSV of file<TAB>tags)
     tag_column: Literal["upos", "xpos"] = "upos"  # which tags to learn
     lowercase: bool = True  # the word vocabulary holds lowercased words (characters keep their case)
     min_frequency: int = 2  # rarer training words become <unk>; the character encoder still spells them
@@ -60,6 +64,10 @@ class DataArgs:
     max_length: int = 128  # drop training sentences longer than this many words
     max_train_sentences: int = 0  # use only the first N training sentences; 0 = all
     bucket_multiple: int = 8  # pad lengths up to a multiple of this: fewer shapes, fewer compiled traces
+    features: Literal["", "audio", "arrays"] = ""  # the TSVs' first column names a file of feature vectors: a WAV
+    #   (audio) or a .npy/.npz/.csv (frames, features) array; the second holds one tag per frame, space-separated;
+    #   max_length then counts frames, and the word settings (lowercase, min_frequency, char_encoder) are unused
+    audio: FeatureArgs = field(default_factory=FeatureArgs)  # features: audio: sample_rate, n_fft, hop_length, n_mels, top_db
 
 
 @dataclass
@@ -151,6 +159,8 @@ def model_card(config, facts: dict, summary: dict) -> str:
 def prepare(config, run_dir, *, resuming: bool, command: str, log=None) -> TaskParts:
     """The model, batches, loss, validation and model-folder writer for ``config``."""
     data, training, validation = config.data, config.training, config.validation
+    if data.features:
+        return prepare_frames(config, command, make_loss)
     train = _read(data.train, "data.train", data.tag_column)[: data.max_train_sentences or None]
     valid = _read(data.valid, "data.valid", data.tag_column)[: validation.max_sentences or None]
     kept = [s for s in train if len(s.words) <= data.max_length]
