@@ -11,7 +11,8 @@ recording is scaled by its own gain, and white noise is added at a signal-to-noi
     samples += noise * rms(samples) * 10 ** (-snr_db / 20)                  (noise ~ N(0, 1), seeded; inf: none)
 
 A fraction of drawn utterances (``clean_fraction``) gets no noise: their pauses are digital
-silence, as at the ends of FSDD's own recordings.
+silence, as at the ends of FSDD's own recordings; another (``isolated_fraction``) is one
+recording exactly as stored (no pause, gain or noise), as users record a single digit.
 
 Its transcript is the digits, space-separated (``"4 0 7"``). An utterance is a row of a
 **digit list** (a TSV with the header ``recordings pauses_ms gains_db snr_db seed transcript``),
@@ -50,6 +51,7 @@ class SynthesisArgs:
     gain_db: tuple[float, float] = (-6.0, 6.0)  # each recording's gain, uniform
     snr_db: tuple[float, float] = (20.0, 40.0)  # the utterance's signal-to-noise ratio, uniform
     clean_fraction: float = 0.0  # the share of utterances without noise (snr_db inf)
+    isolated_fraction: float = 0.0  # the share of utterances that are one recording as stored
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,9 @@ def sample_utterances(names, count: int, seed: int, args: SynthesisArgs = Synthe
             pauses[0], pauses[-1] = (int(p) for p in rng.integers(args.edge_pause_ms[0], args.edge_pause_ms[1] + 1, 2))
         if args.clean_fraction > 0 and rng.uniform() < args.clean_fraction:
             snr = float("inf")
+        if args.isolated_fraction > 0 and rng.uniform() < args.isolated_fraction:
+            utterances.append(Utterance.isolated(chosen[0]))
+            continue
         utterances.append(Utterance(chosen, tuple(pauses), gains, snr, seed))
     return utterances
 

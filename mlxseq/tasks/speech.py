@@ -69,6 +69,7 @@ class DataArgs:
     #                                                                   longest] pause between digits, in ms
     edge_pause_ms: list[int] = field(default_factory=list)  # and before the first and after the last; [] = pause_ms
     clean_fraction: float = 0.0  # the share of drawn utterances without added noise (pauses of digital silence)
+    isolated_fraction: float = 0.0  # the share of drawn utterances that are one recording as stored
     labels: Literal["characters", "words"] = "characters"  # what one output label stands for
     sample_rate: int = 8000  # audio is resampled to this rate
     n_fft: int = 256  # samples per analysis frame
@@ -109,8 +110,9 @@ def check_config(config) -> list[tuple[str, str]]:
             continue
         if len(pauses) != 2 or not 0 <= pauses[0] <= pauses[1] <= 10_000:
             problems.append((f"data.{key}", "need [shortest, longest] with 0 <= shortest <= longest <= 10000"))
-    if not 0 <= data.clean_fraction <= 1:
-        problems.append(("data.clean_fraction", "must be between 0 and 1"))
+    for key in ("clean_fraction", "isolated_fraction"):
+        if not 0 <= getattr(data, key) <= 1:
+            problems.append((f"data.{key}", "must be between 0 and 1"))
     if data.top_db is not None and not data.top_db > 0:
         problems.append(("data.top_db", "must be > 0 (or null: no floor relative to the peak)"))
     if data.bucket_frames and (min(data.bucket_frames) < 1 or sorted(set(data.bucket_frames)) != data.bucket_frames):
@@ -146,7 +148,7 @@ def _utterances(config, split: str, sources: dict | None, log) -> Utterances:
         seed = config.training.seed + (0 if split == "train" else 1)
         synthesis = SynthesisArgs(data.min_digits, data.max_digits, tuple(data.pause_ms),
                                   tuple(data.edge_pause_ms) if data.edge_pause_ms else None,
-                                  clean_fraction=data.clean_fraction)
+                                  clean_fraction=data.clean_fraction, isolated_fraction=data.isolated_fraction)
         drawn = sample_utterances(names, count, seed, synthesis)
         items = digit_items(drawn, sources, [f"{split} utterance {k}" for k in range(count)])
         source = (f"{count} connected-digit utterances ({data.min_digits}-{data.max_digits} digits) drawn from "

@@ -129,6 +129,14 @@ def test_a_clean_fraction_draws_that_share_without_noise_and_keeps_the_rest(tmp_
     assert samples[: first.pauses_ms[0] * 8].tolist() == [0.0] * (first.pauses_ms[0] * 8)  # digital silence
 
 
+def test_an_isolated_fraction_draws_single_recordings_as_stored(tmp_path):
+    names = [n for n in load_recordings(make_recordings(tmp_path)) if split_of(n) == "train"]
+    drawn = sample_utterances(names, 400, 4, SynthesisArgs(isolated_fraction=0.25))
+    isolated = [u for u in drawn if u == Utterance.isolated(u.recordings[0])]
+    assert 70 <= len(isolated) <= 130 and all(len(u.recordings) == 1 for u in isolated)
+    assert all(u.snr_db < float("inf") for u in drawn if u not in isolated)
+
+
 def test_the_shipped_isolated_list_is_the_300_official_test_recordings_as_they_are(tmp_path):
     lines = (SHIPPED_TEST_LIST.parent / "fsdd_isolated_test.tsv").read_text().splitlines()[1:]
     items = [parse_digit_row(line.split("\t"), f"isolated:{n}") for n, line in enumerate(lines, start=2)]

@@ -97,6 +97,7 @@ def test_transcribe_and_evaluate_on_the_trained_folder(trained, tmp_path):
     ({"edge_pause_ms": [300, 100]}, "data.edge_pause_ms"),
     ({"pause_ms": [50]}, "data.pause_ms"),
     ({"clean_fraction": 1.5}, "data.clean_fraction"),
+    ({"isolated_fraction": -0.1}, "data.isolated_fraction"),
     ({"top_db": 0}, "data.top_db"),
 ])
 def test_clashing_settings_name_their_key(tmp_path, data, key):
