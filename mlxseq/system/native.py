@@ -7,10 +7,10 @@ single matmuls over all steps. mlxseq uses it for float32 RNN, GRU and LSTM laye
 CPU; GPU streams, other dtypes and the cell variants (peepholes, Cho's GRU) run the MLX
 graph of ``mlxseq.layers.scan``. Both give the same numbers to float32 rounding.
 
-The steps' products call the process's ``cblas_sgemm`` (the OpenBLAS mlxseq loads for MLX),
-or MKL where it is installed (``pip install mkl``): its packed-weight GEMM packs the weight
-every step reuses once per scan. ``MLXSEQ_NATIVE_BLAS=default`` keeps the process's BLAS,
-``=mkl`` requires MKL.
+The steps' products call the process's ``cblas_sgemm`` (the OpenBLAS mlxseq loads for MLX).
+``MLXSEQ_NATIVE_BLAS=mkl`` calls MKL instead (``pip install mkl``), with its packed-weight
+GEMM: the weight every step reuses is packed once per scan. On the AMD Zen 4 measured
+(docs/speed.md) OpenBLAS was the faster of the two, so MKL is not the default.
 
 ``MLXSEQ_NATIVE=0`` keeps the MLX graph everywhere; :func:`describe` says which path is in
 use and why (``mlxseq info``).
@@ -53,21 +53,19 @@ def _load() -> None:
 
 
 def _choose_blas(module) -> None:
-    choice = os.environ.get("MLXSEQ_NATIVE_BLAS", "auto")
-    if choice not in ("auto", "mkl", "default") or not sys.platform.startswith("linux"):
+    choice = os.environ.get("MLXSEQ_NATIVE_BLAS", "default")
+    if choice != "mkl" or not sys.platform.startswith("linux"):
         return
-    path = blas.find_mkl() if choice != "default" else None
+    path = blas.find_mkl()
     if path is None:
-        if choice == "mkl":
-            _state["module"], _state["reason"] = None, "MLXSEQ_NATIVE_BLAS=mkl but MKL is not installed (pip install mkl)"
+        _state["module"], _state["reason"] = None, "MLXSEQ_NATIVE_BLAS=mkl but MKL is not installed (pip install mkl)"
         return
     try:
         mkl = ctypes.CDLL(path)
         functions = [ctypes.cast(getattr(mkl, name), ctypes.c_void_p).value
                      for name in ("cblas_sgemm", "cblas_sgemm_pack_get_size", "cblas_sgemm_pack", "cblas_sgemm_compute")]
     except (OSError, AttributeError) as error:
-        if choice == "mkl":
-            _state["module"], _state["reason"] = None, f"MLXSEQ_NATIVE_BLAS=mkl but {path} did not load ({error})"
+        _state["module"], _state["reason"] = None, f"MLXSEQ_NATIVE_BLAS=mkl but {path} did not load ({error})"
         return
     _state["mkl"] = mkl  # kept loaded for the process's lifetime
     module.use_blas(*functions, f"MKL ({path}), packed weights")
