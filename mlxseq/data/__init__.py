@@ -37,7 +37,7 @@ from mlxseq.data.tokenizer import (
     train_sentencepiece_pair,
 )
 from mlxseq.data.conllu import Sentence, format_conllu, read_conllu
-from mlxseq.data.frames import FRAME_SUFFIXES, read_frames
+from mlxseq.data.frames import FRAME_SUFFIXES, read_frames, standardise
 from mlxseq.data.labelled import HEADER_OPTIONS, LabelledCorpus, read_labelled
 from mlxseq.data.nested_spans import SpanTable, nested_spans
 from mlxseq.data.spelling import CHARS_NAME, batch_spellings, read_chars, spell
@@ -50,5 +50,5 @@ __all__ = [
     "PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID", "SPECIAL_TOKENS",
     "BatchSampler", "StreamBatcher", "PairBatch", "pad_batch", "pad_frames", "pad_pairs", "pair_lengths", "padded_length",
     "LabelledCorpus", "read_labelled", "HEADER_OPTIONS", "SpanTable", "nested_spans", "CHARS_NAME", "spell", "batch_spellings", "read_chars", "Sentence", "read_conllu", "format_conllu",
-    "TimeSeries", "read_timeseries", "Normaliser", "read_frames", "FRAME_SUFFIXES",
+    "TimeSeries", "read_timeseries", "Normaliser", "read_frames", "standardise", "FRAME_SUFFIXES",
 ]

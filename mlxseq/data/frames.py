@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mlxseq.data.corpus import DataError, MissingFileError
+from mlxseq.data.timeseries import Normaliser
 
 FRAME_SUFFIXES = (".npy", ".npz", ".csv")
 MAX_FRAME_VALUES = 1 << 28  # values in one example (1 GiB of float32)
@@ -81,3 +82,14 @@ def _read_csv(path: Path) -> np.ndarray:
         if len(rows[-1]) != len(rows[0]):
             raise DataError(f"{len(rows[-1])} values, the first frame has {len(rows[0])}", path, number)
     return np.array(rows, dtype=np.float32)
+
+
+def standardise(train: list[np.ndarray], valid: list[np.ndarray], source) -> tuple[Normaliser, list, list]:
+    """``(normaliser, train, valid)``: a per-feature standardisation fitted on the training frames, applied
+    to both (float32); DataError naming ``source`` when the examples differ in features per frame."""
+    widths = {f.shape[1] for f in train + valid}
+    if len(widths) != 1:
+        raise DataError(f"examples hold different numbers of features per frame: {sorted(widths)}", source)
+    normaliser = Normaliser.fit(np.concatenate(train), [f"feature_{k}" for k in range(widths.pop())])
+    return (normaliser, [normaliser.transform(f).astype(np.float32) for f in train],
+            [normaliser.transform(f).astype(np.float32) for f in valid])

@@ -46,15 +46,28 @@ class FrameSettings:
         """The ``(frames, features)`` of one input file, before standardisation."""
         return read_frames(path) if self.kind == "arrays" else wav_features(path, FeatureArgs(**self.audio))
 
+    def describe(self, width: int) -> str:
+        """What the inputs are, for logs and model cards."""
+        if self.kind == "audio":
+            return "log-mel frames of WAV files: " + ", ".join(f"{k} {v}" for k, v in self.audio.items())
+        return f"arrays of {width} features per frame"
+
     def save(self, folder) -> None:
         write_folder_settings(folder, FRAMES_FILE, self)
+
+    def save_parts(self, folder, normaliser: Normaliser, settings: TextSettings) -> None:
+        """This file, the normaliser and the labels: what a folder of a model over frames holds beside its weights."""
+        self.save(folder)
+        normaliser.save(folder)
+        settings.save(folder)
 
     @classmethod
     def load(cls, folder) -> FrameSettings:
         return read_folder_settings(folder, FRAMES_FILE, cls, "a frames settings file")
 
 
-def _read_parts(folder):
+def read_frame_parts(folder):
+    """``(FrameSettings, Normaliser, TextSettings)`` of a folder written with :meth:`FrameSettings.save_parts`."""
     return FrameSettings.load(folder), Normaliser.load(folder), TextSettings.load(folder)
 
 
@@ -69,7 +82,7 @@ class FrameClassifier(TextClassifier):
     @classmethod
     def load(cls, path_or_repo, revision: str | None = None) -> FrameClassifier:
         model, (frames, normaliser, settings), folder = load_with_tokenizer(
-            path_or_repo, "classifier", _read_parts, bundled=Path(__file__).parents[1] / "bundled" / "frame-classifier",
+            path_or_repo, "classifier", read_frame_parts, bundled=Path(__file__).parents[1] / "bundled" / "frame-classifier",
             job="classification of feature sequences", revision=revision,
         )
         check_sizes(folder, {"normaliser.json features": (len(normaliser.columns), model.args.num_features),

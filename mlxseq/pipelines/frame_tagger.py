@@ -21,12 +21,8 @@ import numpy as np
 from mlxseq.checkpoint import check_sizes, load_with_tokenizer
 from mlxseq.data import DataError, Normaliser, pad_frames, read_labelled
 from mlxseq.pipelines.classifier import TextSettings, length_batches
-from mlxseq.pipelines.frame_classifier import FrameSettings
+from mlxseq.pipelines.frame_classifier import FrameSettings, read_frame_parts
 from mlxseq.pipelines.tagger import SequenceTagger
-
-
-def _read_parts(folder):
-    return FrameSettings.load(folder), Normaliser.load(folder), TextSettings.load(folder)
 
 
 def read_frame_tags(path) -> tuple[list[str], list[list[str]]]:
@@ -52,7 +48,7 @@ class FrameTagger(SequenceTagger):
     @classmethod
     def load(cls, path_or_repo, revision: str | None = None) -> FrameTagger:
         model, (frames, normaliser, settings), folder = load_with_tokenizer(
-            path_or_repo, "tagger", _read_parts, bundled=Path(__file__).parents[1] / "bundled" / "frame-tagger",
+            path_or_repo, "tagger", read_frame_parts, bundled=Path(__file__).parents[1] / "bundled" / "frame-tagger",
             job="tagging of feature sequences", revision=revision,
         )
         check_sizes(folder, {"normaliser.json features": (len(normaliser.columns), model.args.num_features),

@@ -20,7 +20,7 @@ import mlx.core as mx
 import numpy as np
 
 from mlxseq import checkpoint
-from mlxseq.data import BatchSampler, DataError, Normaliser, pad_frames
+from mlxseq.data import BatchSampler, DataError, pad_frames, standardise
 from mlxseq.layers import count_parameters
 from mlxseq.models import model_module
 from mlxseq.pipelines.classifier import TextSettings
@@ -78,13 +78,8 @@ def prepare_frames(config, train, valid, command: str) -> TaskParts:
     train_frames = [f[: data.max_length] for f in read_examples(train, frame_settings, data.train)[:keep]]
     cap = validation.max_examples or len(valid)
     valid_frames = [f[: data.max_length] for f in read_examples(valid, frame_settings, data.valid)[:cap]]
-    widths = {f.shape[1] for f in train_frames + valid_frames}
-    if len(widths) != 1:
-        raise DataError(f"examples hold different numbers of features per frame: {sorted(widths)}", data.train)
-    width = widths.pop()
-    normaliser = Normaliser.fit(np.concatenate(train_frames), [f"feature_{k}" for k in range(width)])
-    train_frames = [normaliser.transform(f).astype(np.float32) for f in train_frames]
-    valid_frames = [normaliser.transform(f).astype(np.float32) for f in valid_frames]
+    normaliser, train_frames, valid_frames = standardise(train_frames, valid_frames, data.train)
+    width = len(normaliser.columns)
     names = sorted({label for labels in train.labels[:keep] for label in labels})
     multi = bool(data.label_separator)
     if len(names) < (1 if multi else 2):
@@ -105,16 +100,13 @@ def prepare_frames(config, train, valid, command: str) -> TaskParts:
         p = scorer.probabilities_of_frames(valid_frames, validation.batch_size)
         return scorer.score(p, valid_labels, validation.threshold)
 
-    source = ("log-mel frames of WAV files: " + ", ".join(f"{k} {v}" for k, v in frame_settings.audio.items())
-              if data.features == "audio" else f"arrays of {width} features per frame")
+    source = frame_settings.describe(width)
     facts = {"examples": len(train_frames), "labels": names, "command": command, "source": source,
              "frames": sum(len(f) for f in train_frames), "parameters": count_parameters(model)}
 
     def save_model(folder, model, summary):
         checkpoint.save_model(folder, model, config.model.model_type, args, readme=_card(config, facts, summary))
-        settings.save(folder)
-        normaliser.save(folder)
-        frame_settings.save(folder)
+        frame_settings.save_parts(folder, normaliser, settings)
 
     description = "\n".join([
         f"train: {len(train_frames)} examples, {facts['frames']} frames, {len(names)} labels; "

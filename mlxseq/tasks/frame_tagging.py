@@ -21,7 +21,7 @@ import mlx.core as mx
 import numpy as np
 
 from mlxseq import checkpoint
-from mlxseq.data import BatchSampler, DataError, Normaliser, pad_frames
+from mlxseq.data import BatchSampler, DataError, pad_frames, standardise
 from mlxseq.layers import count_parameters
 from mlxseq.models import model_module
 from mlxseq.pipelines.classifier import TextSettings
@@ -81,13 +81,8 @@ def prepare_frames(config, command: str, make_loss) -> TaskParts:
         raise DataError(f"no training sequence is within data.max_length={data.max_length} frames", data.train)
     dropped = len(train_frames) - len(kept)
     train_frames, train_tags = [train_frames[i] for i in kept], [train_tags[i] for i in kept]
-    widths = {f.shape[1] for f in train_frames + valid_frames}
-    if len(widths) != 1:
-        raise DataError(f"examples hold different numbers of features per frame: {sorted(widths)}", data.train)
-    width = widths.pop()
-    normaliser = Normaliser.fit(np.concatenate(train_frames), [f"feature_{k}" for k in range(width)])
-    train_frames = [normaliser.transform(f).astype(np.float32) for f in train_frames]
-    valid_frames = [normaliser.transform(f).astype(np.float32) for f in valid_frames]
+    normaliser, train_frames, valid_frames = standardise(train_frames, valid_frames, data.train)
+    width = len(normaliser.columns)
     names = sorted({t for row in train_tags for t in row})
     unknown = sorted({t for row in valid_tags for t in row} - set(names))
     if unknown:
@@ -108,16 +103,13 @@ def prepare_frames(config, command: str, make_loss) -> TaskParts:
         model.eval()
         return scorer.evaluate_frames(valid_frames, valid_tags, validation.batch_size)
 
-    source = ("log-mel frames of WAV files: " + ", ".join(f"{k} {v}" for k, v in frame_settings.audio.items())
-              if data.features == "audio" else f"arrays of {width} features per frame")
+    source = frame_settings.describe(width)
     facts = {"examples": len(train_frames), "frames": sum(len(f) for f in train_frames), "dropped": dropped,
              "tags": names, "source": source, "command": command, "parameters": count_parameters(model)}
 
     def save_model(folder, model, summary):
         checkpoint.save_model(folder, model, config.model.model_type, args, readme=_card(config, facts, summary))
-        settings.save(folder)
-        normaliser.save(folder)
-        frame_settings.save(folder)
+        frame_settings.save_parts(folder, normaliser, settings)
 
     description = "\n".join([
         f"train: {len(train_frames)} sequences, {facts['frames']} frames ({dropped} over {data.max_length} frames "
