@@ -3,8 +3,10 @@ inference, the cases it leaves to the graph, and how `mlxseq info` reports the p
 (The layers' parity with torch runs on both paths: tests/layers/conftest.py.)"""
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
@@ -151,3 +153,16 @@ def test_info_names_the_path_and_mlxseq_native_0_switches_it_off():
     assert off.stdout.strip() == "MLX graph (MLXSEQ_NATIVE=0)"
     line = native.describe()
     assert line.startswith("native on CPU") if native.available() else line.startswith("MLX graph (")
+
+
+def test_without_a_compiler_the_install_goes_on_without_the_extension(tmp_path):
+    repo = Path(__file__).parents[2]
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake is not installed here")
+    env = {**os.environ, "CXX": str(tmp_path / "no-compiler")}
+    done = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--build-lib", str(tmp_path / "lib"),
+                           "--build-temp", str(tmp_path / "temp")], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "the native recurrence was not built; the pure-MLX path will be used" in done.stderr
+    assert not list((tmp_path / "lib").rglob("_native*"))
