@@ -243,6 +243,7 @@ void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
   const WeightProduct recurrent(B, G, P, p.w_hh, true, T);  // h W_hh^T
   const std::optional<WeightProduct> projection =
       layout.projected ? std::optional<WeightProduct>(std::in_place, B, P, H, p.w_hr, true, T) : std::nullopt;
+  float* c_next = c_new.data();  // LSTM: this step's new cell states (in the kept array when there is one)
   for (int k = 0; k < T; ++k) {
     const int t = layout.reverse ? T - 1 - k : k;
     const float* xp_t = p.xp + size_t(t) * B * G;
@@ -261,9 +262,8 @@ void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
       recurrent(h, 1.0f, z);
       if (lstm) {
         if (float* kept = at(p.c_prev, t, H)) std::copy(c.begin(), c.end(), kept);
-        float* cn = p.c_new ? at(p.c_new, t, H) : c_new.data();
-        lstm_cells(B, H, z, c.data(), cn, y_t);
-        if (p.c_new) std::copy(cn, cn + size_t(B) * H, c_new.begin());
+        c_next = p.c_new ? at(p.c_new, t, H) : c_new.data();
+        lstm_cells(B, H, z, c.data(), c_next, y_t);
       } else {
         rnn_cells(size_t(B) * H, layout.kind == CellKind::rnn_relu, z, y_t);
       }
@@ -281,7 +281,7 @@ void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
       if (valid) {
         std::copy(src, src + P, dst);
         std::copy(src, src + P, h + size_t(b) * P);
-        if (lstm) std::copy(c_new.data() + size_t(b) * H, c_new.data() + size_t(b + 1) * H, c.data() + size_t(b) * H);
+        if (lstm) std::copy(c_next + size_t(b) * H, c_next + size_t(b + 1) * H, c.data() + size_t(b) * H);
       } else {
         std::fill(dst, dst + P, 0.0f);
       }
@@ -365,8 +365,8 @@ float* data_or_null(std::vector<mx::array>& arrays, int index) {
 
 // Positions of the optional inputs and kept outputs of a Recurrence.
 struct Positions {
-  int c0 = -1, w_hh = -1, b_hh = -1, w_hr = -1, mask = -1, num_inputs = 0;
-  int c_n = -1, h_prev = -1, c_prev = -1, c_new = -1, z = -1, hh = -1, y = -1, num_outputs = 0;
+  int c0 = -1, w_hh = -1, b_hh = -1, w_hr = -1, mask = -1;
+  int c_n = -1, h_prev = -1, c_prev = -1, c_new = -1, z = -1, hh = -1, y = -1;
 
   explicit Positions(const RecurrenceLayout& l) {
     const bool lstm = l.kind == CellKind::lstm, gru = l.kind == CellKind::gru;
@@ -376,7 +376,6 @@ struct Positions {
     if (l.has_bias_hh) b_hh = i++;
     if (l.projected) w_hr = i++;
     if (l.masked) mask = i++;
-    num_inputs = i;
     int o = 2;
     if (lstm) c_n = o++;
     if (l.keep) {
@@ -392,7 +391,6 @@ struct Positions {
         y = o++;
       }
     }
-    num_outputs = o;
   }
 };
 
@@ -404,7 +402,7 @@ void check_inputs(const std::vector<mx::array>& inputs, const char* name) {
   }
 }
 
-Sizes sizes_of(const RecurrenceLayout& layout, const mx::array& xp, int P, int H) {
+Sizes sizes_of(const mx::array& xp, int P, int H) {
   return Sizes{int(xp.shape(0)), int(xp.shape(1)), int(xp.shape(2)), P, H};
 }
 
@@ -426,7 +424,7 @@ void Recurrence::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::
   auto& encoder = mx::cpu::get_command_encoder(stream());
   for (const auto& a : inputs) encoder.set_input_array(a);
   for (auto& a : outputs) encoder.set_output_array(a);
-  encoder.dispatch([layout = layout_, n = sizes_of(layout_, inputs[0], P, H), p]() { run(layout, n, p); });
+  encoder.dispatch([layout = layout_, n = sizes_of(inputs[0], P, H), p]() { run(layout, n, p); });
 }
 
 void Recurrence::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
@@ -528,7 +526,7 @@ void RecurrenceBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vec
   auto& encoder = mx::cpu::get_command_encoder(stream());
   for (const auto& a : inputs) encoder.set_input_array(a);
   for (auto& a : outputs) encoder.set_output_array(a);
-  encoder.dispatch([layout = layout_, n = sizes_of(layout_, xp, P, H), p]() { run_backward(layout, n, p); });
+  encoder.dispatch([layout = layout_, n = sizes_of(xp, P, H), p]() { run_backward(layout, n, p); });
 }
 
 void RecurrenceBackward::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
