@@ -54,7 +54,10 @@ def _load() -> None:
 
 def _choose_blas(module) -> None:
     choice = os.environ.get("MLXSEQ_NATIVE_BLAS", "default")
-    if choice != "mkl" or not sys.platform.startswith("linux"):
+    if choice not in ("default", "mkl"):
+        _state["module"], _state["reason"] = None, f"MLXSEQ_NATIVE_BLAS must be default or mkl, got {choice!r}"
+        return
+    if choice == "default" or not sys.platform.startswith("linux"):
         return
     path = blas.find_mkl()
     if path is None:

@@ -19,6 +19,18 @@ from mlxseq.system import native
 needs_native = pytest.mark.skipif(not native.available(), reason=f"native recurrence unavailable: {native.describe()}")
 
 
+def _count_native_calls(monkeypatch) -> list:
+    """The ``differentiable`` flag of every native recurrence call from now on."""
+    calls, run = [], native.recurrence
+
+    def counted(*args):
+        calls.append(args[-1])
+        return run(*args)
+
+    monkeypatch.setattr(native, "recurrence", counted)
+    return calls
+
+
 def _both_paths(layer, x, lengths=None, state=None):
     out, final = layer(x, state, lengths=lengths)
     with native.disabled():
@@ -29,7 +41,7 @@ def _both_paths(layer, x, lengths=None, state=None):
 @needs_native
 @pytest.mark.parametrize("kind", ["rnn_tanh", "rnn_relu", "gru", "lstm", "lstm_proj"])
 @pytest.mark.parametrize("masked", [False, True])
-def test_deep_bidirectional_layers_give_the_graphs_numbers(kind, masked):
+def test_deep_bidirectional_layers_give_the_graphs_numbers(kind, masked, monkeypatch):
     mx.random.seed(3)
     cls, kwargs = {"rnn_tanh": (mlxseq.RNN, {}), "rnn_relu": (mlxseq.RNN, {"nonlinearity": "relu"}),
                    "gru": (mlxseq.GRU, {}), "lstm": (mlxseq.LSTM, {}),
@@ -38,7 +50,9 @@ def test_deep_bidirectional_layers_give_the_graphs_numbers(kind, masked):
     layer.eval()
     x = mx.random.normal((4, 37, 7))
     lengths = mx.array([37, 1, 20, 36]) if masked else None
+    calls = _count_native_calls(monkeypatch)
     got, expected = _both_paths(layer, x, lengths)
+    assert calls == [False] * 4  # each layer-direction ran natively once (the graph run made no call), untraced
     for a, b in zip(got, expected):
         assert a.shape == b.shape
         np.testing.assert_allclose(np.array(a), np.array(b), atol=2e-6, rtol=1e-5)
@@ -59,7 +73,7 @@ def test_initial_states_and_a_long_sequence():
 
 @needs_native
 @pytest.mark.parametrize("kind", ["rnn_tanh", "rnn_relu", "gru", "lstm", "lstm_proj"])
-def test_gradients_of_every_parameter_match_the_graphs(kind):
+def test_gradients_of_every_parameter_match_the_graphs(kind, monkeypatch):
     mx.random.seed(5)
     cls, kwargs = {"rnn_tanh": (mlxseq.RNN, {}), "rnn_relu": (mlxseq.RNN, {"nonlinearity": "relu"}),
                    "gru": (mlxseq.GRU, {}), "lstm": (mlxseq.LSTM, {}),
@@ -74,7 +88,9 @@ def test_gradients_of_every_parameter_match_the_graphs(kind):
         return (out * weights).sum() + sum((f * f).sum() for f in final)
 
     grad = mx.grad(loss, argnums=(0, 1))
+    calls = _count_native_calls(monkeypatch)
     got = grad(layer.trainable_parameters(), x)
+    assert calls == [True] * 4  # the native primitive, keeping what its backward pass reads
     with native.disabled():
         expected = grad(layer.trainable_parameters(), x)
     flat_got, flat_expected = dict(mlxseq_tree(got[0])), dict(mlxseq_tree(expected[0]))
@@ -151,6 +167,10 @@ def test_info_names_the_path_and_mlxseq_native_0_switches_it_off():
     env = {**os.environ, "MLXSEQ_NATIVE": "0"}
     off = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert off.stdout.strip() == "MLX graph (MLXSEQ_NATIVE=0)"
+    if native.available():  # a mistyped BLAS choice is named, not ignored
+        env = {**os.environ, "MLXSEQ_NATIVE_BLAS": "mkll"}
+        typo = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert typo.stdout.strip() == "MLX graph (MLXSEQ_NATIVE_BLAS must be default or mkl, got 'mkll')"
     line = native.describe()
     assert line.startswith("native on CPU") if native.available() else line.startswith("MLX graph (")
 
