@@ -2,7 +2,7 @@
 
     tagger = FrameTagger.load("runs/activity/best")         # model, frames.json, normaliser, tags
     tagger.tag(["walk.npy", "talk.wav"])                    # -> [["still", "still", "walk", ...], ...]
-    tagger.evaluate(paths, gold_tags)                       # -> {"accuracy", "loss", ("entity_f1")}
+    tagger.evaluate_file("valid.tsv")                       # -> {"accuracy", "loss", ("entity_f1")}
 
 Each input is a file, as for :class:`mlxseq.pipelines.frame_classifier.FrameClassifier`: a WAV
 (``frames.json`` kind ``audio``, normalised log-mel frames) or an array of ``(frames, features)``
@@ -23,17 +23,26 @@ from mlxseq.data import DataError, Normaliser, pad_frames, read_labelled
 from mlxseq.pipelines.classifier import TextSettings, length_batches
 from mlxseq.pipelines.frame_classifier import FrameSettings, read_frame_parts
 from mlxseq.pipelines.tagger import SequenceTagger
+from mlxseq.speech.features import AudioError
 
 
-def read_frame_tags(path) -> tuple[list[str], list[list[str]]]:
-    """``(input files, tags of each)`` of a ``file<TAB>tags`` TSV; files resolved against its folder."""
+def read_frame_tags(path, frames_of, limit: int = 0) -> tuple[list[np.ndarray], list[list[str]]]:
+    """``(frames, tags)`` of the examples of a ``file<TAB>tags`` TSV (the first ``limit``; 0: all), each
+    file (relative to the TSV) read by ``frames_of``; DataError naming the TSV's line for a file that
+    cannot be read or whose frames and tags differ in number."""
     corpus = read_labelled(path, label_separator=" ")
-    folder = Path(path).parent
-    files = []
-    for name in corpus.texts:
+    folder, frames = Path(path).parent, []
+    rows = list(zip(corpus.texts, corpus.labels, corpus.line_numbers))[: limit or None]
+    for name, tags, line in rows:
         file = Path(name).expanduser()
-        files.append(str(file if file.is_absolute() else folder / file))
-    return files, corpus.labels
+        try:
+            found = frames_of(file if file.is_absolute() else folder / file)
+        except AudioError as error:  # DataErrors name the file already
+            raise DataError(str(error), path, line) from None
+        if len(found) != len(tags):
+            raise DataError(f"{name} has {len(found)} frames but {len(tags)} tags (one tag per frame)", path, line)
+        frames.append(found)
+    return frames, [tags for _, tags, _ in rows]
 
 
 class FrameTagger(SequenceTagger):
@@ -73,16 +82,14 @@ class FrameTagger(SequenceTagger):
         """The pipelines' common name for :meth:`tag_files`."""
         return self.tag_files(paths, batch_size)
 
-    def evaluate_files(self, paths: list[str], gold: list[list[str]], batch_size: int = 64, *,
-                       source: str = "") -> dict:
-        """Frame accuracy (percent), entity F1 where the tags are BIO, and the loss per frame."""
-        inputs = [self.standardised(p) for p in paths]
-        for k, (frames, tags) in enumerate(zip(inputs, gold)):
-            if len(frames) != len(tags):
-                raise DataError(f"{paths[k]} has {len(frames)} frames but {len(tags)} tags", source or paths[k])
+    def evaluate_file(self, path, batch_size: int = 64) -> dict:
+        """:meth:`evaluate_frames` on the examples of a ``file<TAB>tags`` TSV (see :func:`read_frame_tags`)."""
+        inputs, gold = read_frame_tags(path, self.standardised)
         return self.evaluate_frames(inputs, gold, batch_size)
 
     def evaluate_frames(self, inputs: list[np.ndarray], gold: list[list[str]], batch_size: int = 64) -> dict:
+        """Frame accuracy (percent), entity F1 where the tags are BIO, and the loss per frame, of
+        standardised frames against their tags."""
         scores = self.evaluate(inputs, gold, batch_size)
         decoding = "Viterbi (CRF)" if self.model.args.crf else "argmax"
         scores["settings"] = f"{sum(len(g) for g in gold)} frames in {len(inputs)} sequences, {decoding}"

@@ -146,13 +146,12 @@ def _predict_tagger(models: list, inputs: Inputs, batch_size: int, threshold: fl
 
 
 def _evaluate_tagger(models: list, data: str, options: "EvaluationOptions") -> Scored:
-    from mlxseq.pipelines.frame_tagger import FrameTagger, is_frame_tagger, read_frame_tags
+    from mlxseq.pipelines.frame_tagger import FrameTagger, is_frame_tagger
     from mlxseq.pipelines.tagger import SequenceTagger
 
     if is_frame_tagger(read_config(resolve_folder(models[0]))):  # file<TAB>tags, one tag per frame
         tagger = FrameTagger.load(models[0])
-        paths, gold = read_frame_tags(data)
-        scores = tagger.evaluate_files(paths, gold, options.batch_size, source=data)
+        scores = tagger.evaluate_file(data, options.batch_size)
         head = f"frame accuracy {scores['accuracy']:.2f}" + (
             f"  entity F1 {scores['entity_f1']:.2f} (BIO, exact spans)" if "entity_f1" in scores else "")
         return Scored(f"{head}  loss {scores['loss']:.4f}", scores["settings"], tagger.folder, _parameters(tagger.model))

@@ -27,7 +27,6 @@ from mlxseq.models import model_module
 from mlxseq.pipelines.classifier import TextSettings
 from mlxseq.pipelines.frame_classifier import FrameSettings
 from mlxseq.pipelines.frame_tagger import FrameTagger, read_frame_tags
-from mlxseq.speech.features import AudioError
 from mlxseq.tasks import TaskParts
 from mlxseq.tasks.batches import SamplerBatches
 from mlxseq.tasks.config_paths import from_config_key
@@ -36,22 +35,9 @@ from mlxseq.training.progress import LossUnits
 
 
 def _read(config, key: str, settings: FrameSettings, limit: int):
-    """``(frames, tags)`` of every example of the TSV at ``data.<key>`` (the first ``limit``; 0: all)."""
-    path = getattr(config.data, key)
+    """``(frames, tags)`` of the examples of the TSV at ``data.<key>`` (the first ``limit``; 0: all)."""
     with from_config_key(f"data.{key}"):
-        files, tags = read_frame_tags(path)
-    files, tags = files[: limit or None], tags[: limit or None]
-    frames = []
-    for line, (file, row) in enumerate(zip(files, tags), start=1):
-        try:
-            found = settings.frames(file)
-        except AudioError as error:
-            raise DataError(f"example {line}: {error}", path) from None
-        if len(found) != len(row):
-            raise DataError(f"example {line}: {file} has {len(found)} frames but {len(row)} tags "
-                            "(one tag per frame)", path)
-        frames.append(found)
-    return frames, tags
+        return read_frame_tags(getattr(config.data, key), settings.frames, limit)
 
 
 class FrameTagBatches(SamplerBatches):

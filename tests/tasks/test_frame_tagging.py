@@ -75,6 +75,14 @@ def test_a_frame_tagger_learns_bursts_and_its_folder_tags_and_evaluates(tmp_path
     assert sum(a == b for r, g in zip(rows, gold) for a, b in zip(r[1].split(), g)) >= 0.9 * sum(map(len, gold))
     tagger = FrameTagger.load(best)
     assert tagger.tag_files(files) == [r[1].split() for r in rows]
+    short = tmp_path / "short.tsv"  # one tag fewer than frames on line 2; a missing file on line 3
+    first, second = valid.read_text().splitlines()[:2]
+    short.write_text(f"{first}\n{second.rsplit(' ', 1)[0]}\nvalid/none.npy\tO\n")
+    out = runner.invoke(app, ["evaluate", "--model", str(best), "--data", str(short)])
+    assert out.exit_code == 1 and out.output.startswith(f"error: {short}:2: valid/1.npy has "), out.output
+    short.write_text(f"{first}\nvalid/none.npy\tO\n")
+    out = runner.invoke(app, ["evaluate", "--model", str(best), "--data", str(short)])
+    assert out.exit_code == 1 and "none.npy: no such file" in out.output and out.output.count("\n") == 1, out.output
 
 
 def test_tags_that_do_not_match_the_frames_are_named_by_line(tmp_path):
@@ -83,5 +91,5 @@ def test_tags_that_do_not_match_the_frames_are_named_by_line(tmp_path):
     lines = train.read_text().splitlines()
     lines[3] = lines[3].rsplit(" ", 1)[0]  # one tag fewer than frames
     train.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"example 4: .*3\.npy has \d+ frames but \d+ tags \(one tag per frame\)"):
+    with pytest.raises(DataError, match=r"train\.tsv:4: train/3\.npy has \d+ frames but \d+ tags \(one tag per frame\)"):
         train_from_config(config(tmp_path, train, valid), quiet=True)
