@@ -24,4 +24,6 @@ NB_MODULE(_native, m) {
   m.def("blas_name", &mlxseq::blas_name, "the library whose cblas_sgemm the steps call");
   m.def("use_blas", &mlxseq::use_blas, "sgemm"_a, "pack_get_size"_a, "pack"_a, "compute"_a, "name"_a,
         "call these functions (addresses) for the steps' products; 0 for those a library lacks");
+  m.def("use_onednn", &mlxseq::use_onednn, "path"_a,
+        "take the steps' products with oneDNN's matmul from libdnnl at path; returns '' or why it could not");
 }

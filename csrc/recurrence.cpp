@@ -2,6 +2,8 @@
 
 #include "recurrence.h"
 
+#include "onednn.h"
+
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -46,6 +48,16 @@ constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
 #define MLXSEQ_CLONES
 #endif
 
+// The gate loops read and write several arrays the compiler cannot prove apart (more than
+// its runtime alias checks cover), so it would leave them scalar: they never overlap.
+#if defined(__clang__)
+#define MLXSEQ_VECTORIZE _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define MLXSEQ_VECTORIZE _Pragma("GCC ivdep")
+#else
+#define MLXSEQ_VECTORIZE
+#endif
+
 // mlxseq.layers.activations.tanh: Eigen's rational approximation, |error| < 4e-7.
 constexpr float kClamp = 7.90531110763549805f;
 constexpr float kP0 = 4.89352455891786e-03f, kP1 = 6.37261928875436e-04f, kP2 = 1.48572235717979e-05f,
@@ -75,6 +87,7 @@ MLXSEQ_CLONES void lstm_cells(int B, int H, const float* z, const float* c, floa
     const float* cb = c + size_t(b) * H;
     float* cn = c_new + size_t(b) * H;
     float* yb = y + size_t(b) * H;
+    MLXSEQ_VECTORIZE
     for (int j = 0; j < H; ++j) {
       const float i = fast_sigmoid(zi[j]), f = fast_sigmoid(zf[j]);
       const float g = 2.0f * fast_sigmoid(zg[j]) - 1.0f, o = fast_sigmoid(zo[j]);
@@ -94,6 +107,7 @@ MLXSEQ_CLONES void gru_cells(int B, int H, const float* xh, const float* hh, con
     const float *hz = hr + H, *hn = hr + 2 * H;
     const float* hb = h + size_t(b) * H;
     float* yb = y + size_t(b) * H;
+    MLXSEQ_VECTORIZE
     for (int j = 0; j < H; ++j) {
       const float r = fast_sigmoid(xr[j] + hr[j]), z = fast_sigmoid(xz[j] + hz[j]);
       const float n = fast_tanh(xn[j] + r * hn[j]);
@@ -104,8 +118,10 @@ MLXSEQ_CLONES void gru_cells(int B, int H, const float* xh, const float* hh, con
 
 MLXSEQ_CLONES void rnn_cells(size_t count, bool relu, const float* z, float* y) {
   if (relu) {
+    MLXSEQ_VECTORIZE
     for (size_t j = 0; j < count; ++j) y[j] = 0.5f * (z[j] + std::abs(z[j]));
   } else {
+    MLXSEQ_VECTORIZE
     for (size_t j = 0; j < count; ++j) y[j] = fast_tanh(z[j]);
   }
 }
@@ -117,6 +133,7 @@ MLXSEQ_CLONES void lstm_cells_backward(int B, int H, const float* z, const float
     const size_t r = size_t(b) * H, r4 = size_t(b) * 4 * H;
     const float *zi = z + r4, *zf = zi + H, *zg = zi + 2 * H, *zo = zi + 3 * H;
     float *di = dz + r4, *df = di + H, *dg = di + 2 * H, *d_o = di + 3 * H;
+    MLXSEQ_VECTORIZE
     for (int j = 0; j < H; ++j) {
       const float i = fast_sigmoid(zi[j]), f = fast_sigmoid(zf[j]);
       const float g = 2.0f * fast_sigmoid(zg[j]) - 1.0f, o = fast_sigmoid(zo[j]);
@@ -140,6 +157,7 @@ MLXSEQ_CLONES void gru_cells_backward(int B, int H, const float* xh, const float
     const float *hr = hh + r3, *hz = hr + H, *hn = hr + 2 * H;
     float *dxr = dxh + r3, *dxz = dxr + H, *dxn = dxr + 2 * H;
     float *dhr = dhh + r3, *dhz = dhr + H, *dhn = dhr + 2 * H;
+    MLXSEQ_VECTORIZE
     for (int j = 0; j < H; ++j) {
       const float rg = fast_sigmoid(xr[j] + hr[j]), z = fast_sigmoid(xz[j] + hz[j]);
       const float n = fast_tanh(xn[j] + rg * hn[j]);
@@ -158,15 +176,19 @@ MLXSEQ_CLONES void gru_cells_backward(int B, int H, const float* xh, const float
 
 MLXSEQ_CLONES void rnn_cells_backward(size_t count, bool relu, const float* y, const float* dy, float* dz) {
   if (relu) {
+    MLXSEQ_VECTORIZE
     for (size_t j = 0; j < count; ++j) dz[j] = y[j] > 0.0f ? dy[j] : 0.0f;
   } else {
+    MLXSEQ_VECTORIZE
     for (size_t j = 0; j < count; ++j) dz[j] = dy[j] * (1.0f - y[j] * y[j]);
   }
 }
 
 // The sgemm the steps call: the process's cblas_sgemm unless use_blas chose another library;
 // with MKL's packed-weight API the fixed weight of every step is packed once per scan.
+// When use_onednn loaded oneDNN, its matmul takes the products instead (onednn.h).
 struct Blas {
+  bool onednn = false;
   SgemmFn sgemm = &cblas_sgemm;
   PackGetSizeFn pack_get_size = nullptr;
   PackFn pack = nullptr;
@@ -188,6 +210,11 @@ class WeightProduct {
   WeightProduct(int m, int n, int k, const float* w, bool transposed, int steps)
       : m_(m), n_(n), k_(k), w_(w), transposed_(transposed) {
     const Blas& b = blas();
+    if (b.onednn) {
+      onednn_.emplace(m, n, k, w, transposed, steps >= kPackMinSteps);
+      if (onednn_->ready()) return;
+      onednn_.reset();  // a shape oneDNN refused: sgemm below
+    }
     if (b.pack_get_size && steps >= kPackMinSteps && m > 0 && n > 0 && k > 0) {
       const size_t bytes = b.pack_get_size(kBMatrix, m, n, k);
       packed_.reset(static_cast<float*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
@@ -200,7 +227,9 @@ class WeightProduct {
 
   // beta 1 adds the product to what c holds.
   void operator()(const float* a, float beta, float* c) const {
-    if (packed_) {
+    if (onednn_) {
+      (*onednn_)(a, beta, c);
+    } else if (packed_) {
       blas().compute(kRowMajor, kNoTrans, kPacked, m_, n_, k_, a, k_, packed_.get(), n_, beta, c, n_);
     } else {
       blas().sgemm(kRowMajor, kNoTrans, transposed_ ? kTrans : kNoTrans, m_, n_, k_, 1.0f, a, k_, w_,
@@ -218,6 +247,7 @@ class WeightProduct {
   const float* w_;
   bool transposed_;
   std::unique_ptr<float, Free> packed_;
+  std::optional<onednn::Product> onednn_;
 };
 
 struct Sizes {
@@ -591,6 +621,16 @@ void use_blas(uintptr_t sgemm, uintptr_t pack_get_size, uintptr_t pack, uintptr_
     chosen.compute = reinterpret_cast<PackedComputeFn>(compute);
   }
   blas() = chosen;
+}
+
+std::string use_onednn(const std::string& path) {
+  std::string why = onednn::load(path);
+  if (why.empty()) {
+    blas() = Blas{};
+    blas().onednn = true;
+    blas().name = onednn::name();
+  }
+  return why;
 }
 
 std::string blas_name() {

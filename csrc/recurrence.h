@@ -100,7 +100,11 @@ std::vector<mlx::core::array> recurrence(
 // the process's cblas_sgemm). Set before any recurrence runs.
 void use_blas(uintptr_t sgemm, uintptr_t pack_get_size, uintptr_t pack, uintptr_t compute, const std::string& name);
 
-// Which sgemm the steps call, for `mlxseq info`.
+// Makes the steps' products oneDNN matmuls from the libdnnl at `path` (onednn.h); returns ""
+// or why it could not (the products then stay as they were).
+std::string use_onednn(const std::string& path);
+
+// Which library the steps' products call, for `mlxseq info`.
 std::string blas_name();
 
 } // namespace mlxseq

@@ -7,10 +7,13 @@ single matmuls over all steps. mlxseq uses it for float32 RNN, GRU and LSTM laye
 CPU; GPU streams, other dtypes and the cell variants (peepholes, Cho's GRU) run the MLX
 graph of ``mlxseq.layers.scan``. Both give the same numbers to float32 rounding.
 
-The steps' products call the process's ``cblas_sgemm`` (the OpenBLAS mlxseq loads for MLX).
-``MLXSEQ_NATIVE_BLAS=mkl`` calls MKL instead (``pip install mkl``), with its packed-weight
-GEMM: the weight every step reuses is packed once per scan. On the AMD Zen 4 measured
-(docs/speed.md) OpenBLAS was the faster of the two, so MKL is not the default.
+The steps' products are oneDNN matmuls where oneDNN is installed (``pip install
+onednn-cpu-gomp``, part of ``mlxseq[onednn]``; Linux x86-64): the weight every step reuses is
+reordered once per scan into the blocked layout its kernels read fastest. Without it they
+call the process's ``cblas_sgemm`` (the OpenBLAS mlxseq loads for MLX).
+``MLXSEQ_NATIVE_BLAS`` chooses: ``default`` (oneDNN if installed, else cblas), ``onednn``
+(required), ``blas`` (the process's cblas_sgemm) or ``mkl`` (MKL's packed-weight GEMM,
+``pip install mkl``). docs/speed.md has what each measured.
 
 ``MLXSEQ_NATIVE=0`` keeps the MLX graph everywhere; :func:`describe` says which path is in
 use and why (``mlxseq info``).
@@ -19,10 +22,12 @@ use and why (``mlxseq info``).
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import importlib.metadata
 import os
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 import mlx.core as mx
 
@@ -52,13 +57,43 @@ def _load() -> None:
     _choose_blas(_native)
 
 
+BLAS_CHOICES = ("default", "onednn", "blas", "mkl")
+
+
 def _choose_blas(module) -> None:
     choice = os.environ.get("MLXSEQ_NATIVE_BLAS", "default")
-    if choice not in ("default", "mkl"):
-        _state["module"], _state["reason"] = None, f"MLXSEQ_NATIVE_BLAS must be default or mkl, got {choice!r}"
+    if choice not in BLAS_CHOICES:
+        _state["module"], _state["reason"] = None, f"MLXSEQ_NATIVE_BLAS must be one of {', '.join(BLAS_CHOICES)}, got {choice!r}"
         return
-    if choice == "default" or not sys.platform.startswith("linux"):
+    if choice == "blas" or not sys.platform.startswith("linux"):
         return
+    if choice == "mkl":
+        _use_mkl(module)
+        return
+    path = find_onednn()
+    why = "oneDNN is not installed (pip install onednn-cpu-gomp)" if path is None else module.use_onednn(path)
+    if why and choice == "onednn":
+        _state["module"], _state["reason"] = None, f"MLXSEQ_NATIVE_BLAS=onednn but {why}"
+    elif why and path is not None:
+        _state["onednn_note"] = why  # default: the process's cblas_sgemm, with the reason in describe()
+
+
+def find_onednn() -> str | None:
+    """libdnnl of the ``onednn-cpu-gomp`` wheel (or of the system); None if absent."""
+    try:
+        files = importlib.metadata.distribution("onednn-cpu-gomp").files or []
+    except importlib.metadata.PackageNotFoundError:
+        files = []
+    found = sorted(str(f.locate().resolve()) for f in files if f.name.startswith("libdnnl.so."))
+    if found:
+        return found[0]
+    for folder in (Path(sys.prefix) / "lib", Path(sys.base_prefix) / "lib"):
+        if (folder / "libdnnl.so.3").is_file():
+            return str(folder / "libdnnl.so.3")
+    return ctypes.util.find_library("dnnl")
+
+
+def _use_mkl(module) -> None:
     path = blas.find_mkl()
     if path is None:
         _state["module"], _state["reason"] = None, "MLXSEQ_NATIVE_BLAS=mkl but MKL is not installed (pip install mkl)"
@@ -87,7 +122,8 @@ def describe() -> str:
         return f"MLX graph ({_state['reason']})"
     if not _state["enabled"]:
         return "MLX graph (native recurrence switched off in this process)"
-    return f"native on CPU (products from {_state['module'].blas_name()}); MLX graph on GPUs"
+    note = f"; oneDNN not used: {_state['onednn_note']}" if "onednn_note" in _state else ""
+    return f"native on CPU (products from {_state['module'].blas_name()}{note}); MLX graph on GPUs"
 
 
 @contextmanager

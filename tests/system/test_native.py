@@ -170,9 +170,54 @@ def test_info_names_the_path_and_mlxseq_native_0_switches_it_off():
     if native.available():  # a mistyped BLAS choice is named, not ignored
         env = {**os.environ, "MLXSEQ_NATIVE_BLAS": "mkll"}
         typo = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-        assert typo.stdout.strip() == "MLX graph (MLXSEQ_NATIVE_BLAS must be default or mkl, got 'mkll')"
+        assert typo.stdout.strip() == ("MLX graph (MLXSEQ_NATIVE_BLAS must be one of default, onednn, blas, mkl, "
+                                       "got 'mkll')")
     line = native.describe()
     assert line.startswith("native on CPU") if native.available() else line.startswith("MLX graph (")
+
+
+PRODUCTS_SCRIPT = """
+import sys
+import mlxseq, mlx.core as mx, numpy as np
+from mlx.utils import tree_flatten
+mx.random.seed(8)
+arrays = {}
+for kind, cls, kwargs in [("gru", mlxseq.GRU, {}), ("lstm_proj", mlxseq.LSTM, {"proj_size": 5}),
+                          ("rnn", mlxseq.RNN, {})]:
+    layer = cls(6, 9, num_layers=2, bidirectional=True, **kwargs)
+    for steps, batch in [(2, 3), (13, 3), (13, 1)]:  # few steps: plain weights; more: packed once per scan
+        x = mx.random.normal((batch, steps, 6))
+        def loss(params):
+            layer.update(params)
+            out, final = layer(x)
+            return (out * out).sum() + sum((f * f).sum() for f in final)
+        value, grads = mx.value_and_grad(loss)(layer.trainable_parameters())
+        arrays[f"{kind}/{steps}/{batch}/loss"] = np.array(value)
+        arrays[f"{kind}/{steps}/{batch}/out"] = np.array(layer(x)[0])
+        for name, g in tree_flatten(grads):
+            arrays[f"{kind}/{steps}/{batch}/{name}"] = np.array(g)
+np.savez(sys.argv[1], **arrays)
+"""
+
+
+@needs_native
+def test_onednn_and_cblas_products_give_the_same_numbers(tmp_path):
+    if "oneDNN" not in native.describe():
+        pytest.skip(f"oneDNN is not in use here: {native.describe()}")
+    results = {}
+    for choice in ("onednn", "blas"):
+        env = {**os.environ, "MLXSEQ_NATIVE_BLAS": choice}
+        code = "import mlxseq; from mlxseq.system import native; print(native.describe())"
+        line = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert ("oneDNN" in line.stdout) == (choice == "onednn"), line.stdout + line.stderr
+        out = tmp_path / f"{choice}.npz"
+        done = subprocess.run([sys.executable, "-c", PRODUCTS_SCRIPT, str(out)], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        results[choice] = dict(np.load(out))
+    assert results["onednn"].keys() == results["blas"].keys() and len(results["blas"]) > 50
+    for name, value in results["onednn"].items():
+        np.testing.assert_allclose(value, results["blas"][name], atol=2e-5, rtol=1e-4, err_msg=name)
 
 
 def test_without_a_compiler_the_install_goes_on_without_the_extension(tmp_path):
