@@ -152,8 +152,19 @@ def normalize(features: mx.array) -> mx.array:
     return (features - mean) / mx.maximum(std, 1e-5)
 
 
-def spec_augment(features: mx.array, key: mx.array | None = None, *, freq_masks: int = 2, freq_width: int = 8,
-                 time_masks: int = 2, time_width: int = 20) -> mx.array:
+@dataclass(frozen=True)
+class Masking:
+    """SpecAugment's settings (:func:`spec_augment`), the defaults of every config that masks frames."""
+
+    time_masks: int = 2
+    time_width: int = 20  # frames per time mask, at most
+    freq_masks: int = 2
+    freq_width: int = 8  # features (mel bins) per frequency mask, at most
+
+
+def spec_augment(features: mx.array, key: mx.array | None = None, *, freq_masks: int = Masking.freq_masks,
+                 freq_width: int = Masking.freq_width, time_masks: int = Masking.time_masks,
+                 time_width: int = Masking.time_width) -> mx.array:
     """SpecAugment's masking (Park et al. 2019): ``freq_masks`` bands of up to ``freq_width`` mel bins and
     ``time_masks`` spans of up to ``time_width`` frames set to 0 (the mean after :func:`normalize`).
 

@@ -50,7 +50,7 @@ from mlxseq.data import (
     SpanTable, WordTokenizer, nested_spans, read_labelled,
 )
 from mlxseq.models import model_module
-from mlxseq.speech.features import FeatureArgs
+from mlxseq.speech.features import FeatureArgs, Masking
 from mlxseq.tasks.classification_loss import label_array, make_loss
 from mlxseq.tasks.config_paths import from_config_key
 from mlxseq.tasks.frame_classification import frame_problems, prepare_frames
@@ -94,6 +94,11 @@ class DataArgs:
     features: Literal["", "audio", "arrays"] = ""  # the first column names a file of feature vectors instead of
     #   holding text: a WAV (audio) or a .npy/.npz/.csv (frames, features) array; max_length then counts frames
     audio: FeatureArgs = field(default_factory=FeatureArgs)  # features: audio: sample_rate, n_fft, hop_length, n_mels, top_db
+    spec_augment: bool = False  # features: mask training frames (SpecAugment) as task: speech does
+    time_masks: int = Masking.time_masks  # spans of at most time_width frames set to the mean (0)
+    time_width: int = Masking.time_width
+    freq_masks: int = Masking.freq_masks  # bands of at most freq_width features set to the mean (0)
+    freq_width: int = Masking.freq_width
 
 
 @dataclass
@@ -113,6 +118,10 @@ def check_config(config) -> list[tuple[str, str]]:
             or data.max_train_examples < 0:
         problems.append(("data", "max_length, bucket_multiple, min_frequency and max_word_chars must be >= 1, "
                                  "max_train_examples >= 0"))
+    if data.spec_augment and not data.features:
+        problems.append(("data.spec_augment", "masks feature vectors: it needs data.features (audio or arrays)"))
+    if min(data.time_masks, data.time_width, data.freq_masks, data.freq_width) < 0:
+        problems.append(("data", "time_masks, time_width, freq_masks and freq_width must be >= 0"))
     if data.whole_text_weight <= 0:
         problems.append(("data.whole_text_weight", f"must be > 0, got {data.whole_text_weight}"))
     if data.nested_spans and data.tokenizer != "word":

@@ -25,7 +25,7 @@ from mlxseq.layers import count_parameters
 from mlxseq.models import model_module
 from mlxseq.pipelines.classifier import TextSettings
 from mlxseq.pipelines.frame_classifier import FrameClassifier, FrameSettings
-from mlxseq.speech.features import AudioError
+from mlxseq.speech.features import AudioError, Masking, spec_augment
 from mlxseq.tasks import TaskParts
 from mlxseq.tasks.batches import SamplerBatches
 from mlxseq.tasks.classification_loss import label_array, make_loss
@@ -58,15 +58,21 @@ def read_examples(corpus, settings: FrameSettings, tsv: str) -> list[np.ndarray]
 
 
 class FrameBatches(SamplerBatches):
-    """Training batches ``(frames (B, T, F), lengths (B,), labels)`` in BatchSampler order."""
+    """Training batches ``(frames (B, T, F), lengths (B,), labels)`` in BatchSampler order; with
+    ``masking`` each example's frames get SpecAugment's masks (drawn from MLX's random state, so
+    training resumes exactly)."""
 
-    def __init__(self, frames: list[np.ndarray], labels: np.ndarray, sampler: BatchSampler, multiple: int):
+    def __init__(self, frames: list[np.ndarray], labels: np.ndarray, sampler: BatchSampler, multiple: int,
+                 masking: Masking | None = None):
         super().__init__(sampler)
-        self.frames, self.labels, self.multiple = frames, labels, multiple
+        self.frames, self.labels, self.multiple, self.masking = frames, labels, multiple, masking
 
     def __iter__(self):
         for indices in self.sampler:
-            yield *pad_frames([self.frames[i] for i in indices], self.multiple), mx.array(self.labels[indices])
+            frames, lengths = pad_frames([self.frames[i] for i in indices], self.multiple)
+            if self.masking is not None:
+                frames = spec_augment(frames, **asdict(self.masking))
+            yield frames, lengths, mx.array(self.labels[indices])
 
 
 def prepare_frames(config, train, valid, command: str) -> TaskParts:
@@ -90,7 +96,9 @@ def prepare_frames(config, train, valid, command: str) -> TaskParts:
     model = model_module(config.model.model_type).build_model(args)
     sampler = BatchSampler([len(f) for f in train_frames], training.batch_tokens, multiple=data.bucket_multiple,
                            max_batch_size=training.max_batch_size or None, seed=training.seed)
-    batches = FrameBatches(train_frames, label_array(train.labels[:keep], names, multi), sampler, data.bucket_multiple)
+    masking = Masking(data.time_masks, data.time_width, data.freq_masks, data.freq_width) if data.spec_augment else None
+    batches = FrameBatches(train_frames, label_array(train.labels[:keep], names, multi), sampler, data.bucket_multiple,
+                           masking)
     scorer = FrameClassifier(model, frame_settings, normaliser, settings)
     valid_labels = valid.labels[:cap]
 
@@ -111,7 +119,8 @@ def prepare_frames(config, train, valid, command: str) -> TaskParts:
     description = "\n".join([
         f"train: {len(train_frames)} examples, {facts['frames']} frames, {len(names)} labels; "
         f"valid: {len(valid_frames)} examples",
-        f"inputs: {source}, standardised per feature, at most {data.max_length} frames",
+        f"inputs: {source}, standardised per feature, at most {data.max_length} frames"
+        + (f"; SpecAugment: {masking}" if masking else ""),
         f"model: {config.model.model_type}, {facts['parameters']:,} parameters",
         f"batches: {len(sampler)} per epoch in {len(sampler.shapes())} shapes, at most {training.batch_tokens} frames",
     ])

@@ -39,7 +39,7 @@ from mlxseq.speech.digits import (
     sample_utterances,
     split_of,
 )
-from mlxseq.speech.features import AudioError, FeatureArgs, spec_augment
+from mlxseq.speech.features import AudioError, FeatureArgs, Masking, spec_augment
 from mlxseq.speech.manifest import digit_items, read_speech_list
 from mlxseq.tasks import TaskParts, metric_problems
 from mlxseq.tasks.batches import SamplerBatches
@@ -77,10 +77,10 @@ class DataArgs:
     n_mels: int = 40  # mel bins: the model's input features
     top_db: float | None = FeatureArgs.top_db  # log-mel values more than this many dB below the peak are raised
     spec_augment: bool = True  # mask training frames (SpecAugment): time_masks spans, freq_masks bands
-    time_masks: int = 2
-    time_width: int = 20  # frames per time mask, at most
-    freq_masks: int = 2
-    freq_width: int = 8  # mel bins per frequency mask, at most
+    time_masks: int = Masking.time_masks
+    time_width: int = Masking.time_width  # frames per time mask, at most
+    freq_masks: int = Masking.freq_masks
+    freq_width: int = Masking.freq_width  # mel bins per frequency mask, at most
     max_seconds: float = 30.0  # drop longer training utterances
     bucket_multiple: int = 32  # pad frame counts up to a multiple of this: fewer shapes, fewer compiled traces
     bucket_frames: list[int] = field(default_factory=list)  # or up to these (increasing): fewer shapes still;

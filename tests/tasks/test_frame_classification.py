@@ -97,6 +97,39 @@ def test_text_only_settings_are_refused_with_features(tmp_path):
         train_from_config(config(tmp_path, train, train, "arrays", char_encoder=True), quiet=True)
 
 
+def test_spec_augment_masks_training_frames_in_stripes_and_still_learns(tmp_path):
+    import mlx.core as mx
+
+    from mlxseq.data import BatchSampler
+    from mlxseq.speech.features import Masking
+    from mlxseq.tasks.frame_classification import FrameBatches
+
+    frames = [np.ones((n, 6), dtype=np.float32) for n in (12, 16, 16, 9)]
+    def sampler():  # one batch of all four: an epoch's position moves on as batches are drawn
+        return BatchSampler([len(f) for f in frames], 4 * 16, multiple=16, seed=0)
+
+    mx.random.seed(0)
+    plain = next(iter(FrameBatches(frames, np.arange(4), sampler(), 16)))[0]
+    masked, lengths, _ = next(iter(FrameBatches(frames, np.arange(4), sampler(), 16, Masking(1, 4, 1, 2))))
+    assert float(plain.sum()) == float(lengths.sum()) * 6  # padding is 0, frames untouched
+    for example, length in zip(np.array(masked), np.array(lengths)):
+        valid = example[:length]
+        zero_columns = (valid == 0).all(axis=0).sum()
+        zero_rows = (valid == 0).all(axis=1).sum()
+        assert zero_columns <= 2 and zero_rows <= 4  # one band of <= 2 features, one span of <= 4 frames
+        assert ((valid == 0) == ((valid == 0).all(axis=0, keepdims=True) | (valid == 0).all(axis=1, keepdims=True))).all()
+    assert (np.array(masked) == 0).sum() > (np.array(plain) == 0).sum()
+
+    train = write_array_examples(tmp_path, 200, 0, "train")
+    valid = write_array_examples(tmp_path, 60, 1, "valid")
+    result = train_from_config(config(tmp_path, train, valid, "arrays", spec_augment=True, time_width=3,
+                                      freq_masks=0), quiet=True)
+    assert result.metrics["accuracy"] >= 85.0, result.metrics
+    with pytest.raises(ConfigError, match="data.spec_augment"):
+        raw_text = config(tmp_path, train, valid, "", spec_augment=True)
+        train_from_config(raw_text, quiet=True)
+
+
 def test_array_files_of_every_kind_read_back(tmp_path):
     values = np.arange(12, dtype=np.float32).reshape(4, 3)
     np.save(tmp_path / "a.npy", values)
