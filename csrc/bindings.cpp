@@ -5,6 +5,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include "ctc.h"
 #include "recurrence.h"
 
 namespace nb = nanobind;
@@ -21,6 +22,8 @@ NB_MODULE(_native, m) {
         "w_hr"_a.none(), "mask"_a.none(), "reverse"_a, "keep"_a = false,
         "outputs (T, B, P), h_T (B, P) and, for the LSTM, c_T (B, H) of one layer-direction; keep=True makes "
         "it differentiable (it then also returns what the backward pass reads)");
+  m.def("ctc_loss", &mlxseq::ctc_loss, "log_probs"_a, "targets"_a, "input_lengths"_a, "target_lengths"_a, "blank"_a,
+        "losses (B,) and the alphas (T, B, 2S+1) of the CTC loss, differentiable in log_probs");
   m.def("blas_name", &mlxseq::blas_name, "the library whose cblas_sgemm the steps call");
   m.def("use_blas", &mlxseq::use_blas, "sgemm"_a, "pack_get_size"_a, "pack"_a, "compute"_a, "name"_a,
         "call these functions (addresses) for the steps' products; 0 for those a library lacks");

@@ -4,6 +4,7 @@ label smoothing, classification (one label, several labels, spans, distillation)
 import mlx.core as mx
 
 from mlxseq.layers.activations import log_softmax
+from mlxseq.system import native
 
 
 def label_smoothed_cross_entropy(logits: mx.array, targets: mx.array, pad_id: int, smoothing: float = 0.0):
@@ -134,7 +135,10 @@ def ctc_loss(log_probs: mx.array, targets: mx.array, input_lengths, target_lengt
         raise ValueError(f"targets must be (B, S) = ({B}, S) padded label ids, got shape {tuple(targets.shape)}")
     input_lengths = mx.array(input_lengths).astype(mx.int32)
     target_lengths = mx.array(target_lengths).astype(mx.int32)
-    losses, _ = _ctc_losses(log_probs, targets, input_lengths, target_lengths, blank)  # (B,), alphas for the vjp
+    if native.can_run_ctc(log_probs):  # the same recursions as one C++ primitive (csrc/ctc.h)
+        losses = native.ctc_losses(log_probs, targets, input_lengths, target_lengths, blank)
+    else:
+        losses, _ = _ctc_losses(log_probs, targets, input_lengths, target_lengths, blank)  # (B,), alphas for the vjp
     if zero_infinity:
         losses = mx.where(mx.isinf(losses), 0.0, losses)
     if reduction == "none":

@@ -1,4 +1,5 @@
-"""mlxseq.losses.ctc_loss against torch.nn.functional.ctc_loss: values and gradients."""
+"""mlxseq.losses.ctc_loss against torch.nn.functional.ctc_loss: values and gradients, on the native
+CTC primitive (when built) and on the MLX graph."""
 
 import mlx.core as mx
 import numpy as np
@@ -6,6 +7,22 @@ import pytest
 import torch
 
 from mlxseq.losses import ctc_loss
+from mlxseq.system import native
+
+
+@pytest.fixture(autouse=True, params=["native", "graph"])
+def ctc_path(request, monkeypatch):
+    """Every test on both paths; the native one checks that the primitive really ran."""
+    if request.param == "graph":
+        with native.disabled():
+            yield "graph"
+        return
+    if not native.available():
+        pytest.skip(f"native CTC unavailable: {native.describe()}")
+    calls, run = [], native.ctc_losses
+    monkeypatch.setattr(native, "ctc_losses", lambda *args: calls.append(1) or run(*args))
+    yield "native"
+    assert calls or request.node.name.startswith("test_bad_arguments"), "the native CTC primitive was not called"
 
 
 def _both(logits, targets, input_lengths, target_lengths, **options):

@@ -154,3 +154,13 @@ def recurrence(math, xp, h0, extra0, w_hh, b_hh, w_hr, mask, reverse, differenti
     results = _state["module"].recurrence(CELL_KINDS[math.name], xp, h0, c0, w_hh, b_hh, w_hr, mask, reverse,
                                           differentiable)
     return results[0], results[1], tuple(results[2 : 2 + math.num_extra])
+
+
+def can_run_ctc(log_probs: mx.array) -> bool:
+    """Whether :func:`mlxseq.losses.ctc_loss` can take the native CTC primitive: float32 on the CPU."""
+    return log_probs.dtype == mx.float32 and mx.default_device() == mx.cpu and available()
+
+
+def ctc_losses(log_probs, targets, input_lengths, target_lengths, blank: int) -> mx.array:
+    """``(B,)`` CTC losses (inf where no alignment exists), differentiable in ``log_probs``."""
+    return _state["module"].ctc_loss(log_probs, targets, input_lengths, target_lengths, blank)[0]
