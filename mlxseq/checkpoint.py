@@ -25,6 +25,7 @@ from mlxseq._version import __version__
 from mlxseq.system.files import atomic_write, write_text
 from mlxseq.layers.recurrent import TORCH_SUFFIXES
 from mlxseq.models import model_module
+from mlxseq.quantization import dequantize_recurrent, quantize_recurrent
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -41,9 +42,9 @@ class ModelFolderError(ValueError):
     """A model folder is missing, incomplete or inconsistent; the message says what to do."""
 
 
-def save_weights(path, model) -> None:
-    """Write a model's parameters as safetensors, atomically."""
-    weights = dict(tree_flatten(model.parameters()))
+def save_weights(path, model, weights: dict | None = None) -> None:
+    """Write a model's parameters (or ``weights``, as they are to be stored) as safetensors, atomically."""
+    weights = dict(tree_flatten(model.parameters())) if weights is None else weights
     atomic_write(path, lambda tmp: mx.save_safetensors(tmp, weights), suffix=".safetensors")
 
 
@@ -56,14 +57,15 @@ def quantizable(path: str, module, group_size: int) -> bool:
 
 
 def save_model(folder, model, model_type: str, args, *, readme: str | None = None,
-               quantization: dict | None = None) -> Path:
+               quantization: dict | None = None, weights: dict | None = None) -> Path:
     """Write ``model`` and its ``ModelArgs`` as a model folder; returns the folder.
 
-    Weights go first and ``config.json`` last, so a folder with a config is complete.
+    Weights (the model's parameters, or ``weights`` as they are to be stored) go first and
+    ``config.json`` last, so a folder with a config is complete.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    save_weights(folder / WEIGHTS_FILE, model)
+    save_weights(folder / WEIGHTS_FILE, model, weights)
     if readme is not None:
         write_text(folder / "README.md", readme)
     config = {
@@ -263,13 +265,19 @@ def check_sizes(folder, sizes: dict[str, tuple[int, int]]) -> None:
             raise ModelFolderError(f"{folder}: {found} {what}, but the model's config.json expects {expected}")
 
 
-def load_weights(model, path) -> None:
-    """Load safetensors into ``model``, naming missing, unexpected and mis-shaped weights."""
+def load_weights(model, path, recurrent_quantized: tuple[int, int] | None = None) -> None:
+    """Load safetensors into ``model``, naming missing, unexpected and mis-shaped weights.
+
+    ``recurrent_quantized`` ``(bits, group_size)``: the recurrent matrices are stored quantized
+    (:mod:`mlxseq.quantization`) and are dequantized first.
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelFolderError(f"{path.parent} is not a complete model folder: {path.name} is missing")
     try:
         weights = mx.load(str(path))
+        if recurrent_quantized:
+            weights = dequantize_recurrent(weights, *recurrent_quantized)
     except Exception as error:
         raise ModelFolderError(f"{path}: cannot read weights ({error})") from None
     expected = dict(tree_flatten(model.parameters()))
@@ -326,19 +334,22 @@ def load(path_or_repo, *, revision: str | None = None):
         model = model_module(model_type).build_model(args)
     except (ValueError, TypeError, OverflowError) as error:
         raise ModelFolderError(f"{folder / CONFIG_FILE}: cannot build the model ({error})") from None
-    quantization = config.get("quantization")
+    quantization, recurrent = config.get("quantization"), None
     if quantization is not None:
         bits, group_size = _quantization(quantization, folder / CONFIG_FILE)
         nn.quantize(model, group_size=group_size, bits=bits,
                     class_predicate=lambda path, module: quantizable(path, module, group_size))
-    load_weights(model, weights)
+        recurrent = (bits, group_size) if quantization.get("recurrent") else None
+    load_weights(model, weights, recurrent)
     model.eval()
     return model
 
 
 def _quantization(value, source) -> tuple[int, int]:
-    if not isinstance(value, dict) or set(value) != {"bits", "group_size"}:
-        raise ModelFolderError(f"{source}: quantization must be {{\"bits\": 4 or 8, \"group_size\": 32, 64 or 128}}")
+    if not isinstance(value, dict) or not {"bits", "group_size"} <= set(value) <= {"bits", "group_size", "recurrent"} \
+            or not isinstance(value.get("recurrent", False), bool):
+        raise ModelFolderError(f"{source}: quantization must be {{\"bits\": 4 or 8, \"group_size\": 32, 64 or 128, "
+                               f"optionally \"recurrent\": true or false}}")
     bits, group_size = value["bits"], value["group_size"]
     if bits not in QUANTIZATION_BITS or group_size not in QUANTIZATION_GROUP_SIZES:
         raise ModelFolderError(f"{source}: quantization bits {bits!r} / group_size {group_size!r} "
@@ -346,11 +357,12 @@ def _quantization(value, source) -> tuple[int, int]:
     return bits, group_size
 
 
-def quantize_folder(source, out, *, bits: int = 8, group_size: int = 64) -> Path:
+def quantize_folder(source, out, *, bits: int = 8, group_size: int = 64, recurrent: bool = True) -> Path:
     """Write ``source``'s model to ``out`` with its Linear and Embedding weights quantized (MLX's
     affine quantization, ``bits`` per weight in groups of ``group_size``); the other files are copied.
 
-    The recurrent weights stay as they are: the scan multiplies them at every step in full precision.
+    With ``recurrent`` the recurrent matrices are stored quantized too (:mod:`mlxseq.quantization`):
+    dequantized when the folder loads, the recurrence multiplies them in full precision.
     """
     import shutil
 
@@ -376,12 +388,16 @@ def quantize_folder(source, out, *, bits: int = 8, group_size: int = 64) -> Path
     for item in Path(source).iterdir():
         if item.is_file() and item.name not in (CONFIG_FILE, WEIGHTS_FILE):
             shutil.copy2(item, out / item.name)
+    weights, count = dict(tree_flatten(model.parameters())), 0
+    if recurrent:
+        weights, count = quantize_recurrent(weights, bits, group_size)
     readme = (out / "README.md").read_text(encoding="utf-8") if (out / "README.md").is_file() else None
     if readme is not None:
+        stored = "stored the same way and dequantized when the folder loads" if count else "in full precision"
         readme += f"\n## Quantization\n\nLinear and embedding weights stored with {bits}-bit affine quantization " \
-                  f"in groups of {group_size} (`mlxseq quantize`); recurrent weights in full precision.\n"
-    return save_model(out, model, model_type, args, readme=readme,
-                      quantization={"bits": bits, "group_size": group_size})
+                  f"in groups of {group_size} (`mlxseq quantize`); recurrent weights {stored}.\n"
+    return save_model(out, model, model_type, args, readme=readme, weights=weights,
+                      quantization={"bits": bits, "group_size": group_size, **({"recurrent": True} if count else {})})
 
 
 def upload(folder, repo_id: str, *, private: bool = False, message: str | None = None) -> str:

@@ -1,6 +1,7 @@
 """Model folders: save/load round trip, atomic writes, strict configs, clear errors, Hub cache."""
 
 import json
+import re
 import os
 
 import mlx.core as mx
@@ -229,9 +230,9 @@ def test_a_quantized_folder_is_smaller_loads_like_any_folder_and_stays_close(tmp
     result = CliRunner().invoke(app, ["quantize", str(BUNDLED_MODEL), str(tmp_path / "q"), "--bits", str(bits)])
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "q" / "config.json").read_text())
-    assert config["quantization"] == {"bits": bits, "group_size": 64}
+    assert config["quantization"] == {"bits": bits, "group_size": 64, "recurrent": True}
     size = (tmp_path / "q" / "model.safetensors").stat().st_size
-    assert size < (0.72 if bits == 8 else 0.55) * (BUNDLED_MODEL / "model.safetensors").stat().st_size
+    assert size < (0.65 if bits == 8 else 0.47) * (BUNDLED_MODEL / "model.safetensors").stat().st_size
     for name in ("tokenizer.model", "generation_config.json"):
         assert (tmp_path / "q" / name).is_file()
     assert "## Quantization" in (tmp_path / "q" / "README.md").read_text()
@@ -242,6 +243,38 @@ def test_a_quantized_folder_is_smaller_loads_like_any_folder_and_stays_close(tmp
     assert all(q.split()[:2] == o.split()[:2] for q, o in zip(quantized, original)), (quantized, original)
     again = CliRunner().invoke(app, ["quantize", str(tmp_path / "q"), str(tmp_path / "qq")])
     assert again.exit_code == 1 and "is quantized already" in again.output
+
+
+def test_recurrent_matrices_are_stored_quantized_and_load_as_their_dequantized_values(tmp_path):
+    from mlxseq.checkpoint import quantize_folder
+    from mlxseq.models import language_model
+
+    mx.random.seed(1)
+    args = language_model.ModelArgs(vocab_size=40, embed_size=64, hidden_size=128, num_layers=2)
+    model = language_model.build_model(args)
+    model.eval()
+    save_model(tmp_path / "lm", model, "lm", args)
+    quantize_folder(tmp_path / "lm", tmp_path / "q", bits=8)
+    quantize_folder(tmp_path / "lm", tmp_path / "q-float-rnn", bits=8, recurrent=False)
+    stored = mx.load(str(tmp_path / "q" / "model.safetensors"))
+    recurrent = [n for n in stored if re.search(r"weight_(ih|hh)_l\d$", n)]
+    assert len(recurrent) == 4 and all(stored[n].dtype == mx.uint32 for n in recurrent)
+    loaded = dict(tree_flatten(mlxseq.load(tmp_path / "q").parameters()))
+    for name in recurrent:  # exactly the quantized values, in float32
+        w = dict(tree_flatten(model.parameters()))[name]
+        expected = mx.dequantize(*mx.quantize(w, group_size=64, bits=8), group_size=64, bits=8)
+        assert loaded[name].dtype == mx.float32 and mx.array_equal(loaded[name], expected), name
+        assert float(mx.abs(loaded[name] - w).max()) < 0.01 * float(mx.abs(w).max())
+    sizes = {k: (tmp_path / k / "model.safetensors").stat().st_size for k in ("lm", "q", "q-float-rnn")}
+    assert sizes["q"] < 0.33 * sizes["lm"] and sizes["q-float-rnn"] > 0.8 * sizes["lm"], sizes
+    tokens = mx.array([[3, 7, 11, 5, 2]])
+    a, b = model(tokens, None)[0], mlxseq.load(tmp_path / "q")(tokens, None)[0]
+    assert float(mx.abs(a - b).max() / mx.abs(a).max()) < 0.02
+    # a folder missing a quantized matrix's scales is named, not loaded
+    del stored[recurrent[0] + ".scales"]
+    mx.save_safetensors(str(tmp_path / "q" / "model.safetensors"), stored)
+    with pytest.raises(ModelFolderError, match=re.escape(recurrent[0])):
+        mlxseq.load(tmp_path / "q")
 
 
 def test_quantization_settings_are_checked(tmp_path):

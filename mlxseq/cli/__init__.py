@@ -318,12 +318,13 @@ def quantize(
     output: str = typer.Argument(..., help="Model folder to write."),
     bits: int = typer.Option(8, help="Bits per weight: 8 or 4."),
     group_size: int = typer.Option(64, help="Weights sharing one scale and bias: 32, 64 or 128."),
+    recurrent: bool = typer.Option(True, help="Also store the recurrent matrices quantized (dequantized at load)."),
 ):
-    """Store a model's Linear and Embedding weights quantized (smaller folder; loads like any folder)."""
+    """Store a model's weights quantized (smaller folder; loads like any folder)."""
     from mlxseq.checkpoint import quantize_folder
 
     with folder_errors(output):
-        out = quantize_folder(folder, output, bits=bits, group_size=group_size)
+        out = quantize_folder(folder, output, bits=bits, group_size=group_size, recurrent=recurrent)
     typer.echo(f"wrote {out} ({bits}-bit, groups of {group_size})")
 
 
