@@ -11,7 +11,7 @@ LEVELS = [
     {"_version"},
     {"system"},
     {"layers"},
-    {"models", "decoding", "losses", "data", "scores", "metrics", "speech"},
+    {"models", "decoding", "losses", "data", "scores", "metrics", "speech", "quantization"},
     {"checkpoint"},
     {"convert", "pipelines", "bundle"},
     {"training"},

@@ -3,7 +3,8 @@
 Random log-probabilities ``(T, B, C)``, targets of length up to S (each sequence its own input
 and target length), ``reduction="mean"``; the time of the loss and its gradient with respect to
 the log-probabilities. mlxseq runs eagerly and compiled (``mx.compile``, as inside a training
-step); both libraries run in their own process with their default threads.
+step), on its native CTC primitive (where the extension is built) and on its MLX graph
+(``MLXSEQ_NATIVE=0``); each runs in its own process with its library's default threads.
 
     python tools/bench_ctc.py            # T=200, B=32, C=30, S=50
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 
 from bench_common import add_worker_options, answer_as_worker, median_time, run_worker
@@ -41,7 +43,11 @@ def _mlxseq_worker(spec):
     loss, _ = grad(log_probs)
     eager = median_time(lambda: mx.eval(grad(log_probs)), spec["runs"])
     fast = median_time(lambda: mx.eval(compiled(log_probs)), spec["runs"], warmup=2)
-    return {"loss": float(loss), "eager": eager, "compiled": fast, "versions": f"mlxseq {mlxseq.__version__}, MLX {mx.__version__}"}
+    from mlxseq.system import native
+
+    path = "native" if native.can_run_ctc(log_probs) else "MLX graph"
+    return {"loss": float(loss), "eager": eager, "compiled": fast,
+            "versions": f"mlxseq {mlxseq.__version__}, MLX {mx.__version__}, {path}"}
 
 
 def _torch_worker(spec):
@@ -74,9 +80,11 @@ def main():
     if answer_as_worker(options, WORKERS):
         return
     spec = {"T": options.T, "B": options.B, "C": options.C, "S": options.S, "runs": options.runs}
-    found = {name: run_worker(__file__, ["--worker", name, "--spec", json.dumps(spec)], f"{name} worker")
-             for name in WORKERS}
-    ours, theirs = found["mlxseq"], found["torch"]
+    runs = {"mlxseq": ("mlxseq", {}), "mlxseq-graph": ("mlxseq", {"MLXSEQ_NATIVE": "0"}), "torch": ("torch", {})}
+    found = {name: run_worker(__file__, ["--worker", worker, "--spec", json.dumps(spec)], f"{name} worker",
+                              env={**os.environ, **env})
+             for name, (worker, env) in runs.items()}
+    theirs = found["torch"]
     print(f"Machine: {platform.system()} {platform.machine()} ({platform.processor() or 'cpu'})")
     for name, result in found.items():
         print(f"- {name}: {result['versions']}")
@@ -85,9 +93,12 @@ def main():
     print("| | ms | torch / this |")
     print("|---|---:|---:|")
     print(f"| torch.nn.CTCLoss | {1000 * theirs['eager']:.1f} | 1.00x |")
-    for kind in ("eager", "compiled"):
-        print(f"| mlxseq ctc_loss, {kind} | {1000 * ours[kind]:.1f} | {theirs['eager'] / ours[kind]:.2f}x |")
-    print(f"\nSame loss: mlxseq {ours['loss']:.6f}, torch {theirs['loss']:.6f}")
+    for name in ("mlxseq", "mlxseq-graph"):
+        for kind in ("eager", "compiled"):
+            ms = 1000 * found[name][kind]
+            print(f"| {name} ctc_loss, {kind} | {ms:.1f} | {theirs['eager'] / found[name][kind]:.2f}x |")
+    print(f"\nSame loss: mlxseq {found['mlxseq']['loss']:.6f}, mlxseq-graph {found['mlxseq-graph']['loss']:.6f}, "
+          f"torch {theirs['loss']:.6f}")
 
 
 if __name__ == "__main__":
