@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <thread>
 
 #include "mlx/allocator.h"
 #include "mlx/backend/cpu/encoder.h"
@@ -45,10 +46,22 @@ struct Sizes {
   int T, B, C, S, L;
 };
 
+// Runs body(first, last) over [0, B) split among the cores (sequences are independent).
+template <typename Body>
+void over_batch(int B, Body body) {
+  const int workers = std::max(1, std::min<int>({B, int(std::thread::hardware_concurrency()), 8}));
+  if (workers == 1) return body(0, B);
+  std::vector<std::thread> threads;
+  const int share = (B + workers - 1) / workers;
+  for (int first = share; first < B; first += share) threads.emplace_back(body, first, std::min(B, first + share));
+  body(0, std::min(B, share));
+  for (auto& thread : threads) thread.join();
+}
+
 void forward(Sizes n, int blank, const float* log_probs, const int* targets, const int* input_lengths,
-             const int* target_lengths, float* losses, float* alphas) {
+             const int* target_lengths, float* losses, float* alphas, int first, int last) {
   const auto [T, B, C, S, L] = n;
-  for (int b = 0; b < B; ++b) {
+  for (int b = first; b < last; ++b) {
     const Extended ext(targets + size_t(b) * S, S, target_lengths[b], blank);
     auto y = [&](int t, int s) { return log_probs[(size_t(t) * B + b) * C + ext.label[s]]; };
     auto alpha = [&](int t) { return alphas + (size_t(t) * B + b) * L; };
@@ -79,11 +92,11 @@ void forward(Sizes n, int blank, const float* log_probs, const int* targets, con
 
 void backward(Sizes n, int blank, const float* log_probs, const int* targets, const int* input_lengths,
               const int* target_lengths, const float* losses, const float* alphas, const float* cotangent,
-              float* grad) {
+              float* grad, int first, int last) {
   const auto [T, B, C, S, L] = n;
-  std::fill(grad, grad + size_t(T) * B * C, 0.0f);
   std::vector<float> beta(L, kNegInf), next(L, kNegInf);
-  for (int b = 0; b < B; ++b) {
+  for (int b = first; b < last; ++b) {
+    for (int t = 0; t < T; ++t) std::fill(grad + (size_t(t) * B + b) * C, grad + (size_t(t) * B + b + 1) * C, 0.0f);
     if (std::isinf(losses[b])) continue;  // impossible alignments have no gradient
     const Extended ext(targets + size_t(b) * S, S, target_lengths[b], blank);
     const int Tb = input_lengths[b], tl = target_lengths[b];
@@ -139,7 +152,7 @@ void CtcLoss::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::arr
   encoder.dispatch([n = sizes_of(inputs[0], inputs[1]), blank = blank_, lp = inputs[0].data<float>(),
                     tg = inputs[1].data<int>(), il = inputs[2].data<int>(), tl = inputs[3].data<int>(),
                     losses = outputs[0].data<float>(), alphas = outputs[1].data<float>()]() {
-    forward(n, blank, lp, tg, il, tl, losses, alphas);
+    over_batch(n.B, [&](int first, int last) { forward(n, blank, lp, tg, il, tl, losses, alphas, first, last); });
   });
 }
 
@@ -182,7 +195,9 @@ void CtcLossBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vector
                     tg = inputs[1].data<int>(), il = inputs[2].data<int>(), tl = inputs[3].data<int>(),
                     losses = inputs[4].data<float>(), alphas = inputs[5].data<float>(),
                     cot = inputs[6].data<float>(), grad = outputs[0].data<float>()]() {
-    backward(n, blank, lp, tg, il, tl, losses, alphas, cot, grad);
+    over_batch(n.B, [&](int first, int last) {
+      backward(n, blank, lp, tg, il, tl, losses, alphas, cot, grad, first, last);
+    });
   });
 }
 
