@@ -479,7 +479,10 @@ std::vector<mx::array> Recurrence::vjp(
   const int H = lstm ? outputs[at.c_n].shape(1) : (gru ? G / 3 : G);
   // Cotangents of out, h_T and c_T (those of the kept arrays are not used: nothing reads them).
   auto cotangent = [&](int i) { return mx::contiguous(mx::astype(cotangents[i], mx::float32, s), false, s); };
-  std::vector<mx::array> inputs{xp, primals[at.w_hh]};
+  // xp only where the backward reads it (GRU): otherwise it can be freed once the forward ran.
+  std::vector<mx::array> inputs;
+  if (gru) inputs.push_back(xp);
+  inputs.push_back(primals[at.w_hh]);
   if (layout_.projected) inputs.push_back(primals[at.w_hr]);
   if (layout_.masked) inputs.push_back(primals[at.mask]);
   for (int o : {at.h_prev, at.c_prev, at.c_new, at.z, at.hh, at.y}) {
@@ -533,8 +536,10 @@ void RecurrenceBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vec
   int i = 0;
   auto next = [&](bool present) { return present ? inputs[i++].data<float>() : nullptr; };
   BackwardPointers p{};
-  p.xp = next(true);
+  p.xp = next(gru);
+  const auto& w_hh = inputs[i];
   p.w_hh = next(true);
+  const int w_hr_at = i;
   p.w_hr = next(layout_.projected);
   p.mask = next(layout_.masked);
   p.h_prev = next(true);
@@ -552,13 +557,13 @@ void RecurrenceBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vec
   p.d_c0 = lstm ? outputs[o++].data<float>() : nullptr;
   p.d_hh = gru ? outputs[o++].data<float>() : nullptr;
   p.d_new = layout_.projected ? outputs[o++].data<float>() : nullptr;
-  const auto& xp = inputs[0];
-  const int G = xp.shape(2), P = inputs[1].shape(1);
-  const int H = layout_.projected ? inputs[2].shape(1) : (lstm ? G / 4 : gru ? G / 3 : G);
+  const auto& d_xp = outputs[0];  // (T, B, G), xp's shape
+  const int G = d_xp.shape(2), P = w_hh.shape(1);
+  const int H = layout_.projected ? inputs[w_hr_at].shape(1) : (lstm ? G / 4 : gru ? G / 3 : G);
   auto& encoder = mx::cpu::get_command_encoder(stream());
   for (const auto& a : inputs) encoder.set_input_array(a);
   for (auto& a : outputs) encoder.set_output_array(a);
-  encoder.dispatch([layout = layout_, n = sizes_of(xp, P, H), p]() { run_backward(layout, n, p); });
+  encoder.dispatch([layout = layout_, n = sizes_of(d_xp, P, H), p]() { run_backward(layout, n, p); });
 }
 
 void RecurrenceBackward::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
