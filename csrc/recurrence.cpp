@@ -260,7 +260,7 @@ struct Sizes {
 struct Pointers {
   const float *xp, *h0, *c0, *w_hh, *b_hh, *w_hr, *mask;
   float *out, *h_n, *c_n;
-  float *h_prev, *c_prev, *c_new, *z, *hh, *y;  // kept (T, B, ...) or null
+  float *h_prev, *c_new, *z, *hh, *y;  // kept (T, B, ...) or null
 };
 
 void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
@@ -293,7 +293,6 @@ void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
       std::copy(xp_t, xp_t + size_t(B) * G, z);
       recurrent(h, 1.0f, z);
       if (lstm) {
-        if (float* kept = at(p.c_prev, t, H)) std::copy(c.begin(), c.end(), kept);
         c_next = p.c_new ? at(p.c_new, t, H) : c_new.data();
         lstm_cells(B, H, z, c.data(), c_next, y_t);
       } else {
@@ -324,8 +323,8 @@ void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
 
 // Backward: the forward's inputs and kept arrays, the cotangents, and the gradients it writes.
 struct BackwardPointers {
-  const float *xp, *w_hh, *w_hr, *mask;
-  const float *h_prev, *c_prev, *c_new, *z, *hh, *y;
+  const float *xp, *w_hh, *w_hr, *mask, *c0;
+  const float *h_prev, *c_new, *z, *hh, *y;
   const float *d_out, *d_h, *d_c;
   float *d_xp, *d_h0, *d_c0, *d_hh, *d_new;
 };
@@ -340,8 +339,22 @@ void run_backward(const RecurrenceLayout& layout, Sizes n, const BackwardPointer
   const WeightProduct recurrent(B, P, G, p.w_hh, false, T);  // d(gates) W_hh
   const std::optional<WeightProduct> projection =
       layout.projected ? std::optional<WeightProduct>(std::in_place, B, H, P, p.w_hr, false, T) : std::nullopt;
+  auto time_of = [&](int k) { return layout.reverse ? T - 1 - k : k; };
+  // LSTM: c_{t-1} is not kept. Row b's cell state before step k is c_t of its last valid step
+  // before k (c_new holds every step's c_t), or c0: found once, as a step index per row.
+  std::vector<int> last_valid(lstm ? size_t(T) * B : 0);
+  std::vector<float> c_prev(lstm ? size_t(B) * H : 0);
+  if (lstm) {
+    std::vector<int> last(B, -1);
+    for (int k = 0; k < T; ++k) {
+      for (int b = 0; b < B; ++b) {
+        last_valid[size_t(k) * B + b] = last[b];
+        if (!layout.masked || p.mask[size_t(time_of(k)) * B + b] != 0.0f) last[b] = k;
+      }
+    }
+  }
   for (int k = T - 1; k >= 0; --k) {
-    const int t = layout.reverse ? T - 1 - k : k;
+    const int t = time_of(k);
     const size_t tb = size_t(t) * B;
     // out_t = m * h'_t, and h_t = m ? h'_t : h_{t-1} (likewise c_t)
     for (int b = 0; b < B; ++b) {
@@ -368,7 +381,12 @@ void run_backward(const RecurrenceLayout& layout, Sizes n, const BackwardPointer
     float* d_xp = p.d_xp + tb * G;
     const float* d_gates = d_xp;  // what multiplies W_hh on the way back
     if (lstm) {
-      lstm_cells_backward(B, H, p.z + tb * G, p.c_prev + tb * H, p.c_new + tb * H, dy_t, dc_new.data(), d_xp,
+      for (int b = 0; b < B; ++b) {
+        const int j = last_valid[size_t(k) * B + b];
+        const float* row = j < 0 ? p.c0 + size_t(b) * H : p.c_new + (size_t(time_of(j)) * B + b) * H;
+        std::copy(row, row + H, c_prev.begin() + size_t(b) * H);
+      }
+      lstm_cells_backward(B, H, p.z + tb * G, c_prev.data(), p.c_new + tb * H, dy_t, dc_new.data(), d_xp,
                           dc_prev.data());
     } else if (gru) {
       float* d_hh = p.d_hh + tb * G;
@@ -398,7 +416,7 @@ float* data_or_null(std::vector<mx::array>& arrays, int index) {
 // Positions of the optional inputs and kept outputs of a Recurrence.
 struct Positions {
   int c0 = -1, w_hh = -1, b_hh = -1, w_hr = -1, mask = -1;
-  int c_n = -1, h_prev = -1, c_prev = -1, c_new = -1, z = -1, hh = -1, y = -1;
+  int c_n = -1, h_prev = -1, c_new = -1, z = -1, hh = -1, y = -1;
 
   explicit Positions(const RecurrenceLayout& l) {
     const bool lstm = l.kind == CellKind::lstm, gru = l.kind == CellKind::gru;
@@ -413,7 +431,6 @@ struct Positions {
     if (l.keep) {
       h_prev = o++;
       if (lstm) {
-        c_prev = o++;
         c_new = o++;
         z = o++;
         if (l.projected) y = o++;
@@ -450,7 +467,7 @@ void Recurrence::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::
   Pointers p{inputs[0].data<float>(), inputs[1].data<float>(), data_or_null(inputs, at.c0),
              inputs[at.w_hh].data<float>(), data_or_null(inputs, at.b_hh), data_or_null(inputs, at.w_hr),
              data_or_null(inputs, at.mask), outputs[0].data<float>(), outputs[1].data<float>(),
-             data_or_null(outputs, at.c_n), data_or_null(outputs, at.h_prev), data_or_null(outputs, at.c_prev),
+             data_or_null(outputs, at.c_n), data_or_null(outputs, at.h_prev),
              data_or_null(outputs, at.c_new), data_or_null(outputs, at.z), data_or_null(outputs, at.hh),
              data_or_null(outputs, at.y)};
   auto& encoder = mx::cpu::get_command_encoder(stream());
@@ -485,7 +502,8 @@ std::vector<mx::array> Recurrence::vjp(
   inputs.push_back(primals[at.w_hh]);
   if (layout_.projected) inputs.push_back(primals[at.w_hr]);
   if (layout_.masked) inputs.push_back(primals[at.mask]);
-  for (int o : {at.h_prev, at.c_prev, at.c_new, at.z, at.hh, at.y}) {
+  if (lstm) inputs.push_back(primals[at.c0]);
+  for (int o : {at.h_prev, at.c_new, at.z, at.hh, at.y}) {
     if (o >= 0) inputs.push_back(outputs[o]);
   }
   inputs.push_back(cotangent(0));
@@ -542,8 +560,8 @@ void RecurrenceBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vec
   const int w_hr_at = i;
   p.w_hr = next(layout_.projected);
   p.mask = next(layout_.masked);
+  p.c0 = next(lstm);
   p.h_prev = next(true);
-  p.c_prev = next(lstm);
   p.c_new = next(lstm);
   p.z = next(lstm);
   p.hh = next(gru);
@@ -605,7 +623,7 @@ std::vector<mx::array> recurrence(
   if (keep) {
     shapes.push_back({T, B, P});  // h_{t-1}
     if (lstm) {
-      shapes.insert(shapes.end(), {{T, B, H}, {T, B, H}, {T, B, G}});  // c_{t-1}, c_t, z_t
+      shapes.insert(shapes.end(), {{T, B, H}, {T, B, G}});  // c_t, z_t
       if (w_hr) shapes.push_back({T, B, H});  // y_t
     } else {
       shapes.push_back(gru ? mx::Shape{T, B, G} : mx::Shape{T, B, H});  // W_hh h + b_hh, or y_t

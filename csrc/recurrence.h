@@ -10,7 +10,8 @@
 //   mask (T, B)    1.0 where t < length, else 0.0
 // Outputs: out (T, B, P) (0 at masked steps), h_T (B, P) and, for the LSTM, c_T (B, H);
 // when differentiable (`keep`), also what the backward pass reads, each stacked over time
-// (T, B, ...): h_{t-1}; LSTM: c_{t-1}, c_t, z_t (and y_t when projected); GRU: W_hh h + b_hh;
+// (T, B, ...): h_{t-1}; LSTM: c_t, z_t (and y_t when projected; c_{t-1} is found from c_t, the
+// mask and c0); GRU: W_hh h + b_hh;
 // RNN: y_t. Its VJP is the RecurrenceBackward primitive (the steps in the other direction,
 // one sgemm each) and the weight gradients as single matmuls over all steps, as cuDNN does.
 //
