@@ -1,16 +1,17 @@
 """The native recurrence (``mlxseq._native``, built from ``csrc/`` when mlxseq is installed).
 
 It runs one layer-direction's whole recurrence as one MLX primitive on CPU streams: each
-step one ``cblas_sgemm`` into a preallocated buffer and the gate math as vectorised C++;
+step one product into a preallocated buffer and the gate math as vectorised C++;
 its gradient is a second primitive walking the steps back, and the weight gradients are
 single matmuls over all steps. mlxseq uses it for float32 RNN, GRU and LSTM layers on the
 CPU; GPU streams, other dtypes and the cell variants (peepholes, Cho's GRU) run the MLX
 graph of ``mlxseq.layers.scan``. Both give the same numbers to float32 rounding.
 
-The steps' products are oneDNN matmuls where oneDNN is installed (``pip install
-onednn-cpu-gomp``, part of ``mlxseq[onednn]``; Linux x86-64): the weight every step reuses is
-reordered once per scan into the blocked layout its kernels read fastest. Without it they
-call the process's ``cblas_sgemm`` (the OpenBLAS mlxseq loads for MLX).
+The steps' products are oneDNN matmuls where oneDNN is installed (the ``onednn-cpu-gomp``
+wheel, a dependency on Linux x86-64) and a scan has 4 steps or more: the weight every step
+reuses is reordered once per scan into the blocked layout its kernels read fastest. Otherwise
+they call the process's ``cblas_sgemm`` (the OpenBLAS mlxseq loads for MLX). The CTC loss
+(:func:`ctc_losses`) is a primitive of the same module.
 ``MLXSEQ_NATIVE_BLAS`` chooses: ``default`` (oneDNN if installed, else cblas), ``onednn``
 (required), ``blas`` (the process's cblas_sgemm) or ``mkl`` (MKL's packed-weight GEMM,
 ``pip install mkl``). docs/speed.md has what each measured.
