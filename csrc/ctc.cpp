@@ -28,14 +28,20 @@ inline float log_sum_exp(float a, float b, float c) {
 }
 
 // One sequence's l' (L positions, padded with blanks) and where a skip from s-2 is allowed.
+// `usable` is false for a target no alignment can read safely (a length outside [0, S], a
+// label outside [0, C) or equal to the blank): its loss is NaN and its gradient 0, never a
+// read out of bounds (mlxseq.losses.ctc_loss names such inputs before they get here).
 struct Extended {
   std::vector<int> label;
   std::vector<char> skip;
   int length;  // 2 S_b + 1: the positions of this target
+  bool usable;
 
-  Extended(const int* targets, int S, int target_length, int blank)
-      : label(2 * S + 1, blank), skip(2 * S + 1, 0), length(2 * target_length + 1) {
+  Extended(const int* targets, int S, int C, int target_length, int blank)
+      : label(2 * S + 1, blank), skip(2 * S + 1, 0), length(2 * target_length + 1),
+        usable(target_length >= 0 && target_length <= S && blank >= 0 && blank < C) {
     for (int k = 0; k < S; ++k) label[2 * k + 1] = targets[k];
+    for (int k = 0; usable && k < target_length; ++k) usable = targets[k] >= 0 && targets[k] < C && targets[k] != blank;
     for (int s = 0; s < 2 * S + 1; ++s) {
       skip[s] = label[s] != blank && (s < 2 || label[s] != label[s - 2]);
     }
@@ -62,9 +68,14 @@ void forward(Sizes n, int blank, const float* log_probs, const int* targets, con
              const int* target_lengths, float* losses, float* alphas, int first, int last) {
   const auto [T, B, C, S, L] = n;
   for (int b = first; b < last; ++b) {
-    const Extended ext(targets + size_t(b) * S, S, target_lengths[b], blank);
+    const Extended ext(targets + size_t(b) * S, S, C, target_lengths[b], blank);
     auto y = [&](int t, int s) { return log_probs[(size_t(t) * B + b) * C + ext.label[s]]; };
     auto alpha = [&](int t) { return alphas + (size_t(t) * B + b) * L; };
+    if (!ext.usable || T == 0) {
+      for (int t = 0; t < T; ++t) std::fill(alpha(t), alpha(t) + L, std::numeric_limits<float>::quiet_NaN());
+      losses[b] = std::numeric_limits<float>::quiet_NaN();
+      continue;
+    }
     for (int s = 0; s < L; ++s) alpha(0)[s] = s < ext.length && s < 2 ? y(0, s) : kNegInf;
     for (int t = 1; t < T; ++t) {
       const float* previous = alpha(t - 1);
@@ -97,8 +108,8 @@ void backward(Sizes n, int blank, const float* log_probs, const int* targets, co
   std::vector<float> beta(L, kNegInf), next(L, kNegInf);
   for (int b = first; b < last; ++b) {
     for (int t = 0; t < T; ++t) std::fill(grad + (size_t(t) * B + b) * C, grad + (size_t(t) * B + b + 1) * C, 0.0f);
-    if (std::isinf(losses[b])) continue;  // impossible alignments have no gradient
-    const Extended ext(targets + size_t(b) * S, S, target_lengths[b], blank);
+    const Extended ext(targets + size_t(b) * S, S, C, target_lengths[b], blank);
+    if (std::isinf(losses[b]) || !ext.usable) continue;  // impossible alignments have no gradient
     const int Tb = input_lengths[b], tl = target_lengths[b];
     const float scale = -cotangent[b];
     std::fill(beta.begin(), beta.end(), kNegInf);

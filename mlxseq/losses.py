@@ -2,6 +2,7 @@
 label smoothing, classification (one label, several labels, spans, distillation) and CTC."""
 
 import mlx.core as mx
+import numpy as np
 
 from mlxseq.layers.activations import log_softmax
 from mlxseq.system import native
@@ -130,15 +131,31 @@ def ctc_loss(log_probs: mx.array, targets: mx.array, input_lengths, target_lengt
     if log_probs.ndim != 3:
         raise ValueError(f"log_probs must be (T, B, C), got shape {tuple(log_probs.shape)}")
     T, B, C = log_probs.shape
+    if T < 1 or not 0 <= blank < C:
+        raise ValueError(f"log_probs (T, B, C) = {(T, B, C)} needs T >= 1 and blank in [0, C), got blank {blank}")
+    _check_ctc_host_inputs(targets, input_lengths, target_lengths, T, B, C, blank)
     targets = mx.array(targets).astype(mx.int32)
     if targets.ndim != 2 or targets.shape[0] != B:
         raise ValueError(f"targets must be (B, S) = ({B}, S) padded label ids, got shape {tuple(targets.shape)}")
     input_lengths = mx.array(input_lengths).astype(mx.int32)
     target_lengths = mx.array(target_lengths).astype(mx.int32)
+    if input_lengths.shape != (B,) or target_lengths.shape != (B,):
+        raise ValueError(f"input_lengths and target_lengths must be ({B},), got {tuple(input_lengths.shape)} "
+                         f"and {tuple(target_lengths.shape)}")
+    # Padding past each length may hold anything (-1 often): it and the labels of a sequence no
+    # alignment can read (a length outside [0, S], a label outside [0, C) or equal to the blank)
+    # become an in-range label, so no path gathers out of bounds; such a sequence's loss is NaN.
+    S = targets.shape[1]
+    inside = mx.arange(S)[None, :] < target_lengths[:, None]  # (B, S)
+    label_ok = (targets >= 0) & (targets < C) & (targets != blank)
+    usable = (target_lengths >= 0) & (target_lengths <= S) & mx.all(label_ok | ~inside, axis=1)  # (B,)
+    safe_targets = mx.where(inside & label_ok, targets, (blank + 1) % C)
+    safe_lengths = mx.where(usable, target_lengths, 0)
     if native.can_run_ctc(log_probs):  # the same recursions as one C++ primitive (csrc/ctc.h)
-        losses = native.ctc_losses(log_probs, targets, input_lengths, target_lengths, blank)
+        losses = native.ctc_losses(log_probs, safe_targets, input_lengths, safe_lengths, blank)
     else:
-        losses, _ = _ctc_losses(log_probs, targets, input_lengths, target_lengths, blank)  # (B,), alphas for the vjp
+        losses, _ = _ctc_losses(log_probs, safe_targets, input_lengths, safe_lengths, blank)  # alphas for the vjp
+    losses = mx.where(usable, losses, mx.nan)
     if zero_infinity:
         losses = mx.where(mx.isinf(losses), 0.0, losses)
     if reduction == "none":
@@ -146,6 +163,29 @@ def ctc_loss(log_probs: mx.array, targets: mx.array, input_lengths, target_lengt
     if reduction == "sum":
         return losses.sum()
     return (losses / mx.maximum(target_lengths, 1).astype(losses.dtype)).mean()
+
+
+def _check_ctc_host_inputs(targets, input_lengths, target_lengths, T: int, B: int, C: int, blank: int) -> None:
+    """Name lengths and labels that no alignment can use, for inputs given as lists or NumPy arrays.
+
+    (MLX arrays are not read back here: that would stop a compiled step. With them the loss of
+    such a sequence is NaN, and nothing is read out of bounds.)
+    """
+    if any(isinstance(a, mx.array) for a in (targets, input_lengths, target_lengths)):
+        return
+    targets, inputs, lengths = np.asarray(targets), np.asarray(input_lengths), np.asarray(target_lengths)
+    if targets.ndim != 2 or inputs.shape != (B,) or lengths.shape != (B,):
+        return  # the shape checks below name it
+    S = targets.shape[1]
+    for b in range(B):
+        if not 0 <= lengths[b] <= S:
+            raise ValueError(f"target_lengths[{b}] is {lengths[b]}, targets hold {S} labels per row")
+        if not 0 <= inputs[b] <= T:
+            raise ValueError(f"input_lengths[{b}] is {inputs[b]}, log_probs hold {T} frames")
+        labels = targets[b, : lengths[b]]
+        bad = labels[(labels < 0) | (labels >= C) | (labels == blank)]
+        if bad.size:
+            raise ValueError(f"targets[{b}] holds label {bad[0]}: labels must be in [0, {C}) and not the blank {blank}")
 
 
 def _extended(targets: mx.array, target_lengths: mx.array, blank: int):

@@ -89,3 +89,38 @@ def test_bad_arguments_name_what_was_expected():
         ctc_loss(mx.zeros((2, 3)), mx.array([[1]]), [2], [1])
     with pytest.raises(ValueError, match=r"targets must be \(B, S\) = \(1, S\)"):
         ctc_loss(mx.zeros((2, 1, 3)), mx.array([1]), [2], [1])
+    with pytest.raises(ValueError, match=r"needs T >= 1 and blank in \[0, C\), got blank 3"):
+        ctc_loss(mx.zeros((2, 1, 3)), [[1]], [2], [1], blank=3)
+    log_probs = mx.zeros((4, 2, 3))
+    for targets, inputs, lengths, match in [
+        ([[1, 2], [1, 0]], [4, 4], [2, 3], r"target_lengths\[1\] is 3, targets hold 2 labels per row"),
+        ([[1, 2], [1, 0]], [4, 5], [2, 1], r"input_lengths\[1\] is 5, log_probs hold 4 frames"),
+        ([[1, 3], [1, 0]], [4, 4], [2, 1], r"targets\[0\] holds label 3: labels must be in \[0, 3\)"),
+        ([[1, 2], [0, 1]], [4, 4], [2, 2], r"targets\[1\] holds label 0: .* not the blank 0"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            ctc_loss(log_probs, targets, inputs, lengths)
+    with pytest.raises(ValueError, match=r"input_lengths and target_lengths must be \(2,\)"):
+        ctc_loss(log_probs, mx.array([[1, 2], [1, 2]]), mx.array([4]), mx.array([2, 2]))
+
+
+def test_labels_no_alignment_can_read_give_nan_not_a_read_out_of_bounds(ctc_path):
+    """MLX arrays are not read back before the loss (a compiled step could not): a label past C, a
+    target longer than its row or a label equal to the blank makes that sequence's loss NaN with no
+    gradient, the other sequences' losses stay as they are, and padding may hold anything."""
+    rng = np.random.default_rng(11)
+    logits = mx.array(rng.standard_normal((5, 4, 4)).astype(np.float32))
+    log_probs = logits - mx.logsumexp(logits, axis=2, keepdims=True)
+    inputs = mx.array([5, 5, 5, 5])
+    targets = mx.array([[1, 2, -1], [1, 1_000_000, 2], [2, 1, 3], [0, 1, 2]])
+    lengths = mx.array([2, 2, 9, 2])
+
+    def loss(lp):
+        return ctc_loss(lp, targets, inputs, lengths, reduction="none")
+
+    losses = np.array(loss(log_probs))
+    alone = float(ctc_loss(log_probs[:, :1], [[1, 2]], [5], [2], reduction="none")[0])  # padding -1 vs none
+    assert np.isfinite(losses[0]) and losses[0] == pytest.approx(alone, rel=1e-6)
+    assert np.isnan(losses[1:]).all()
+    grad = np.array(mx.grad(lambda lp: mx.where(mx.isnan(loss(lp)), 0.0, loss(lp)).sum())(log_probs))
+    assert np.isfinite(grad).all() and grad[:, 0].any() and not grad[:, 1:].any()
