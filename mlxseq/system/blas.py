@@ -78,13 +78,25 @@ def preload() -> None:
     _state["note"] = f"reference BLAS of the mlx wheel: {INSTALL_HINT}"
 
 
-def find_mkl() -> str | None:
-    """libmkl_rt of the ``mkl`` wheel (installed under sys.prefix/lib) or of the system; None if absent."""
+def find_library(distribution: str, stem: str) -> str | None:
+    """``lib{stem}.so*`` installed by the wheel ``distribution`` (its files, wherever pip put them:
+    a venv's or Python's ``lib/``, ``~/.local/lib``), else in sys.prefix/lib, else the system's."""
+    import importlib.metadata
+
+    try:
+        files = importlib.metadata.distribution(distribution).files or []
+    except importlib.metadata.PackageNotFoundError:
+        files = []
+    found = sorted(str(f.locate().resolve()) for f in files if f.name.startswith(f"lib{stem}.so"))
     for folder in (Path(sys.prefix) / "lib", Path(sys.base_prefix) / "lib"):
-        found = sorted(folder.glob("libmkl_rt.so*")) if folder.is_dir() else []
-        if found:
-            return str(found[-1])
-    return ctypes.util.find_library("mkl_rt")
+        if not found and folder.is_dir():
+            found = sorted(str(f) for f in folder.glob(f"lib{stem}.so*"))
+    return found[-1] if found else ctypes.util.find_library(stem)
+
+
+def find_mkl() -> str | None:
+    """libmkl_rt of the ``mkl`` wheel or of the system; None if absent."""
+    return find_library("mkl", "mkl_rt")
 
 
 def _openblas_core(lib):

@@ -23,12 +23,10 @@ use and why (``mlxseq info``).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import importlib.metadata
 import os
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 
 import mlx.core as mx
 
@@ -80,18 +78,8 @@ def _choose_blas(module) -> None:
 
 
 def find_onednn() -> str | None:
-    """libdnnl of the ``onednn-cpu-gomp`` wheel (or of the system); None if absent."""
-    try:
-        files = importlib.metadata.distribution("onednn-cpu-gomp").files or []
-    except importlib.metadata.PackageNotFoundError:
-        files = []
-    found = sorted(str(f.locate().resolve()) for f in files if f.name.startswith("libdnnl.so."))
-    if found:
-        return found[0]
-    for folder in (Path(sys.prefix) / "lib", Path(sys.base_prefix) / "lib"):
-        if (folder / "libdnnl.so.3").is_file():
-            return str(folder / "libdnnl.so.3")
-    return ctypes.util.find_library("dnnl")
+    """libdnnl of the ``onednn-cpu-gomp`` wheel or of the system; None if absent."""
+    return blas.find_library("onednn-cpu-gomp", "dnnl")
 
 
 def _use_mkl(module) -> None:
