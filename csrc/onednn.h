@@ -25,6 +25,9 @@ bool loaded();
 // The library's version and path, for `mlxseq info`.
 std::string name();
 
+// How many products oneDNN has taken in this process (the tests check that it really does).
+long products_made();
+
 // c (m, n) = a (m, k) @ op(w) + beta * c, with op(w) = w^T for w (n, k) when transposed,
 // else w (k, n); w is the same at every call.
 class Product {
