@@ -25,7 +25,8 @@ from mlxseq._version import __version__
 from mlxseq.system.files import atomic_write, write_text
 from mlxseq.layers.recurrent import TORCH_SUFFIXES
 from mlxseq.models import model_module
-from mlxseq.quantization import dequantize_recurrent, quantize_recurrent
+from mlxseq.quantization import (dequantize_recurrent, keep_recurrent_quantized, keeps_recurrent_quantized,
+                                 quantize_recurrent)
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -269,13 +270,13 @@ def load_weights(model, path, recurrent_quantized: tuple[int, int] | None = None
     """Load safetensors into ``model``, naming missing, unexpected and mis-shaped weights.
 
     ``recurrent_quantized`` ``(bits, group_size)``: the recurrent matrices are stored quantized
-    (:mod:`mlxseq.quantization`) and are dequantized first.
+    (:mod:`mlxseq.quantization`): they are dequantized, and on a GPU then kept quantized.
     """
     path = Path(path)
     if not path.is_file():
         raise ModelFolderError(f"{path.parent} is not a complete model folder: {path.name} is missing")
     try:
-        weights = mx.load(str(path))
+        stored = weights = mx.load(str(path))
         if recurrent_quantized:
             weights = dequantize_recurrent(weights, *recurrent_quantized)
     except Exception as error:
@@ -292,6 +293,8 @@ def load_weights(model, path, recurrent_quantized: tuple[int, int] | None = None
             )
     # Weights stored in half precision (as the bundled models are) compute in the model's own dtype.
     model.load_weights([(name, _as_dtype(value, expected[name].dtype)) for name, value in weights.items()])
+    if recurrent_quantized and keeps_recurrent_quantized():
+        keep_recurrent_quantized(model, stored, *recurrent_quantized)
 
 
 def _as_dtype(value: mx.array, dtype: mx.Dtype) -> mx.array:

@@ -7,16 +7,24 @@ The recurrent layers' matrices (``weight_ih_l{k}``, ``weight_hh_l{k}``, ``weight
     w_q, scales, biases = mx.quantize(w, group_size, bits)    stored as name, name.scales, name.biases
     w = mx.dequantize(w_q, scales, biases, group_size, bits)   when the folder loads
 
-and are dequantized once at load time: the recurrence then multiplies full-precision matrices
-holding exactly the quantized values (on the CPU, MLX's quantized matmul at every step would be
-several times slower than the float products; see docs/models-and-import.md).
+How they compute once loaded (:func:`keeps_recurrent_quantized`): on a GPU the recurrent layers
+keep them quantized (:class:`~mlxseq.layers.quantized.QuantizedMatrix`) and every step's
+products are ``mx.quantized_matmul``, which reads 4-8x fewer bytes; on the CPU they are
+dequantized once at load time and the recurrence multiplies float matrices holding exactly the
+quantized values (MLX's CPU quantized matmul at every step is several times slower than the
+float products; see docs/models-and-import.md). ``MLXSEQ_QUANTIZED_RECURRENCE=1`` or ``0``
+chooses either way on any device.
 """
 
 from __future__ import annotations
 
+import os
 import re
 
 import mlx.core as mx
+import mlx.nn as nn
+
+from mlxseq.layers.quantized import QuantizedMatrix
 
 RECURRENT_WEIGHT = re.compile(r"(^|\.)weight_(ih|hh|hr)_l\d+(_reverse)?$")
 PARTS = (".scales", ".biases")
@@ -59,3 +67,31 @@ def dequantize_recurrent(weights: dict[str, mx.array], bits: int, group_size: in
         if RECURRENT_WEIGHT.search(name) and value.dtype == mx.uint32:
             raise ValueError(f"{name} is stored quantized but {name}.scales is missing")
     return restored
+
+
+def keeps_recurrent_quantized() -> bool:
+    """Whether loaded recurrent layers compute with their quantized matrices (see the module's text)."""
+    choice = os.environ.get("MLXSEQ_QUANTIZED_RECURRENCE", "")
+    if choice not in ("", "0", "1"):
+        raise ValueError(f"MLXSEQ_QUANTIZED_RECURRENCE must be 0 or 1, not {choice!r}")
+    return choice == "1" if choice else mx.default_device() != mx.cpu
+
+
+def keep_recurrent_quantized(model: nn.Module, weights: dict[str, mx.array], bits: int, group_size: int) -> int:
+    """Put the quantized recurrent matrices of ``weights`` (as a folder stores them) into ``model``'s
+    recurrent layers in place of their float parameters; returns how many.
+
+    The model has loaded the dequantized weights before: names and shapes are checked.
+    """
+    modules = dict(model.named_modules())
+    count = 0
+    for name in [n for n in weights if n.endswith(".scales") and RECURRENT_WEIGHT.search(n[: -len(".scales")])]:
+        base = name[: -len(".scales")]
+        owner, _, leaf = base.rpartition(".")
+        module = modules[owner]
+        matrix = QuantizedMatrix(weights[base], weights[name].astype(module[leaf].dtype),
+                                 weights[base + ".biases"].astype(module[leaf].dtype), group_size, bits)
+        del module[leaf]  # no longer a (trainable) parameter: getattr finds the quantized matrix
+        object.__setattr__(module, leaf, matrix)
+        count += 1
+    return count

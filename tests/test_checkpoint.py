@@ -277,6 +277,29 @@ def test_recurrent_matrices_are_stored_quantized_and_load_as_their_dequantized_v
         mlxseq.load(tmp_path / "q")
 
 
+def test_a_quantized_folder_can_keep_its_recurrent_matrices_quantized(tmp_path, monkeypatch):
+    from mlxseq.checkpoint import quantize_folder
+    from mlxseq.layers.quantized import QuantizedMatrix
+    from mlxseq.models import language_model
+
+    mx.random.seed(2)
+    args = language_model.ModelArgs(vocab_size=40, embed_size=64, hidden_size=128, num_layers=2)
+    save_model(tmp_path / "lm", language_model.build_model(args), "lm", args)
+    quantize_folder(tmp_path / "lm", tmp_path / "q", bits=4)
+    tokens = mx.array([[3, 7, 11, 5, 2], [9, 9, 1, 0, 4]])
+    monkeypatch.setenv("MLXSEQ_QUANTIZED_RECURRENCE", "0")  # the CPU's default: float matrices
+    dequantized = mlxseq.load(tmp_path / "q")
+    monkeypatch.setenv("MLXSEQ_QUANTIZED_RECURRENCE", "1")  # a GPU's default: mx.quantized_matmul per step
+    kept = mlxseq.load(tmp_path / "q")
+    assert isinstance(kept.rnn.weight_hh_l1, QuantizedMatrix) and kept.rnn.weight_hh_l1.bits == 4
+    assert not any("weight_hh" in name for name, _ in tree_flatten(kept.parameters()))
+    a, b = dequantized(tokens, None)[0], kept(tokens, None)[0]
+    assert mx.allclose(a, b, atol=1e-4), float(mx.abs(a - b).max())
+    monkeypatch.setenv("MLXSEQ_QUANTIZED_RECURRENCE", "yes")
+    with pytest.raises(ValueError, match="MLXSEQ_QUANTIZED_RECURRENCE must be 0 or 1"):
+        mlxseq.load(tmp_path / "q")
+
+
 def test_quantization_settings_are_checked(tmp_path):
     from mlxseq.checkpoint import quantize_folder
 

@@ -4,10 +4,13 @@ Translator: BLEU and chrF (sacrebleu) on the first ``--sentences`` of Multi30k's
 test_2016_flickr with the folder's decoding settings, and sentences per second. Character LM:
 nats per character on ``--chars`` characters of Tiny Shakespeare's last 10% (in chunks of 256
 with the state carried), and generated tokens per second (batch 1). Quantized folders are
-made with ``mlxseq quantize`` (Linear and Embedding weights; the recurrent weights stay in
-float32); float16 is every weight and the computation in half precision.
+made with ``mlxseq quantize`` (Linear, Embedding and recurrent weights); float16 is every
+weight and the computation in half precision. The recurrent matrices compute dequantized on the
+CPU and quantized on a GPU (``mx.quantized_matmul`` at every step); MLXSEQ_QUANTIZED_RECURRENCE=1
+or 0 picks either on any device (mlxseq.quantization).
 
     python tools/bench_quantized.py --data ../shared/data --sentences 300
+    MLXSEQ_QUANTIZED_RECURRENCE=1 python tools/bench_quantized.py --models lm
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from mlxseq.pipelines.generator import BUNDLED_MODEL as CHAR_MODEL
 from mlxseq.pipelines.generator import GenerationOptions, Generator
 from mlxseq.pipelines.translator import BUNDLED_MODEL as TRANSLATOR
 from mlxseq.pipelines.translator import Translator
+from mlxseq.quantization import keeps_recurrent_quantized
 
 VARIANTS = ("float32", "float16", "8-bit", "4-bit")
 
@@ -117,11 +121,18 @@ def main():
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--sentences", type=int, default=300)
     parser.add_argument("--chars", type=int, default=20000)
+    parser.add_argument("--models", choices=["all", "translator", "lm"], default="all")
     parser.add_argument("--output")
     args = parser.parse_args()
+    rows = []
     with tempfile.TemporaryDirectory() as work:
-        rows = translator_rows(Path(args.data), args.sentences, Path(work)) + lm_rows(Path(args.data), args.chars, Path(work))
-    print(f"mlxseq {mlxseq.__version__}, MLX {mx.__version__} ({mx.default_device()})")
+        if args.models in ("all", "translator"):
+            rows += translator_rows(Path(args.data), args.sentences, Path(work))
+        if args.models in ("all", "lm"):
+            rows += lm_rows(Path(args.data), args.chars, Path(work))
+    recurrence = "quantized (mx.quantized_matmul)" if keeps_recurrent_quantized() else "dequantized at load"
+    print(f"mlxseq {mlxseq.__version__}, MLX {mx.__version__} ({mx.default_device()}); "
+          f"quantized folders' recurrent matrices: {recurrence}")
     print("| model | weights | size MB | quality | speed |")
     print("| --- | --- | ---: | --- | ---: |")
     for r in rows:

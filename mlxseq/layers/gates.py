@@ -15,6 +15,7 @@ from typing import Callable
 import mlx.core as mx
 
 from mlxseq.layers import activations as act
+from mlxseq.layers.quantized import product
 
 
 @dataclass(frozen=True)
@@ -237,8 +238,8 @@ def _cho_kernel(fn):
 
 def _cho_step_forward(x, h, w_hh_t):
     H = h.shape[-1]  # x (B, 3H), h (B, H), w_hh_t (H, 3H)
-    r, z, s = _cho_kernel(_cho_reset_update)(x[:, : 2 * H], h @ w_hh_t[:, : 2 * H], h)  # (B, H) each
-    y, n = _cho_kernel(_cho_candidate)(x[:, 2 * H :], s @ w_hh_t[:, 2 * H :], h, z)
+    r, z, s = _cho_kernel(_cho_reset_update)(x[:, : 2 * H], product(h, w_hh_t[:, : 2 * H]), h)  # (B, H) each
+    y, n = _cho_kernel(_cho_candidate)(x[:, 2 * H :], product(s, w_hh_t[:, 2 * H :]), h, z)
     return y, (), (r, z, n)
 
 

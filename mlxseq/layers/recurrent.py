@@ -151,9 +151,9 @@ class _Recurrent(nn.Module):
         p = f"_l{k}{suffix}"
         biases = (self[f"bias_ih{p}"], self[f"bias_hh{p}"]) if self.bias else ()
         xp, w_hh, b_hh = project_inputs(
-            self._math, layer_input, self[f"weight_ih{p}"], self[f"weight_hh{p}"], *biases
-        )  # xp (T, B, G)
-        w_hr = self[f"weight_hr{p}"] if self.proj_size else None
+            self._math, layer_input, getattr(self, f"weight_ih{p}"), getattr(self, f"weight_hh{p}"), *biases
+        )  # xp (T, B, G); getattr also finds matrices kept quantized (mlxseq.quantization)
+        w_hr = getattr(self, f"weight_hr{p}") if self.proj_size else None
         params = (self[f"weight_ph{p}"],) if self._math.num_params else ()
         if init is not None:
             h0, extra0 = init[0], tuple(init[1:])

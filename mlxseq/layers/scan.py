@@ -34,6 +34,7 @@ from functools import lru_cache
 import mlx.core as mx
 
 from mlxseq.layers.gates import GateMath
+from mlxseq.layers.quantized import is_quantized, product
 from mlxseq.system import native
 
 
@@ -154,11 +155,11 @@ def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: b
             if math.step_forward is not None:
                 y, extra_new, step_saved = math.step_forward(xp[t], h, w_hh_t)
             elif math.fused_input:
-                y, extra_new, step_saved = gates_fwd(mx.addmm(xp[t], h, w_hh_t), None, h, *extra, *params)
+                y, extra_new, step_saved = gates_fwd(product(h, w_hh_t, add=xp[t]), None, h, *extra, *params)
             else:
-                hh = mx.addmm(b_hh, h, w_hh_t) if has_bias_hh else h @ w_hh_t
+                hh = product(h, w_hh_t, add=b_hh)  # (B, G)
                 y, extra_new, step_saved = gates_fwd(xp[t], hh, h, *extra, *params)
-            h_new = y @ w_hr_t if projected else y
+            h_new = product(y, w_hr_t) if projected else y
             for component, value in zip(saved, (h, *extra, *extra_new, y, *step_saved)):
                 component[t] = value
             if masked:
@@ -255,7 +256,7 @@ def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: b
 
     fn = mx.custom_function(forward)
     fn.vjp(backward)
-    return fn, layout
+    return fn, layout, forward
 
 
 def scan(math, xp, h0, extra0, w_hh, b_hh=None, w_hr=None, mask=None, reverse=False, params=()):
@@ -277,10 +278,16 @@ def scan(math, xp, h0, extra0, w_hh, b_hh=None, w_hr=None, mask=None, reverse=Fa
 
     A float32 scan of a standard cell on the CPU runs as one native primitive (and its
     gradient as another) when mlxseq's extension is built (:mod:`mlxseq.system.native`).
+    ``w_hh`` and ``w_hr`` may be :class:`~mlxseq.layers.quantized.QuantizedMatrix` (inference
+    only): each step's products are then ``mx.quantized_matmul``.
     """
-    if native.can_run(math, xp, params):
+    quantized = is_quantized(w_hh, w_hr)
+    if quantized and is_traced(xp):
+        raise ValueError("quantized recurrent weights are for inference: a scan traced for a gradient needs "
+                         "float weights (load the folder with MLXSEQ_QUANTIZED_RECURRENCE=0)")
+    if not quantized and native.can_run(math, xp, params):
         return native.recurrence(math, xp, h0, extra0, w_hh, b_hh, w_hr, mask, reverse, is_traced(xp))
-    fn, layout = _scan_function(math, b_hh is not None, w_hr is not None, mask is not None, reverse)
+    fn, _, forward = _scan_function(math, b_hh is not None, w_hr is not None, mask is not None, reverse)
     args = [xp, h0, *extra0, w_hh]
     if b_hh is not None:
         args.append(b_hh)
@@ -289,7 +296,7 @@ def scan(math, xp, h0, extra0, w_hh, b_hh=None, w_hr=None, mask=None, reverse=Fa
     args.extend(params)
     if mask is not None:
         args.append(mask)
-    results = fn(*args)
+    results = forward(*args) if quantized else fn(*args)  # a custom function takes arrays only
     ne = math.num_extra
     return results[0], results[1], tuple(results[2 : 2 + ne])
 
@@ -297,6 +304,8 @@ def scan(math, xp, h0, extra0, w_hh, b_hh=None, w_hr=None, mask=None, reverse=Fa
 def _scale_gate_rows(w, scale):
     """Multiply each gate's block of rows of ``w`` (G, ...) by its factor."""
     gates = len(scale)
+    if is_quantized(w):
+        return w.scale_rows(mx.repeat(mx.array(scale), w.shape[0] // gates))
     factors = mx.array(scale, dtype=w.dtype).reshape((gates,) + (1,) * w.ndim)
     return (w.reshape((gates, -1) + w.shape[1:]) * factors).reshape(w.shape)
 
@@ -316,8 +325,8 @@ def project_inputs(math, x, w_ih, w_hh, b_ih=None, b_hh=None):
         if b_ih is not None:
             b_ih, b_hh = _scale_gate_rows(b_ih, math.gate_scale), _scale_gate_rows(b_hh, math.gate_scale)
     if b_ih is None:
-        return x @ w_ih.T, w_hh, None  # (..., G): every step's input projection in one matmul
+        return product(x, w_ih.T), w_hh, None  # (..., G): every step's input projection in one matmul
     if math.bias_hh_in_step:
-        return mx.addmm(b_ih, x, w_ih.T), w_hh, b_hh
+        return product(x, w_ih.T, add=b_ih), w_hh, b_hh
     # The bias rides in the matmul's accumulator instead of a pass of its own over (T, B, G).
-    return mx.addmm(b_ih + b_hh, x, w_ih.T), w_hh, None
+    return product(x, w_ih.T, add=b_ih + b_hh), w_hh, None
