@@ -19,9 +19,10 @@ using namespace nb::literals;
 NB_MODULE(_native, m) {
   m.doc() = "mlxseq's native recurrence (one MLX primitive per layer-direction)";
   m.attr("mlx_version") = MLXSEQ_MLX_VERSION;  // the MLX this was built against
-  m.def("recurrence", &mlxseq::recurrence, "kind"_a, "xp"_a, "h0"_a, "c0"_a.none(), "w_hh"_a, "b_hh"_a.none(),
-        "w_hr"_a.none(), "mask"_a.none(), "reverse"_a, "keep"_a = false,
-        "outputs (T, B, P), h_T (B, P) and, for the LSTM, c_T (B, H) of one layer-direction; keep=True makes "
+  m.def("recurrence", &mlxseq::recurrence, "kind"_a, "x"_a, "h0"_a, "c0"_a.none(), "w_ih"_a.none(), "bias"_a.none(),
+        "w_hh"_a, "b_hh"_a.none(), "w_hr"_a.none(), "mask"_a.none(), "reverse"_a, "keep"_a = false,
+        "outputs (T, B, P), h_T (B, P) and, for the LSTM, c_T (B, H) of one layer-direction over x (T, B, D) "
+        "projected by w_ih (and bias), or over given projections xp (T, B, G) when w_ih is None; keep=True makes "
         "it differentiable (it then also returns what the backward pass reads)");
   m.def("ctc_loss", &mlxseq::ctc_loss, "log_probs"_a, "targets"_a, "input_lengths"_a, "target_lengths"_a, "blank"_a,
         "losses (B,) and the alphas (T, B, 2S+1) of the CTC loss, differentiable in log_probs");

@@ -253,20 +253,65 @@ class WeightProduct {
 };
 
 struct Sizes {
-  int T, B, G, P, H;
+  int T, B, G, P, H, D;  // D: the width of x (G when the inputs are xp)
 };
+
+// Steps whose input projections (and, going back, whose d(xp)) are formed together: about
+// 1,024 rows per GEMM, enough for its full speed, and a buffer of a few MB at most.
+int chunk_steps(int T, int B) {
+  return std::max(1, std::min(T, (1024 + B - 1) / std::max(B, 1)));
+}
+
+// The time indices of the steps k0 .. k1 - 1 (in the order they run) form one block of rows.
+int first_time(const RecurrenceLayout& layout, int T, int k0, int k1) {
+  return layout.reverse ? T - k1 : k0;
+}
+
+void add_column_sums(int rows, int columns, const float* a, float* sums) {
+  for (int r = 0; r < rows; ++r) {
+    const float* row = a + size_t(r) * columns;
+    MLXSEQ_VECTORIZE
+    for (int j = 0; j < columns; ++j) sums[j] += row[j];
+  }
+}
+
+// c (m, n) += op(a) @ op(b), through the process's cblas_sgemm (row-major).
+void gemm(bool trans_a, bool trans_b, int m, int n, int k, const float* a, int lda, const float* b, int ldb,
+          float beta, float* c) {
+  if (m == 0 || n == 0) return;
+  blas().sgemm(kRowMajor, trans_a ? kTrans : kNoTrans, trans_b ? kTrans : kNoTrans, m, n, k, 1.0f, a, lda, b, ldb,
+               beta, c, n);
+}
 
 // Forward: inputs, outputs and, when kept, the per-step arrays of the backward pass.
 struct Pointers {
-  const float *xp, *h0, *c0, *w_hh, *b_hh, *w_hr, *mask;
+  const float *x, *h0, *c0, *w_ih, *bias, *w_hh, *b_hh, *w_hr, *mask;
   float *out, *h_n, *c_n;
-  float *h_prev, *c_new, *z, *hh, *y;  // kept (T, B, ...) or null
+  float *h_prev, *c_new, *z, *hh, *y, *xp;  // kept (T, B, ...) or null
 };
 
+// xp rows of `steps` steps from time t0 on: x W_ih^T + bias, or a copy of the given xp.
+void project_rows(const RecurrenceLayout& layout, Sizes n, const Pointers& p, int t0, int steps, float* xp) {
+  const size_t rows = size_t(steps) * n.B;
+  const float* x = p.x + size_t(t0) * n.B * n.D;
+  if (!layout.project) {
+    std::copy(x, x + rows * n.G, xp);
+    return;
+  }
+  if (p.bias) {
+    for (size_t r = 0; r < rows; ++r) std::copy(p.bias, p.bias + n.G, xp + r * n.G);
+  }
+  gemm(false, true, int(rows), n.G, n.D, x, n.D, p.w_ih, n.D, p.bias ? 1.0f : 0.0f, xp);
+}
+
 void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
-  const auto [T, B, G, P, H] = n;
+  const auto [T, B, G, P, H, D] = n;
   const bool lstm = layout.kind == CellKind::lstm, gru = layout.kind == CellKind::gru;
-  std::vector<float> gates(size_t(B) * G), y(size_t(B) * H), h_new(layout.projected ? size_t(B) * P : 0);
+  const int C = chunk_steps(T, B);
+  // The projections land where they are kept (the LSTM's z_t, a projected GRU's xp), else in a chunk buffer.
+  float* kept_xp = lstm ? p.z : (gru ? p.xp : nullptr);
+  std::vector<float> chunk(kept_xp ? 0 : size_t(C) * B * G), hh_step(gru && !p.hh ? size_t(B) * G : 0);
+  std::vector<float> y(size_t(B) * H), h_new(layout.projected ? size_t(B) * P : 0);
   std::vector<float> c(lstm ? size_t(B) * H : 0), c_new(c.size());
   std::copy(p.h0, p.h0 + size_t(B) * P, p.h_n);  // h_n holds the running state
   if (lstm) std::copy(p.c0, p.c0 + c.size(), c.begin());
@@ -276,27 +321,31 @@ void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
   const std::optional<WeightProduct> projection =
       layout.projected ? std::optional<WeightProduct>(std::in_place, B, P, H, p.w_hr, true, T) : std::nullopt;
   float* c_next = c_new.data();  // LSTM: this step's new cell states (in the kept array when there is one)
+  int chunk_t0 = 0;
   for (int k = 0; k < T; ++k) {
+    if (k % C == 0) {
+      const int k1 = std::min(T, k + C);
+      chunk_t0 = first_time(layout, T, k, k1);
+      project_rows(layout, n, p, chunk_t0, k1 - k, kept_xp ? at(kept_xp, chunk_t0, G) : chunk.data());
+    }
     const int t = layout.reverse ? T - 1 - k : k;
-    const float* xp_t = p.xp + size_t(t) * B * G;
+    float* xp_t = kept_xp ? at(kept_xp, t, G) : chunk.data() + size_t(t - chunk_t0) * B * G;
     if (float* kept = at(p.h_prev, t, P)) std::copy(h, h + size_t(B) * P, kept);
-    float* z = p.z ? at(p.z, t, G) : gates.data();
     float* y_t = p.y ? at(p.y, t, H) : y.data();
     if (gru) {  // hh = h W_hh^T + b_hh; the gates add it to xp_t
-      float* hh = p.hh ? at(p.hh, t, G) : gates.data();
+      float* hh = p.hh ? at(p.hh, t, G) : hh_step.data();
       if (layout.has_bias_hh) {
         for (int b = 0; b < B; ++b) std::copy(p.b_hh, p.b_hh + G, hh + size_t(b) * G);
       }
       recurrent(h, layout.has_bias_hh ? 1.0f : 0.0f, hh);
       gru_cells(B, H, xp_t, hh, h, y_t);
     } else {  // z = xp_t + h W_hh^T, accumulated in place
-      std::copy(xp_t, xp_t + size_t(B) * G, z);
-      recurrent(h, 1.0f, z);
+      recurrent(h, 1.0f, xp_t);
       if (lstm) {
         c_next = p.c_new ? at(p.c_new, t, H) : c_new.data();
-        lstm_cells(B, H, z, c.data(), c_next, y_t);
+        lstm_cells(B, H, xp_t, c.data(), c_next, y_t);
       } else {
-        rnn_cells(size_t(B) * H, layout.kind == CellKind::rnn_relu, z, y_t);
+        rnn_cells(size_t(B) * H, layout.kind == CellKind::rnn_relu, xp_t, y_t);
       }
     }
     const float* next = y_t;
@@ -323,15 +372,43 @@ void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
 
 // Backward: the forward's inputs and kept arrays, the cotangents, and the gradients it writes.
 struct BackwardPointers {
-  const float *xp, *w_hh, *w_hr, *mask, *c0;
+  const float *x, *w_ih, *xp, *w_hh, *w_hr, *mask, *c0;
   const float *h_prev, *c_new, *z, *hh, *y;
   const float *d_out, *d_h, *d_c;
-  float *d_xp, *d_h0, *d_c0, *d_hh, *d_new;
+  float *dx, *d_h0, *d_c0, *dw_ih, *d_bias, *dw_hh, *d_b_hh, *dw_hr;
 };
 
+// One chunk's d(xp) (and GRU d(hh), projected d(h')) into dx and the weight gradients.
+void flush_chunk(const RecurrenceLayout& layout, Sizes n, const BackwardPointers& p, int t0, int steps,
+                 const float* d_xp, const float* d_hh, const float* d_new) {
+  const auto [T, B, G, P, H, D] = n;
+  (void)T;
+  const int rows = steps * B;
+  const size_t first = size_t(t0) * B;
+  if (layout.project) {
+    gemm(false, false, rows, D, G, d_xp, G, p.w_ih, D, 0.0f, p.dx + first * D);  // dx = d(xp) W_ih
+    gemm(true, false, G, D, rows, d_xp, G, p.x + first * D, D, 1.0f, p.dw_ih);  // dW_ih += d(xp)^T x
+    if (p.d_bias) add_column_sums(rows, G, d_xp, p.d_bias);
+  } else {
+    std::copy(d_xp, d_xp + size_t(rows) * G, p.dx + first * G);
+  }
+  const float* d_gates = d_hh ? d_hh : d_xp;  // what multiplied W_hh
+  gemm(true, false, G, P, rows, d_gates, G, p.h_prev + first * P, P, 1.0f, p.dw_hh);  // dW_hh += d^T h_{t-1}
+  if (p.d_b_hh) add_column_sums(rows, G, d_hh, p.d_b_hh);
+  if (p.dw_hr) gemm(true, false, P, H, rows, d_new, P, p.y + first * H, H, 1.0f, p.dw_hr);  // dW_hr += dh'^T y
+}
+
 void run_backward(const RecurrenceLayout& layout, Sizes n, const BackwardPointers& p) {
-  const auto [T, B, G, P, H] = n;
+  const auto [T, B, G, P, H, D] = n;
   const bool lstm = layout.kind == CellKind::lstm, gru = layout.kind == CellKind::gru;
+  const int C = chunk_steps(T, B);
+  if (p.dw_ih) std::fill(p.dw_ih, p.dw_ih + size_t(G) * D, 0.0f);  // the weight gradients are sums over chunks
+  if (p.d_bias) std::fill(p.d_bias, p.d_bias + G, 0.0f);
+  std::fill(p.dw_hh, p.dw_hh + size_t(G) * P, 0.0f);
+  if (p.d_b_hh) std::fill(p.d_b_hh, p.d_b_hh + G, 0.0f);
+  if (p.dw_hr) std::fill(p.dw_hr, p.dw_hr + size_t(P) * H, 0.0f);
+  std::vector<float> d_xp_chunk(size_t(C) * B * G), d_hh_chunk(gru ? d_xp_chunk.size() : 0);
+  std::vector<float> d_new_chunk(layout.projected ? size_t(C) * B * P : 0);
   std::vector<float> dh(p.d_h, p.d_h + size_t(B) * P), dh_keep(size_t(B) * P), d_new(size_t(B) * P);
   std::vector<float> dc(lstm ? size_t(B) * H : 0), dc_keep(dc.size()), dc_new(dc.size()), dc_prev(dc.size());
   if (lstm) std::copy(p.d_c, p.d_c + dc.size(), dc.begin());
@@ -356,6 +433,9 @@ void run_backward(const RecurrenceLayout& layout, Sizes n, const BackwardPointer
   for (int k = T - 1; k >= 0; --k) {
     const int t = time_of(k);
     const size_t tb = size_t(t) * B;
+    const int k0 = k / C * C, k1 = std::min(T, k0 + C);
+    const int chunk_t0 = first_time(layout, T, k0, k1);
+    const size_t slot = size_t(t - chunk_t0) * B;  // this step's rows in the chunk buffers
     // out_t = m * h'_t, and h_t = m ? h'_t : h_{t-1} (likewise c_t)
     for (int b = 0; b < B; ++b) {
       const bool valid = !layout.masked || p.mask[tb + b] != 0.0f;
@@ -373,12 +453,12 @@ void run_backward(const RecurrenceLayout& layout, Sizes n, const BackwardPointer
       }
     }
     const float* dy_t = d_new.data();
-    if (layout.projected) {  // h' = y W_hr^T: dy = dh' W_hr; dW_hr comes from d_new over all steps
-      std::copy(d_new.begin(), d_new.end(), p.d_new + tb * P);
+    if (layout.projected) {  // h' = y W_hr^T: dy = dh' W_hr; dW_hr comes from d_new over the chunk
+      std::copy(d_new.begin(), d_new.end(), d_new_chunk.begin() + slot * P);
       (*projection)(d_new.data(), 0.0f, dy.data());
       dy_t = dy.data();
     }
-    float* d_xp = p.d_xp + tb * G;
+    float* d_xp = d_xp_chunk.data() + slot * G;
     const float* d_gates = d_xp;  // what multiplies W_hh on the way back
     if (lstm) {
       for (int b = 0; b < B; ++b) {
@@ -389,7 +469,7 @@ void run_backward(const RecurrenceLayout& layout, Sizes n, const BackwardPointer
       lstm_cells_backward(B, H, p.z + tb * G, c_prev.data(), p.c_new + tb * H, dy_t, dc_new.data(), d_xp,
                           dc_prev.data());
     } else if (gru) {
-      float* d_hh = p.d_hh + tb * G;
+      float* d_hh = d_hh_chunk.data() + slot * G;
       gru_cells_backward(B, H, p.xp + tb * G, p.hh + tb * G, p.h_prev + tb * P, dy_t, d_xp, d_hh, dh_direct.data());
       d_gates = d_hh;
     } else {
@@ -399,6 +479,10 @@ void run_backward(const RecurrenceLayout& layout, Sizes n, const BackwardPointer
     for (size_t j = 0; j < dh.size(); ++j) dh[j] += dh_keep[j] + (gru ? dh_direct[j] : 0.0f);
     if (lstm) {
       for (size_t j = 0; j < dc.size(); ++j) dc[j] = dc_prev[j] + dc_keep[j];
+    }
+    if (k == k0) {
+      flush_chunk(layout, n, p, chunk_t0, k1 - k0, d_xp_chunk.data(), gru ? d_hh_chunk.data() : nullptr,
+                  layout.projected ? d_new_chunk.data() : nullptr);
     }
   }
   std::copy(dh.begin(), dh.end(), p.d_h0);
@@ -415,13 +499,15 @@ float* data_or_null(std::vector<mx::array>& arrays, int index) {
 
 // Positions of the optional inputs and kept outputs of a Recurrence.
 struct Positions {
-  int c0 = -1, w_hh = -1, b_hh = -1, w_hr = -1, mask = -1;
-  int c_n = -1, h_prev = -1, c_new = -1, z = -1, hh = -1, y = -1;
+  int c0 = -1, w_ih = -1, bias = -1, w_hh = -1, b_hh = -1, w_hr = -1, mask = -1;
+  int c_n = -1, h_prev = -1, c_new = -1, z = -1, hh = -1, y = -1, xp = -1;
 
   explicit Positions(const RecurrenceLayout& l) {
     const bool lstm = l.kind == CellKind::lstm, gru = l.kind == CellKind::gru;
     int i = 2;
     if (lstm) c0 = i++;
+    if (l.project) w_ih = i++;
+    if (l.has_bias) bias = i++;
     w_hh = i++;
     if (l.has_bias_hh) b_hh = i++;
     if (l.projected) w_hr = i++;
@@ -436,6 +522,7 @@ struct Positions {
         if (l.projected) y = o++;
       } else if (gru) {
         hh = o++;
+        if (l.project) xp = o++;
       } else {
         y = o++;
       }
@@ -451,29 +538,27 @@ void check_inputs(const std::vector<mx::array>& inputs, const char* name) {
   }
 }
 
-Sizes sizes_of(const mx::array& xp, int P, int H) {
-  return Sizes{int(xp.shape(0)), int(xp.shape(1)), int(xp.shape(2)), P, H};
-}
-
 } // namespace
 
 void Recurrence::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
   check_inputs(inputs, name());
   const Positions at(layout_);
   for (auto& out : outputs) out.set_data(mx::allocator::malloc(out.nbytes()));
-  const int P = inputs[1].shape(1), G = inputs[0].shape(2);
+  const auto& w_hh = inputs[at.w_hh];
+  const int G = w_hh.shape(0), P = w_hh.shape(1), D = inputs[0].shape(2);
   const int H = layout_.projected ? inputs[at.w_hr].shape(1) : (layout_.kind == CellKind::lstm ? G / 4
                                                                 : layout_.kind == CellKind::gru ? G / 3 : G);
   Pointers p{inputs[0].data<float>(), inputs[1].data<float>(), data_or_null(inputs, at.c0),
-             inputs[at.w_hh].data<float>(), data_or_null(inputs, at.b_hh), data_or_null(inputs, at.w_hr),
-             data_or_null(inputs, at.mask), outputs[0].data<float>(), outputs[1].data<float>(),
-             data_or_null(outputs, at.c_n), data_or_null(outputs, at.h_prev),
-             data_or_null(outputs, at.c_new), data_or_null(outputs, at.z), data_or_null(outputs, at.hh),
-             data_or_null(outputs, at.y)};
+             data_or_null(inputs, at.w_ih), data_or_null(inputs, at.bias), w_hh.data<float>(),
+             data_or_null(inputs, at.b_hh), data_or_null(inputs, at.w_hr), data_or_null(inputs, at.mask),
+             outputs[0].data<float>(), outputs[1].data<float>(), data_or_null(outputs, at.c_n),
+             data_or_null(outputs, at.h_prev), data_or_null(outputs, at.c_new), data_or_null(outputs, at.z),
+             data_or_null(outputs, at.hh), data_or_null(outputs, at.y), data_or_null(outputs, at.xp)};
+  const Sizes n{int(inputs[0].shape(0)), int(inputs[0].shape(1)), G, P, H, D};
   auto& encoder = mx::cpu::get_command_encoder(stream());
   for (const auto& a : inputs) encoder.set_input_array(a);
   for (auto& a : outputs) encoder.set_output_array(a);
-  encoder.dispatch([layout = layout_, n = sizes_of(inputs[0], P, H), p]() { run(layout, n, p); });
+  encoder.dispatch([layout = layout_, n, p]() { run(layout, n, p); });
 }
 
 void Recurrence::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
@@ -491,15 +576,18 @@ std::vector<mx::array> Recurrence::vjp(
   const Positions at(layout_);
   const bool lstm = layout_.kind == CellKind::lstm, gru = layout_.kind == CellKind::gru;
   auto s = stream();
-  const auto& xp = primals[0];
-  const int T = xp.shape(0), B = xp.shape(1), G = xp.shape(2), P = primals[1].shape(1);
+  const auto& x = primals[0];
+  const auto& w_hh = primals[at.w_hh];
+  const int T = x.shape(0), B = x.shape(1), D = x.shape(2), G = w_hh.shape(0), P = w_hh.shape(1);
   const int H = lstm ? outputs[at.c_n].shape(1) : (gru ? G / 3 : G);
   // Cotangents of out, h_T and c_T (those of the kept arrays are not used: nothing reads them).
   auto cotangent = [&](int i) { return mx::contiguous(mx::astype(cotangents[i], mx::float32, s), false, s); };
-  // xp only where the backward reads it (GRU): otherwise it can be freed once the forward ran.
+  // x where the backward reads it (the projection's gradients; the GRU's xp when not projected).
   std::vector<mx::array> inputs;
-  if (gru) inputs.push_back(xp);
-  inputs.push_back(primals[at.w_hh]);
+  if (layout_.project || gru) inputs.push_back(x);
+  if (layout_.project) inputs.push_back(primals[at.w_ih]);
+  if (gru && layout_.project) inputs.push_back(outputs[at.xp]);
+  inputs.push_back(w_hh);
   if (layout_.projected) inputs.push_back(primals[at.w_hr]);
   if (layout_.masked) inputs.push_back(primals[at.mask]);
   if (lstm) inputs.push_back(primals[at.c0]);
@@ -509,34 +597,30 @@ std::vector<mx::array> Recurrence::vjp(
   inputs.push_back(cotangent(0));
   inputs.push_back(cotangent(1));
   if (lstm) inputs.push_back(cotangent(at.c_n));
-  std::vector<mx::Shape> shapes{{T, B, G}, {B, P}};
+  // dx, dh0, [dc0], [dW_ih], [d(bias)], dW_hh, [d(b_hh)], [dW_hr]
+  std::vector<mx::Shape> shapes{{T, B, D}, {B, P}};
+  int g = 2;
+  const int g_c0 = lstm ? g++ : -1;
+  const int g_w_ih = layout_.project ? g++ : -1;
+  const int g_bias = layout_.has_bias ? g++ : -1;
+  const int g_w_hh = g++;
+  const int g_b_hh = layout_.has_bias_hh ? g++ : -1;
+  const int g_w_hr = layout_.projected ? g++ : -1;
   if (lstm) shapes.push_back({B, H});
-  if (gru) shapes.push_back({T, B, G});
-  if (layout_.projected) shapes.push_back({T, B, P});
+  if (layout_.project) shapes.push_back({G, D});
+  if (layout_.has_bias) shapes.push_back({G});
+  shapes.push_back({G, P});
+  if (layout_.has_bias_hh) shapes.push_back({G});
+  if (layout_.projected) shapes.push_back({P, H});
   std::vector<mx::Dtype> dtypes(shapes.size(), mx::float32);
   auto grads = mx::array::make_arrays(std::move(shapes), dtypes, std::make_shared<RecurrenceBackward>(s, layout_),
                                       inputs);
-  const auto& d_xp = grads[0];
-  const auto& d_gates = gru ? grads[2] : d_xp;  // what multiplied W_hh at each step (GRU: d(W_hh h + b_hh))
   std::vector<mx::array> result;
   for (int arg : argnums) {
-    if (arg == 0) {
-      result.push_back(d_xp);
-    } else if (arg == 1) {
-      result.push_back(grads[1]);
-    } else if (arg == at.c0) {
-      result.push_back(grads[2]);
-    } else if (arg == at.w_hh) {  // dW_hh = sum_t d(gates)_t^T h_{t-1}: one matmul over all steps
-      result.push_back(mx::matmul(mx::transpose(mx::reshape(d_gates, {T * B, G}, s), s),
-                                  mx::reshape(outputs[at.h_prev], {T * B, P}, s), s));
-    } else if (arg == at.b_hh) {
-      result.push_back(mx::sum(mx::reshape(d_gates, {T * B, G}, s), 0, false, s));
-    } else if (arg == at.w_hr) {  // dW_hr = sum_t dh'_t^T y_t
-      result.push_back(mx::matmul(mx::transpose(mx::reshape(grads.back(), {T * B, P}, s), s),
-                                  mx::reshape(outputs[at.y], {T * B, H}, s), s));
-    } else {  // the mask
-      result.push_back(mx::zeros_like(primals[arg], s));
-    }
+    const int from = arg == 0 ? 0 : arg == 1 ? 1 : arg == at.c0 ? g_c0 : arg == at.w_ih ? g_w_ih
+                   : arg == at.bias ? g_bias : arg == at.w_hh ? g_w_hh : arg == at.b_hh ? g_b_hh
+                   : arg == at.w_hr ? g_w_hr : -1;
+    result.push_back(from >= 0 ? grads[from] : mx::zeros_like(primals[arg], s));  // -1: the mask
   }
   return result;
 }
@@ -544,7 +628,8 @@ std::vector<mx::array> Recurrence::vjp(
 bool Recurrence::is_equivalent(const mx::Primitive& other) const {
   const auto& o = static_cast<const Recurrence&>(other).layout_;
   return o.kind == layout_.kind && o.reverse == layout_.reverse && o.has_bias_hh == layout_.has_bias_hh &&
-      o.projected == layout_.projected && o.masked == layout_.masked && o.keep == layout_.keep;
+      o.projected == layout_.projected && o.masked == layout_.masked && o.keep == layout_.keep &&
+      o.project == layout_.project && o.has_bias == layout_.has_bias;
 }
 
 void RecurrenceBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
@@ -554,7 +639,9 @@ void RecurrenceBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vec
   int i = 0;
   auto next = [&](bool present) { return present ? inputs[i++].data<float>() : nullptr; };
   BackwardPointers p{};
-  p.xp = next(gru);
+  p.x = next(layout_.project || gru);
+  p.w_ih = next(layout_.project);
+  p.xp = gru ? (layout_.project ? next(true) : p.x) : nullptr;
   const auto& w_hh = inputs[i];
   p.w_hh = next(true);
   const int w_hr_at = i;
@@ -570,18 +657,21 @@ void RecurrenceBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vec
   p.d_h = next(true);
   p.d_c = next(lstm);
   int o = 0;
-  p.d_xp = outputs[o++].data<float>();
+  p.dx = outputs[o++].data<float>();
   p.d_h0 = outputs[o++].data<float>();
   p.d_c0 = lstm ? outputs[o++].data<float>() : nullptr;
-  p.d_hh = gru ? outputs[o++].data<float>() : nullptr;
-  p.d_new = layout_.projected ? outputs[o++].data<float>() : nullptr;
-  const auto& d_xp = outputs[0];  // (T, B, G), xp's shape
-  const int G = d_xp.shape(2), P = w_hh.shape(1);
+  p.dw_ih = layout_.project ? outputs[o++].data<float>() : nullptr;
+  p.d_bias = layout_.has_bias ? outputs[o++].data<float>() : nullptr;
+  p.dw_hh = outputs[o++].data<float>();
+  p.d_b_hh = layout_.has_bias_hh ? outputs[o++].data<float>() : nullptr;
+  p.dw_hr = layout_.projected ? outputs[o++].data<float>() : nullptr;
+  const int G = w_hh.shape(0), P = w_hh.shape(1), D = outputs[0].shape(2);
   const int H = layout_.projected ? inputs[w_hr_at].shape(1) : (lstm ? G / 4 : gru ? G / 3 : G);
+  const Sizes n{int(outputs[0].shape(0)), int(outputs[0].shape(1)), G, P, H, D};
   auto& encoder = mx::cpu::get_command_encoder(stream());
   for (const auto& a : inputs) encoder.set_input_array(a);
   for (auto& a : outputs) encoder.set_output_array(a);
-  encoder.dispatch([layout = layout_, n = sizes_of(d_xp, P, H), p]() { run_backward(layout, n, p); });
+  encoder.dispatch([layout = layout_, n, p]() { run_backward(layout, n, p); });
 }
 
 void RecurrenceBackward::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
@@ -590,9 +680,11 @@ void RecurrenceBackward::eval_gpu(const std::vector<mx::array>&, std::vector<mx:
 
 std::vector<mx::array> recurrence(
     int kind,
-    const mx::array& xp,
+    const mx::array& x,
     const mx::array& h0,
     const std::optional<mx::array>& c0,
+    const std::optional<mx::array>& w_ih,
+    const std::optional<mx::array>& bias,
     const mx::array& w_hh,
     const std::optional<mx::array>& b_hh,
     const std::optional<mx::array>& w_hr,
@@ -604,19 +696,25 @@ std::vector<mx::array> recurrence(
   const bool lstm = cell == CellKind::lstm, gru = cell == CellKind::gru;
   if (lstm != c0.has_value()) throw std::invalid_argument("recurrence: c0 is given exactly for the LSTM");
   if (w_hr && !lstm) throw std::invalid_argument("recurrence: only the LSTM has a projection");
-  if (xp.ndim() != 3 || h0.ndim() != 2 || w_hh.ndim() != 2 || xp.shape(1) != h0.shape(0) ||
-      w_hh.shape(0) != xp.shape(2) || w_hh.shape(1) != h0.shape(1)) {
-    throw std::invalid_argument("recurrence: expected xp (T, B, G), h0 (B, P), w_hh (G, P)");
+  if (bias && !w_ih) throw std::invalid_argument("recurrence: an input bias needs w_ih");
+  const int G = w_hh.ndim() == 2 ? w_hh.shape(0) : -1;
+  const int D = w_ih ? (w_ih->ndim() == 2 ? w_ih->shape(1) : -1) : G;
+  if (x.ndim() != 3 || h0.ndim() != 2 || w_hh.ndim() != 2 || x.shape(1) != h0.shape(0) || x.shape(2) != D ||
+      w_hh.shape(1) != h0.shape(1) || (w_ih && w_ih->shape(0) != G) || (bias && bias->size() != size_t(G))) {
+    throw std::invalid_argument("recurrence: expected x (T, B, D), h0 (B, P), w_ih (G, D), w_hh (G, P) "
+                                "(or xp (T, B, G) without w_ih)");
   }
   auto s = mx::default_stream(mx::default_device());
   auto prepare = [&](const mx::array& a) { return mx::contiguous(mx::astype(a, mx::float32, s), false, s); };
-  std::vector<mx::array> inputs{prepare(xp), prepare(h0)};
+  std::vector<mx::array> inputs{prepare(x), prepare(h0)};
   if (c0) inputs.push_back(prepare(*c0));
+  if (w_ih) inputs.push_back(prepare(*w_ih));
+  if (bias) inputs.push_back(prepare(mx::reshape(*bias, {G}, s)));
   inputs.push_back(prepare(w_hh));
   if (b_hh) inputs.push_back(prepare(*b_hh));
   if (w_hr) inputs.push_back(prepare(*w_hr));
-  if (mask) inputs.push_back(prepare(mx::reshape(*mask, {xp.shape(0), xp.shape(1)}, s)));
-  const int T = xp.shape(0), B = xp.shape(1), G = xp.shape(2), P = h0.shape(1);
+  if (mask) inputs.push_back(prepare(mx::reshape(*mask, {x.shape(0), x.shape(1)}, s)));
+  const int T = x.shape(0), B = x.shape(1), P = h0.shape(1);
   const int H = w_hr ? w_hr->shape(1) : (lstm ? G / 4 : gru ? G / 3 : G);
   std::vector<mx::Shape> shapes{{T, B, P}, {B, P}};
   if (lstm) shapes.push_back({B, H});
@@ -625,12 +723,16 @@ std::vector<mx::array> recurrence(
     if (lstm) {
       shapes.insert(shapes.end(), {{T, B, H}, {T, B, G}});  // c_t, z_t
       if (w_hr) shapes.push_back({T, B, H});  // y_t
+    } else if (gru) {
+      shapes.push_back({T, B, G});  // W_hh h + b_hh
+      if (w_ih) shapes.push_back({T, B, G});  // xp
     } else {
-      shapes.push_back(gru ? mx::Shape{T, B, G} : mx::Shape{T, B, H});  // W_hh h + b_hh, or y_t
+      shapes.push_back({T, B, H});  // y_t
     }
   }
   std::vector<mx::Dtype> dtypes(shapes.size(), mx::float32);
-  RecurrenceLayout layout{cell, reverse, b_hh.has_value(), w_hr.has_value(), mask.has_value(), keep};
+  RecurrenceLayout layout{cell, reverse, b_hh.has_value(), w_hr.has_value(), mask.has_value(), keep,
+                          w_ih.has_value(), bias.has_value()};
   return mx::array::make_arrays(std::move(shapes), dtypes, std::make_shared<Recurrence>(s, layout), inputs);
 }
 

@@ -1,9 +1,11 @@
 // One layer-direction of an RNN, GRU or LSTM over all time steps, as one MLX primitive.
 //
 // Inputs (float32, time-major), in this order, the optional ones only when present:
-//   xp (T, B, G)   input projections of every step (biases folded in, GRU: b_ih only)
+//   x (T, B, D)    the layer's inputs (projected: `project`), or xp (T, B, G), their projections
 //   h0 (B, P)      initial hidden state
 //   c0 (B, H)      LSTM: initial cell state
+//   w_ih (G, D)    projected: input weight, xp_t = x_t W_ih^T + bias
+//   bias (G,)      projected, when present: the input bias (LSTM, RNN: b_ih + b_hh; GRU: b_ih)
 //   w_hh (G, P)    recurrent weight
 //   b_hh (G,)      GRU: recurrent bias (b_hn sits inside r * (W_hn h + b_hn))
 //   w_hr (P, H)    LSTM with proj_size: projection of the hidden state
@@ -11,13 +13,18 @@
 // Outputs: out (T, B, P) (0 at masked steps), h_T (B, P) and, for the LSTM, c_T (B, H);
 // when differentiable (`keep`), also what the backward pass reads, each stacked over time
 // (T, B, ...): h_{t-1}; LSTM: c_t, z_t (and y_t when projected; c_{t-1} is found from c_t, the
-// mask and c0); GRU: W_hh h + b_hh;
-// RNN: y_t. Its VJP is the RecurrenceBackward primitive (the steps in the other direction,
-// one sgemm each) and the weight gradients as single matmuls over all steps, as cuDNN does.
+// mask and c0); GRU: W_hh h + b_hh (and xp when projected); RNN: y_t.
+//
+// The input projections are made a chunk of steps at a time (one GEMM of about 1,024 rows),
+// into the kept z_t (LSTM) or a chunk buffer, so no (T, B, G) array of them exists; the
+// backward pass likewise forms d(xp) a chunk at a time and turns each chunk into dx and into
+// the weight gradients (dW_ih, d(bias), dW_hh, d(b_hh), dW_hr: GEMMs over the chunk's steps,
+// summed), as cuDNN forms weight gradients over many steps at once. Its VJP is the
+// RecurrenceBackward primitive (the steps in the other direction, one product each).
 //
 // The gate math is mlxseq.layers.gates' (PyTorch's gate order; the LSTM's g rows arrive
 // scaled by 2, so g = 2 sigmoid(z_g) - 1) with mlxseq.layers.activations' rational tanh.
-// On CPU streams each step is one sgemm into a preallocated buffer and one loop over the
+// On CPU streams each step is one product into a preallocated buffer and one loop over the
 // gates; other devices evaluate nothing here (mlxseq runs its MLX graph there instead).
 
 #pragma once
@@ -40,6 +47,8 @@ struct RecurrenceLayout {
   bool projected;
   bool masked;
   bool keep;  // also output what the backward pass reads
+  bool project;  // the inputs are x and W_ih (and maybe a bias), not xp
+  bool has_bias;  // projected: an input bias is given
 };
 
 class Recurrence : public mlx::core::Primitive {
@@ -65,8 +74,9 @@ class Recurrence : public mlx::core::Primitive {
   RecurrenceLayout layout_;
 };
 
-// The backward steps: d(xp) (T, B, G), d(h0) (B, P), LSTM: d(c0) (B, H); GRU: d(W_hh h + b_hh)
-// (T, B, G); projected: d(h'_t) (T, B, P), from the inputs, the kept arrays and the cotangents.
+// The backward steps: dx (T, B, D) (d(xp) when not projected), d(h0) (B, P), LSTM: d(c0) (B, H);
+// projected: dW_ih (G, D) and, with a bias, d(bias) (G,); dW_hh (G, P); GRU with b_hh: d(b_hh)
+// (G,); LSTM with proj_size: dW_hr (P, H); from the inputs, the kept arrays and the cotangents.
 class RecurrenceBackward : public mlx::core::Primitive {
  public:
   RecurrenceBackward(mlx::core::Stream stream, RecurrenceLayout layout)
@@ -86,9 +96,11 @@ class RecurrenceBackward : public mlx::core::Primitive {
 // The outputs described above, scheduled on the default stream.
 std::vector<mlx::core::array> recurrence(
     int kind,
-    const mlx::core::array& xp,
+    const mlx::core::array& x,
     const mlx::core::array& h0,
     const std::optional<mlx::core::array>& c0,
+    const std::optional<mlx::core::array>& w_ih,
+    const std::optional<mlx::core::array>& bias,
     const mlx::core::array& w_hh,
     const std::optional<mlx::core::array>& b_hh,
     const std::optional<mlx::core::array>& w_hr,

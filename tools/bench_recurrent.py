@@ -8,7 +8,12 @@ same BLAS mlxseq uses, to separate the layer code from the BLAS.
 Measured: inference (forward) and a training step (forward, backward of
 ``output.mean()``, gradients of all parameters), medians after warm-up, and the
 step's peak memory: the growth of the process's resident memory (VmHWM after
-resetting it through /proc/self/clear_refs, over the RSS before the step).
+resetting it through /proc/self/clear_refs, over the RSS before the step). Every
+worker runs with MALLOC_MMAP_THRESHOLD_=65536 and MLX's buffer cache off for that
+step, so that each allocation over 64 kB comes fresh from the system and goes back
+when freed, in both libraries: with glibc's default, torch's later steps reuse
+memory its heap kept from earlier ones and the growth undercounts its peak (by
+half and more), and MLX's cache hides whatever it holds.
 "mlxseq" runs the path ``mlxseq info`` names (the native recurrence where it is
 built); "mlxseq-graph" is mlxseq with ``MLXSEQ_NATIVE=0`` (its MLX graph).
 MLX functions run eagerly and under ``mx.compile``, the faster counts;
@@ -148,6 +153,8 @@ def _mlx_worker(cfg, runs, runner):
         steps.append(mx.compile(grad_step))
     infer_s = min(median_time(lambda f=f: mx.eval(f(x)), runs) for f in forwards)
     train_s = min(median_time(lambda f=f: mx.eval(f(x)), runs) for f in steps)
+    mx.set_cache_limit(0)  # freed buffers go back to the system, as torch's do (see the module's text)
+    mx.clear_cache()
     return infer_s, train_s, peak_step_mb(lambda: mx.eval(grad_step(x))), f"mlx {mx.__version__}, {used}"
 
 
@@ -162,7 +169,7 @@ def worker(runner, config, runs):
 
 
 def _run_worker(runner, config, runs, timeout):
-    env = dict(os.environ)
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")  # allocations measurable by RSS (module text)
     if runner == "mlx.nn":
         env["MLXSEQ_BLAS"] = "reference"
     if runner == "mlxseq-graph":

@@ -20,7 +20,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from mlxseq.layers import gates as gate_math
-from mlxseq.layers.scan import project_inputs, scan
+from mlxseq.layers.scan import layer_scan
 from mlxseq.layers.validation import check_input, check_lengths, check_state
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar")
@@ -149,23 +149,24 @@ class _Recurrent(nn.Module):
     def _direction(self, layer_input, k, suffix, init, mask, B, reverse):
         """One layer and direction over time; returns ``(out (T, B, P), final states)``."""
         p = f"_l{k}{suffix}"
-        biases = (self[f"bias_ih{p}"], self[f"bias_hh{p}"]) if self.bias else ()
-        xp, w_hh, b_hh = project_inputs(
-            self._math, layer_input, getattr(self, f"weight_ih{p}"), getattr(self, f"weight_hh{p}"), *biases
-        )  # xp (T, B, G); getattr also finds matrices kept quantized (mlxseq.quantization)
+        b_ih, b_hh = (self[f"bias_ih{p}"], self[f"bias_hh{p}"]) if self.bias else (None, None)
+        # getattr also finds matrices kept quantized (mlxseq.quantization)
+        w_ih, w_hh = getattr(self, f"weight_ih{p}"), getattr(self, f"weight_hh{p}")
         w_hr = getattr(self, f"weight_hr{p}") if self.proj_size else None
         params = (self[f"weight_ph{p}"],) if self._math.num_params else ()
+        dtype = layer_input.dtype
         if init is not None:
             h0, extra0 = init[0], tuple(init[1:])
         elif self.learn_initial_state:  # one learned state for every sequence
-            h0 = mx.broadcast_to(self[f"initial_h{p}"], (B, self[f"initial_h{p}"].shape[0])).astype(xp.dtype)
-            extra0 = tuple(mx.broadcast_to(self[f"initial_c{p}"], (B, self.hidden_size)).astype(xp.dtype)
+            h0 = mx.broadcast_to(self[f"initial_h{p}"], (B, self[f"initial_h{p}"].shape[0])).astype(dtype)
+            extra0 = tuple(mx.broadcast_to(self[f"initial_c{p}"], (B, self.hidden_size)).astype(dtype)
                            for _ in range(self._math.num_extra))
         else:
             out_size = self.proj_size or self.hidden_size
-            h0 = mx.zeros((B, out_size), dtype=xp.dtype)
-            extra0 = tuple(mx.zeros((B, self.hidden_size), dtype=xp.dtype) for _ in range(self._math.num_extra))
-        out, h_n, extra_n = scan(self._math, xp, h0, extra0, w_hh, b_hh, w_hr, mask, reverse, params)
+            h0 = mx.zeros((B, out_size), dtype=dtype)
+            extra0 = tuple(mx.zeros((B, self.hidden_size), dtype=dtype) for _ in range(self._math.num_extra))
+        out, h_n, extra_n = layer_scan(self._math, layer_input, w_ih, w_hh, b_ih, b_hh, h0, extra0, w_hr, mask,
+                                       reverse, params)  # out (T, B, P)
         return out, (h_n, *extra_n)
 
 

@@ -310,6 +310,18 @@ def _scale_gate_rows(w, scale):
     return (w.reshape((gates, -1) + w.shape[1:]) * factors).reshape(w.shape)
 
 
+def fold_input_weights(math, w_ih, w_hh, b_ih=None, b_hh=None):
+    """``(w_ih, bias, w_hh, b_hh)`` as the scan computes with them: rows scaled by the cell's
+    ``gate_scale``, the biases folded into one input bias except GRU's ``b_hh`` (None where absent)."""
+    if math.gate_scale:
+        w_ih, w_hh = _scale_gate_rows(w_ih, math.gate_scale), _scale_gate_rows(w_hh, math.gate_scale)
+        if b_ih is not None:
+            b_ih, b_hh = _scale_gate_rows(b_ih, math.gate_scale), _scale_gate_rows(b_hh, math.gate_scale)
+    if b_ih is None or math.bias_hh_in_step:
+        return w_ih, b_ih, w_hh, b_hh
+    return w_ih, b_ih + b_hh, w_hh, None
+
+
 def project_inputs(math, x, w_ih, w_hh, b_ih=None, b_hh=None):
     """Input projections of all steps at once, in the form :func:`scan` takes.
 
@@ -320,13 +332,21 @@ def project_inputs(math, x, w_ih, w_hh, b_ih=None, b_hh=None):
         ``(xp (..., G), w_hh, b_hh)``: the biases folded into ``xp`` except
         GRU's ``b_hh``, and rows scaled by the cell's ``gate_scale``.
     """
-    if math.gate_scale:
-        w_ih, w_hh = _scale_gate_rows(w_ih, math.gate_scale), _scale_gate_rows(w_hh, math.gate_scale)
-        if b_ih is not None:
-            b_ih, b_hh = _scale_gate_rows(b_ih, math.gate_scale), _scale_gate_rows(b_hh, math.gate_scale)
-    if b_ih is None:
-        return product(x, w_ih.T), w_hh, None  # (..., G): every step's input projection in one matmul
-    if math.bias_hh_in_step:
-        return product(x, w_ih.T, add=b_ih), w_hh, b_hh
-    # The bias rides in the matmul's accumulator instead of a pass of its own over (T, B, G).
-    return product(x, w_ih.T, add=b_ih + b_hh), w_hh, None
+    w_ih, bias, w_hh, b_hh = fold_input_weights(math, w_ih, w_hh, b_ih, b_hh)
+    # every step's input projection in one matmul; the bias rides in its accumulator
+    return product(x, w_ih.T, add=bias), w_hh, b_hh  # (..., G)
+
+
+def layer_scan(math, x, w_ih, w_hh, b_ih, b_hh, h0, extra0, w_hr=None, mask=None, reverse=False, params=()):
+    """:func:`project_inputs` then :func:`scan` over ``x (T, B, D)``; returns what :func:`scan` does.
+
+    Where the native recurrence runs, the projections are made inside it a chunk of steps at a
+    time (and their gradients likewise): no ``(T, B, G)`` array of them is ever held.
+    """
+    if native.can_run(math, x, params) and not is_quantized(w_ih, w_hh, w_hr):
+        w_ih, bias, w_hh, b_hh = fold_input_weights(math, w_ih, w_hh, b_ih, b_hh)
+        inputs = (x, w_hh, w_ih, h0, *extra0, bias, b_hh, w_hr)  # a gradient may be asked of any of them
+        traced = any(is_traced(a) for a in inputs if a is not None)
+        return native.recurrence(math, x, h0, extra0, w_hh, b_hh, w_hr, mask, reverse, traced, w_ih=w_ih, bias=bias)
+    xp, w_hh, b_hh = project_inputs(math, x, w_ih, w_hh, b_ih, b_hh)  # xp (T, B, G)
+    return scan(math, xp, h0, extra0, w_hh, b_hh, w_hr, mask, reverse, params)

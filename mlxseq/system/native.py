@@ -132,16 +132,18 @@ def can_run(math, xp: mx.array, params: tuple) -> bool:
             and mx.default_device() == mx.cpu and available())
 
 
-def recurrence(math, xp, h0, extra0, w_hh, b_hh, w_hr, mask, reverse, differentiable: bool):
+def recurrence(math, x, h0, extra0, w_hh, b_hh, w_hr, mask, reverse, differentiable: bool, w_ih=None, bias=None):
     """``(outputs (T, B, P), h_T, extra_T)`` as :func:`mlxseq.layers.scan.scan` returns them.
 
+    ``x``: the input projections ``xp (T, B, G)``, or with ``w_ih`` (and ``bias``) the layer's
+    inputs ``(T, B, D)``, projected inside the primitive a chunk of steps at a time.
     ``differentiable``: also keep, stacked over time, what the native backward pass reads
     (as the MLX graph's scan does when traced); an inference call keeps nothing.
     """
     c0 = extra0[0] if extra0 else None
     mask = None if mask is None else mask.reshape(mask.shape[0], mask.shape[1]).astype(mx.float32)
-    results = _state["module"].recurrence(CELL_KINDS[math.name], xp, h0, c0, w_hh, b_hh, w_hr, mask, reverse,
-                                          differentiable)
+    results = _state["module"].recurrence(CELL_KINDS[math.name], x, h0, c0, w_ih, bias, w_hh, b_hh, w_hr, mask,
+                                          reverse, differentiable)
     return results[0], results[1], tuple(results[2 : 2 + math.num_extra])
 
 
