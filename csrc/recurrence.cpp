@@ -99,7 +99,10 @@ MLXSEQ_CLONES void lstm_cells(int B, int H, const float* z, const float* c, floa
 }
 
 // xh (B, 3H) input projections [r z n], hh (B, 3H) = W_hh h + b_hh; h (B, H) the previous state.
-MLXSEQ_CLONES void gru_cells(int B, int H, const float* xh, const float* hh, const float* h, float* y) {
+// Keeping (a training step), rzn (B, 3H) gets the gates r, z, n and hn (B, H) hh's n part.
+template <bool kKeep>
+inline __attribute__((always_inline)) void gru_cells_impl(int B, int H, const float* xh, const float* hh, const float* h, float* y, float* rzn,
+                    float* hn_kept) {
   for (int b = 0; b < B; ++b) {
     const float* xr = xh + size_t(b) * 3 * H;
     const float *xz = xr + H, *xn = xr + 2 * H;
@@ -107,13 +110,30 @@ MLXSEQ_CLONES void gru_cells(int B, int H, const float* xh, const float* hh, con
     const float *hz = hr + H, *hn = hr + 2 * H;
     const float* hb = h + size_t(b) * H;
     float* yb = y + size_t(b) * H;
+    float* kr = kKeep ? rzn + size_t(b) * 3 * H : nullptr;
+    float* kh = kKeep ? hn_kept + size_t(b) * H : nullptr;
     MLXSEQ_VECTORIZE
     for (int j = 0; j < H; ++j) {
       const float r = fast_sigmoid(xr[j] + hr[j]), z = fast_sigmoid(xz[j] + hz[j]);
       const float n = fast_tanh(xn[j] + r * hn[j]);
       yb[j] = n + z * (hb[j] - n);
+      if constexpr (kKeep) {
+        kr[j] = r;
+        kr[H + j] = z;
+        kr[2 * H + j] = n;
+        kh[j] = hn[j];
+      }
     }
   }
+}
+
+MLXSEQ_CLONES void gru_cells(int B, int H, const float* xh, const float* hh, const float* h, float* y) {
+  gru_cells_impl<false>(B, H, xh, hh, h, y, nullptr, nullptr);
+}
+
+MLXSEQ_CLONES void gru_cells_keeping(int B, int H, const float* xh, const float* hh, const float* h, float* y,
+                                     float* rzn, float* hn) {
+  gru_cells_impl<true>(B, H, xh, hh, h, y, rzn, hn);
 }
 
 MLXSEQ_CLONES void rnn_cells(size_t count, bool relu, const float* z, float* y) {
@@ -148,19 +168,19 @@ MLXSEQ_CLONES void lstm_cells_backward(int B, int H, const float* z, const float
   }
 }
 
-// GRU backward of one step: d(xh), d(hh) (B, 3H) and the direct part of dh_{t-1}, dy * z.
-MLXSEQ_CLONES void gru_cells_backward(int B, int H, const float* xh, const float* hh, const float* h,
+// GRU backward of one step: d(xh), d(hh) (B, 3H) and the direct part of dh_{t-1}, dy * z, from
+// the kept gates r, z, n (B, 3H) and hn = W_hn h + b_hn (B, H).
+MLXSEQ_CLONES void gru_cells_backward(int B, int H, const float* rzn, const float* hn_kept, const float* h,
                                       const float* dy, float* dxh, float* dhh, float* dh_direct) {
   for (int b = 0; b < B; ++b) {
     const size_t r = size_t(b) * H, r3 = size_t(b) * 3 * H;
-    const float *xr = xh + r3, *xz = xr + H, *xn = xr + 2 * H;
-    const float *hr = hh + r3, *hz = hr + H, *hn = hr + 2 * H;
+    const float *gr = rzn + r3, *gz = gr + H, *gn = gr + 2 * H;
+    const float* hn = hn_kept + r;
     float *dxr = dxh + r3, *dxz = dxr + H, *dxn = dxr + 2 * H;
     float *dhr = dhh + r3, *dhz = dhr + H, *dhn = dhr + 2 * H;
     MLXSEQ_VECTORIZE
     for (int j = 0; j < H; ++j) {
-      const float rg = fast_sigmoid(xr[j] + hr[j]), z = fast_sigmoid(xz[j] + hz[j]);
-      const float n = fast_tanh(xn[j] + rg * hn[j]);
+      const float rg = gr[j], z = gz[j], n = gn[j];
       const float d = dy[r + j];
       const float dn = d * (1.0f - z) * (1.0f - n * n);
       const float dr = dn * hn[j] * rg * (1.0f - rg);
@@ -287,7 +307,7 @@ void gemm(bool trans_a, bool trans_b, int m, int n, int k, const float* a, int l
 struct Pointers {
   const float *x, *h0, *c0, *w_ih, *bias, *w_hh, *b_hh, *w_hr, *mask;
   float *out, *h_n, *c_n;
-  float *h_prev, *c_new, *z, *hh, *y, *xp;  // kept (T, B, ...) or null
+  float *h_prev, *c_new, *z, *rzn, *hn, *y;  // kept (T, B, ...) or null
 };
 
 // xp rows of `steps` steps from time t0 on: x W_ih^T + bias, or a copy of the given xp.
@@ -308,9 +328,9 @@ void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
   const auto [T, B, G, P, H, D] = n;
   const bool lstm = layout.kind == CellKind::lstm, gru = layout.kind == CellKind::gru;
   const int C = chunk_steps(T, B);
-  // The projections land where they are kept (the LSTM's z_t, a projected GRU's xp), else in a chunk buffer.
-  float* kept_xp = lstm ? p.z : (gru ? p.xp : nullptr);
-  std::vector<float> chunk(kept_xp ? 0 : size_t(C) * B * G), hh_step(gru && !p.hh ? size_t(B) * G : 0);
+  // The projections land where they are kept (the LSTM's z_t), else in a chunk buffer.
+  float* kept_xp = lstm ? p.z : nullptr;
+  std::vector<float> chunk(kept_xp ? 0 : size_t(C) * B * G), hh(gru ? size_t(B) * G : 0);
   std::vector<float> y(size_t(B) * H), h_new(layout.projected ? size_t(B) * P : 0);
   std::vector<float> c(lstm ? size_t(B) * H : 0), c_new(c.size());
   std::copy(p.h0, p.h0 + size_t(B) * P, p.h_n);  // h_n holds the running state
@@ -333,12 +353,15 @@ void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
     if (float* kept = at(p.h_prev, t, P)) std::copy(h, h + size_t(B) * P, kept);
     float* y_t = p.y ? at(p.y, t, H) : y.data();
     if (gru) {  // hh = h W_hh^T + b_hh; the gates add it to xp_t
-      float* hh = p.hh ? at(p.hh, t, G) : hh_step.data();
       if (layout.has_bias_hh) {
-        for (int b = 0; b < B; ++b) std::copy(p.b_hh, p.b_hh + G, hh + size_t(b) * G);
+        for (int b = 0; b < B; ++b) std::copy(p.b_hh, p.b_hh + G, hh.begin() + size_t(b) * G);
       }
-      recurrent(h, layout.has_bias_hh ? 1.0f : 0.0f, hh);
-      gru_cells(B, H, xp_t, hh, h, y_t);
+      recurrent(h, layout.has_bias_hh ? 1.0f : 0.0f, hh.data());
+      if (p.rzn) {
+        gru_cells_keeping(B, H, xp_t, hh.data(), h, y_t, at(p.rzn, t, G), at(p.hn, t, H));
+      } else {
+        gru_cells(B, H, xp_t, hh.data(), h, y_t);
+      }
     } else {  // z = xp_t + h W_hh^T, accumulated in place
       recurrent(h, 1.0f, xp_t);
       if (lstm) {
@@ -372,8 +395,8 @@ void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
 
 // Backward: the forward's inputs and kept arrays, the cotangents, and the gradients it writes.
 struct BackwardPointers {
-  const float *x, *w_ih, *xp, *w_hh, *w_hr, *mask, *c0;
-  const float *h_prev, *c_new, *z, *hh, *y;
+  const float *x, *w_ih, *w_hh, *w_hr, *mask, *c0;
+  const float *h_prev, *c_new, *z, *rzn, *hn, *y;
   const float *d_out, *d_h, *d_c;
   float *dx, *d_h0, *d_c0, *dw_ih, *d_bias, *dw_hh, *d_b_hh, *dw_hr;
 };
@@ -470,7 +493,7 @@ void run_backward(const RecurrenceLayout& layout, Sizes n, const BackwardPointer
                           dc_prev.data());
     } else if (gru) {
       float* d_hh = d_hh_chunk.data() + slot * G;
-      gru_cells_backward(B, H, p.xp + tb * G, p.hh + tb * G, p.h_prev + tb * P, dy_t, d_xp, d_hh, dh_direct.data());
+      gru_cells_backward(B, H, p.rzn + tb * G, p.hn + tb * H, p.h_prev + tb * P, dy_t, d_xp, d_hh, dh_direct.data());
       d_gates = d_hh;
     } else {
       rnn_cells_backward(size_t(B) * H, layout.kind == CellKind::rnn_relu, p.y + tb * H, dy_t, d_xp);
@@ -500,7 +523,7 @@ float* data_or_null(std::vector<mx::array>& arrays, int index) {
 // Positions of the optional inputs and kept outputs of a Recurrence.
 struct Positions {
   int c0 = -1, w_ih = -1, bias = -1, w_hh = -1, b_hh = -1, w_hr = -1, mask = -1;
-  int c_n = -1, h_prev = -1, c_new = -1, z = -1, hh = -1, y = -1, xp = -1;
+  int c_n = -1, h_prev = -1, c_new = -1, z = -1, rzn = -1, hn = -1, y = -1;
 
   explicit Positions(const RecurrenceLayout& l) {
     const bool lstm = l.kind == CellKind::lstm, gru = l.kind == CellKind::gru;
@@ -521,8 +544,8 @@ struct Positions {
         z = o++;
         if (l.projected) y = o++;
       } else if (gru) {
-        hh = o++;
-        if (l.project) xp = o++;
+        rzn = o++;
+        hn = o++;
       } else {
         y = o++;
       }
@@ -553,7 +576,7 @@ void Recurrence::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::
              data_or_null(inputs, at.b_hh), data_or_null(inputs, at.w_hr), data_or_null(inputs, at.mask),
              outputs[0].data<float>(), outputs[1].data<float>(), data_or_null(outputs, at.c_n),
              data_or_null(outputs, at.h_prev), data_or_null(outputs, at.c_new), data_or_null(outputs, at.z),
-             data_or_null(outputs, at.hh), data_or_null(outputs, at.y), data_or_null(outputs, at.xp)};
+             data_or_null(outputs, at.rzn), data_or_null(outputs, at.hn), data_or_null(outputs, at.y)};
   const Sizes n{int(inputs[0].shape(0)), int(inputs[0].shape(1)), G, P, H, D};
   auto& encoder = mx::cpu::get_command_encoder(stream());
   for (const auto& a : inputs) encoder.set_input_array(a);
@@ -582,16 +605,15 @@ std::vector<mx::array> Recurrence::vjp(
   const int H = lstm ? outputs[at.c_n].shape(1) : (gru ? G / 3 : G);
   // Cotangents of out, h_T and c_T (those of the kept arrays are not used: nothing reads them).
   auto cotangent = [&](int i) { return mx::contiguous(mx::astype(cotangents[i], mx::float32, s), false, s); };
-  // x where the backward reads it (the projection's gradients; the GRU's xp when not projected).
+  // x and W_ih where the backward reads them (the projection's gradients): not xp, which can be
+  // freed once the forward ran.
   std::vector<mx::array> inputs;
-  if (layout_.project || gru) inputs.push_back(x);
-  if (layout_.project) inputs.push_back(primals[at.w_ih]);
-  if (gru && layout_.project) inputs.push_back(outputs[at.xp]);
+  if (layout_.project) inputs.insert(inputs.end(), {x, primals[at.w_ih]});
   inputs.push_back(w_hh);
   if (layout_.projected) inputs.push_back(primals[at.w_hr]);
   if (layout_.masked) inputs.push_back(primals[at.mask]);
   if (lstm) inputs.push_back(primals[at.c0]);
-  for (int o : {at.h_prev, at.c_new, at.z, at.hh, at.y}) {
+  for (int o : {at.h_prev, at.c_new, at.z, at.rzn, at.hn, at.y}) {
     if (o >= 0) inputs.push_back(outputs[o]);
   }
   inputs.push_back(cotangent(0));
@@ -639,9 +661,8 @@ void RecurrenceBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vec
   int i = 0;
   auto next = [&](bool present) { return present ? inputs[i++].data<float>() : nullptr; };
   BackwardPointers p{};
-  p.x = next(layout_.project || gru);
+  p.x = next(layout_.project);
   p.w_ih = next(layout_.project);
-  p.xp = gru ? (layout_.project ? next(true) : p.x) : nullptr;
   const auto& w_hh = inputs[i];
   p.w_hh = next(true);
   const int w_hr_at = i;
@@ -651,7 +672,8 @@ void RecurrenceBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vec
   p.h_prev = next(true);
   p.c_new = next(lstm);
   p.z = next(lstm);
-  p.hh = next(gru);
+  p.rzn = next(gru);
+  p.hn = next(gru);
   p.y = next((lstm && layout_.projected) || (!lstm && !gru));
   p.d_out = next(true);
   p.d_h = next(true);
@@ -724,8 +746,7 @@ std::vector<mx::array> recurrence(
       shapes.insert(shapes.end(), {{T, B, H}, {T, B, G}});  // c_t, z_t
       if (w_hr) shapes.push_back({T, B, H});  // y_t
     } else if (gru) {
-      shapes.push_back({T, B, G});  // W_hh h + b_hh
-      if (w_ih) shapes.push_back({T, B, G});  // xp
+      shapes.insert(shapes.end(), {{T, B, G}, {T, B, H}});  // r, z, n and W_hn h + b_hn
     } else {
       shapes.push_back({T, B, H});  // y_t
     }

@@ -13,7 +13,7 @@
 // Outputs: out (T, B, P) (0 at masked steps), h_T (B, P) and, for the LSTM, c_T (B, H);
 // when differentiable (`keep`), also what the backward pass reads, each stacked over time
 // (T, B, ...): h_{t-1}; LSTM: c_t, z_t (and y_t when projected; c_{t-1} is found from c_t, the
-// mask and c0); GRU: W_hh h + b_hh (and xp when projected); RNN: y_t.
+// mask and c0); GRU: the gates r, z, n and W_hn h + b_hn; RNN: y_t.
 //
 // The input projections are made a chunk of steps at a time (one GEMM of about 1,024 rows),
 // into the kept z_t (LSTM) or a chunk buffer, so no (T, B, G) array of them exists; the
