@@ -204,6 +204,47 @@ void Product::operator()(const float* a, float beta, float* c) const {
   }
 }
 
+bool gemm(bool trans_a, bool trans_b, int m, int n, int k, const float* a, const float* b, float beta, float* c) {
+  if (!library || m <= 0 || n <= 0 || k <= 0 || (beta != 0.0f && beta != 1.0f)) return false;
+  const Library& l = *library;
+  dnnl_memory_desc_t a_md = matrix(l, m, k, trans_a ? dnnl_ba : dnnl_ab);
+  dnnl_memory_desc_t b_md = matrix(l, k, n, trans_b ? dnnl_ba : dnnl_ab);
+  dnnl_memory_desc_t c_md = matrix(l, m, n, dnnl_ab);
+  dnnl_primitive_attr_t attr = nullptr;
+  dnnl_post_ops_t ops = nullptr;
+  dnnl_primitive_desc_t pd = nullptr;
+  dnnl_primitive_t primitive = nullptr;
+  dnnl_memory_t a_mem = nullptr, b_mem = nullptr, c_mem = nullptr;
+  bool ok = a_md && b_md && c_md && l.dnnl_primitive_attr_create(&attr) == dnnl_success;
+  if (ok && beta != 0.0f) {
+    ok = l.dnnl_post_ops_create(&ops) == dnnl_success &&
+         l.dnnl_post_ops_append_sum(ops, 1.0f, 0, dnnl_data_type_undef) == dnnl_success &&
+         l.dnnl_primitive_attr_set_post_ops(attr, ops) == dnnl_success;
+  }
+  // oneDNN keeps compiled kernels in its primitive cache: a shape seen before is made again in microseconds.
+  ok = ok && l.dnnl_matmul_primitive_desc_create(&pd, l.engine, a_md, b_md, nullptr, c_md, attr) == dnnl_success &&
+       l.dnnl_primitive_create(&primitive, pd) == dnnl_success &&
+       l.dnnl_memory_create(&a_mem, a_md, l.engine, const_cast<float*>(a)) == dnnl_success &&
+       l.dnnl_memory_create(&b_mem, b_md, l.engine, const_cast<float*>(b)) == dnnl_success &&
+       l.dnnl_memory_create(&c_mem, c_md, l.engine, c) == dnnl_success;
+  if (ok) {
+    const dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}};
+    ok = l.dnnl_primitive_execute(primitive, l.stream, 3, args) == dnnl_success &&
+         l.dnnl_stream_wait(l.stream) == dnnl_success;
+  }
+  for (auto mem : {a_mem, b_mem, c_mem}) {
+    if (mem) l.dnnl_memory_destroy(mem);
+  }
+  if (primitive) l.dnnl_primitive_destroy(primitive);
+  if (pd) l.dnnl_primitive_desc_destroy(pd);
+  if (ops) l.dnnl_post_ops_destroy(ops);
+  if (attr) l.dnnl_primitive_attr_destroy(attr);
+  for (auto md : {a_md, b_md, c_md}) {
+    if (md) l.dnnl_memory_desc_destroy(md);
+  }
+  return ok;
+}
+
 #else  // built without oneDNN's headers: never loaded, products always use sgemm
 
 std::string load(const std::string&) {
@@ -217,6 +258,9 @@ std::string name() {
 }
 long products_made() {
   return 0;
+}
+bool gemm(bool, bool, int, int, int, const float*, const float*, float, float*) {
+  return false;
 }
 struct Product::State {};
 Product::Product(int, int, int, const float*, bool, bool) {}

@@ -28,6 +28,12 @@ std::string name();
 // How many products oneDNN has taken in this process (the tests check that it really does).
 long products_made();
 
+// c (m, n) = op(a) @ op(b) + beta * c (beta 0 or 1; a, b, c row-major, op the transpose when asked), as
+// one oneDNN matmul made for the call; false when oneDNN is not loaded or refused (the caller then uses
+// sgemm). The recurrence's other GEMMs go through it so that every product of a scan runs on oneDNN's
+// OpenMP threads: an OpenBLAS call between them found those threads still spinning (2x slower).
+bool gemm(bool trans_a, bool trans_b, int m, int n, int k, const float* a, const float* b, float beta, float* c);
+
 // c (m, n) = a (m, k) @ op(w) + beta * c, with op(w) = w^T for w (n, k) when transposed,
 // else w (k, n); w is the same at every call.
 class Product {

@@ -295,10 +295,12 @@ void add_column_sums(int rows, int columns, const float* a, float* sums) {
   }
 }
 
-// c (m, n) += op(a) @ op(b), through the process's cblas_sgemm (row-major).
+// c (m, n) = op(a) @ op(b) + beta * c (row-major, contiguous): oneDNN's matmul when it takes the
+// steps' products (so that all of a scan's products share its threads), else the chosen sgemm.
 void gemm(bool trans_a, bool trans_b, int m, int n, int k, const float* a, int lda, const float* b, int ldb,
           float beta, float* c) {
   if (m == 0 || n == 0) return;
+  if (blas().onednn && onednn::gemm(trans_a, trans_b, m, n, k, a, b, beta, c)) return;
   blas().sgemm(kRowMajor, trans_a ? kTrans : kNoTrans, trans_b ? kTrans : kNoTrans, m, n, k, 1.0f, a, lda, b, ldb,
                beta, c, n);
 }

@@ -1,9 +1,11 @@
 """The native recurrence (``mlxseq._native``, built from ``csrc/`` when mlxseq is installed).
 
-It runs one layer-direction's whole recurrence as one MLX primitive on CPU streams: each
-step one product into a preallocated buffer and the gate math as vectorised C++;
-its gradient is a second primitive walking the steps back, and the weight gradients are
-single matmuls over all steps. mlxseq uses it for float32 RNN, GRU and LSTM layers on the
+It runs one layer-direction's whole recurrence as one MLX primitive on CPU streams: the
+input projections a chunk of steps (about 1,024 rows) at a time, each step one product
+into a preallocated buffer and the gate math as vectorised C++; its gradient is a second
+primitive walking the steps back, which turns each chunk's gradients of the projections
+into dx and the weight gradients (GEMMs over the chunk). No ``(T, B, G)`` array of
+projections or of their gradients is ever held. mlxseq uses it for float32 RNN, GRU and LSTM layers on the
 CPU; GPU streams, other dtypes and the cell variants (peepholes, Cho's GRU) run the MLX
 graph of ``mlxseq.layers.scan``. Both give the same numbers to float32 rounding.
 
