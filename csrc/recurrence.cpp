@@ -295,12 +295,13 @@ void add_column_sums(int rows, int columns, const float* a, float* sums) {
   }
 }
 
-// c (m, n) = op(a) @ op(b) + beta * c (row-major, contiguous): oneDNN's matmul when it takes the
-// steps' products (so that all of a scan's products share its threads), else the chosen sgemm.
-void gemm(bool trans_a, bool trans_b, int m, int n, int k, const float* a, int lda, const float* b, int ldb,
-          float beta, float* c) {
+// c (m, n) = op(a) @ op(b) + beta * c (row-major, contiguous) in a scan of `steps` steps: oneDNN's
+// matmul where it takes the steps' products (so that all of a scan's products share its threads),
+// else the chosen sgemm.
+void gemm(int steps, bool trans_a, bool trans_b, int m, int n, int k, const float* a, int lda, const float* b,
+          int ldb, float beta, float* c) {
   if (m == 0 || n == 0) return;
-  if (blas().onednn && onednn::gemm(trans_a, trans_b, m, n, k, a, b, beta, c)) return;
+  if (blas().onednn && steps >= kPackMinSteps && onednn::gemm(trans_a, trans_b, m, n, k, a, b, beta, c)) return;
   blas().sgemm(kRowMajor, trans_a ? kTrans : kNoTrans, trans_b ? kTrans : kNoTrans, m, n, k, 1.0f, a, lda, b, ldb,
                beta, c, n);
 }
@@ -323,7 +324,7 @@ void project_rows(const RecurrenceLayout& layout, Sizes n, const Pointers& p, in
   if (p.bias) {
     for (size_t r = 0; r < rows; ++r) std::copy(p.bias, p.bias + n.G, xp + r * n.G);
   }
-  gemm(false, true, int(rows), n.G, n.D, x, n.D, p.w_ih, n.D, p.bias ? 1.0f : 0.0f, xp);
+  gemm(n.T, false, true, int(rows), n.G, n.D, x, n.D, p.w_ih, n.D, p.bias ? 1.0f : 0.0f, xp);
 }
 
 void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
@@ -407,20 +408,19 @@ struct BackwardPointers {
 void flush_chunk(const RecurrenceLayout& layout, Sizes n, const BackwardPointers& p, int t0, int steps,
                  const float* d_xp, const float* d_hh, const float* d_new) {
   const auto [T, B, G, P, H, D] = n;
-  (void)T;
   const int rows = steps * B;
   const size_t first = size_t(t0) * B;
   if (layout.project) {
-    gemm(false, false, rows, D, G, d_xp, G, p.w_ih, D, 0.0f, p.dx + first * D);  // dx = d(xp) W_ih
-    gemm(true, false, G, D, rows, d_xp, G, p.x + first * D, D, 1.0f, p.dw_ih);  // dW_ih += d(xp)^T x
+    gemm(T, false, false, rows, D, G, d_xp, G, p.w_ih, D, 0.0f, p.dx + first * D);  // dx = d(xp) W_ih
+    gemm(T, true, false, G, D, rows, d_xp, G, p.x + first * D, D, 1.0f, p.dw_ih);  // dW_ih += d(xp)^T x
     if (p.d_bias) add_column_sums(rows, G, d_xp, p.d_bias);
   } else {
     std::copy(d_xp, d_xp + size_t(rows) * G, p.dx + first * G);
   }
   const float* d_gates = d_hh ? d_hh : d_xp;  // what multiplied W_hh
-  gemm(true, false, G, P, rows, d_gates, G, p.h_prev + first * P, P, 1.0f, p.dw_hh);  // dW_hh += d^T h_{t-1}
+  gemm(T, true, false, G, P, rows, d_gates, G, p.h_prev + first * P, P, 1.0f, p.dw_hh);  // dW_hh += d^T h_{t-1}
   if (p.d_b_hh) add_column_sums(rows, G, d_hh, p.d_b_hh);
-  if (p.dw_hr) gemm(true, false, P, H, rows, d_new, P, p.y + first * H, H, 1.0f, p.dw_hr);  // dW_hr += dh'^T y
+  if (p.dw_hr) gemm(T, true, false, P, H, rows, d_new, P, p.y + first * H, H, 1.0f, p.dw_hr);  // dW_hr += dh'^T y
 }
 
 void run_backward(const RecurrenceLayout& layout, Sizes n, const BackwardPointers& p) {
