@@ -79,8 +79,9 @@ inline float fast_sigmoid(float x) {
   return 0.5f + 0.5f * fast_tanh(0.5f * x);
 }
 
-// z (B, 4H) = [i f g o] pre-activations (g rows scaled by 2); c (B, H) in, c_new and y out.
-MLXSEQ_CLONES void lstm_cells(int B, int H, const float* z, const float* c, float* c_new, float* y) {
+// z (B, 4H) = [i f g o] pre-activations; c (B, H) in, c_new and y out. g = tanh(z_g) = 2 sigmoid(2 z_g) - 1:
+// g_scale 2, or 1 where the g rows arrive scaled by 2 already (the xp of mlxseq.layers.scan.project_inputs).
+MLXSEQ_CLONES void lstm_cells(int B, int H, const float* z, const float* c, float* c_new, float* y, float g_scale) {
   for (int b = 0; b < B; ++b) {
     const float* zi = z + size_t(b) * 4 * H;
     const float *zf = zi + H, *zg = zi + 2 * H, *zo = zi + 3 * H;
@@ -90,7 +91,7 @@ MLXSEQ_CLONES void lstm_cells(int B, int H, const float* z, const float* c, floa
     MLXSEQ_VECTORIZE
     for (int j = 0; j < H; ++j) {
       const float i = fast_sigmoid(zi[j]), f = fast_sigmoid(zf[j]);
-      const float g = 2.0f * fast_sigmoid(zg[j]) - 1.0f, o = fast_sigmoid(zo[j]);
+      const float g = 2.0f * fast_sigmoid(g_scale * zg[j]) - 1.0f, o = fast_sigmoid(zo[j]);
       const float cj = f * cb[j] + i * g;
       cn[j] = cj;
       yb[j] = o * fast_tanh(cj);
@@ -146,9 +147,10 @@ MLXSEQ_CLONES void rnn_cells(size_t count, bool relu, const float* z, float* y) 
   }
 }
 
-// LSTM backward of one step: dz (B, 4H) and dc_{t-1} (B, H) from dy, dc_t and what the forward kept.
+// LSTM backward of one step: dz (B, 4H) and dc_{t-1} (B, H) from dy, dc_t and what the forward kept
+// (g_scale as in lstm_cells: dg/dz_g = g_scale (1 - g^2) / 2).
 MLXSEQ_CLONES void lstm_cells_backward(int B, int H, const float* z, const float* c_prev, const float* c,
-                                       const float* dy, const float* dc, float* dz, float* dc_prev) {
+                                       const float* dy, const float* dc, float* dz, float* dc_prev, float g_scale) {
   for (int b = 0; b < B; ++b) {
     const size_t r = size_t(b) * H, r4 = size_t(b) * 4 * H;
     const float *zi = z + r4, *zf = zi + H, *zg = zi + 2 * H, *zo = zi + 3 * H;
@@ -156,12 +158,12 @@ MLXSEQ_CLONES void lstm_cells_backward(int B, int H, const float* z, const float
     MLXSEQ_VECTORIZE
     for (int j = 0; j < H; ++j) {
       const float i = fast_sigmoid(zi[j]), f = fast_sigmoid(zf[j]);
-      const float g = 2.0f * fast_sigmoid(zg[j]) - 1.0f, o = fast_sigmoid(zo[j]);
+      const float g = 2.0f * fast_sigmoid(g_scale * zg[j]) - 1.0f, o = fast_sigmoid(zo[j]);
       const float tc = fast_tanh(c[r + j]);
       const float dct = dc[r + j] + dy[r + j] * o * (1.0f - tc * tc);
       di[j] = dct * g * i * (1.0f - i);
       df[j] = dct * c_prev[r + j] * f * (1.0f - f);
-      dg[j] = dct * i * 0.5f * (1.0f - g * g);  // g = 2 sigmoid(z) - 1: dg/dz = (1 - g^2) / 2
+      dg[j] = dct * i * (0.5f * g_scale) * (1.0f - g * g);
       d_o[j] = dy[r + j] * tc * o * (1.0f - o);
       dc_prev[r + j] = dct * f;
     }
@@ -272,6 +274,13 @@ class WeightProduct {
   std::optional<onednn::Product> onednn_;
 };
 
+// The LSTM's g rows: given xp, they arrive scaled by 2 (mlxseq.layers.scan.project_inputs); given
+// x and W_ih, the weights are as stored and the cells scale z_g themselves (the same numbers:
+// scaling by 2 is exact).
+float g_scale(const RecurrenceLayout& layout) {
+  return layout.project ? 2.0f : 1.0f;
+}
+
 struct Sizes {
   int T, B, G, P, H, D;  // D: the width of x (G when the inputs are xp)
 };
@@ -369,7 +378,7 @@ void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
       recurrent(h, 1.0f, xp_t);
       if (lstm) {
         c_next = p.c_new ? at(p.c_new, t, H) : c_new.data();
-        lstm_cells(B, H, xp_t, c.data(), c_next, y_t);
+        lstm_cells(B, H, xp_t, c.data(), c_next, y_t, g_scale(layout));
       } else {
         rnn_cells(size_t(B) * H, layout.kind == CellKind::rnn_relu, xp_t, y_t);
       }
@@ -492,7 +501,7 @@ void run_backward(const RecurrenceLayout& layout, Sizes n, const BackwardPointer
         std::copy(row, row + H, c_prev.begin() + size_t(b) * H);
       }
       lstm_cells_backward(B, H, p.z + tb * G, c_prev.data(), p.c_new + tb * H, dy_t, dc_new.data(), d_xp,
-                          dc_prev.data());
+                          dc_prev.data(), g_scale(layout));
     } else if (gru) {
       float* d_hh = d_hh_chunk.data() + slot * G;
       gru_cells_backward(B, H, p.rzn + tb * G, p.hn + tb * H, p.h_prev + tb * P, dy_t, d_xp, d_hh, dh_direct.data());

@@ -22,8 +22,9 @@
 // summed), as cuDNN forms weight gradients over many steps at once. Its VJP is the
 // RecurrenceBackward primitive (the steps in the other direction, one product each).
 //
-// The gate math is mlxseq.layers.gates' (PyTorch's gate order; the LSTM's g rows arrive
-// scaled by 2, so g = 2 sigmoid(z_g) - 1) with mlxseq.layers.activations' rational tanh.
+// The gate math is mlxseq.layers.gates' (PyTorch's gate order; g = tanh(z_g) = 2 sigmoid(2 z_g) - 1,
+// the factor 2 in the weights when xp is given, applied by the cells when x and W_ih are) with
+// mlxseq.layers.activations' rational tanh.
 // On CPU streams each step is one product into a preallocated buffer and one loop over the
 // gates; other devices evaluate nothing here (mlxseq runs its MLX graph there instead).
 

@@ -8,12 +8,12 @@ same BLAS mlxseq uses, to separate the layer code from the BLAS.
 Measured: inference (forward) and a training step (forward, backward of
 ``output.mean()``, gradients of all parameters), medians after warm-up, and the
 step's peak memory: the growth of the process's resident memory (VmHWM after
-resetting it through /proc/self/clear_refs, over the RSS before the step). Every
-worker runs with MALLOC_MMAP_THRESHOLD_=65536 and MLX's buffer cache off for that
-step, so that each allocation over 64 kB comes fresh from the system and goes back
-when freed, in both libraries: with glibc's default, torch's later steps reuse
-memory its heap kept from earlier ones and the growth undercounts its peak (by
-half and more), and MLX's cache hides whatever it holds.
+resetting it through /proc/self/clear_refs, over the RSS before the step), with
+the free memory of glibc's heap given back first (``malloc_trim``) and MLX's
+buffer cache off for that step, so that every page the step touches counts in
+both libraries (without it, torch's step reuses pages its heap kept from earlier
+steps and the growth undercounts its peak by half and more, and MLX's cache hides
+what it holds). The timed runs come before, with both allocators as they are.
 "mlxseq" runs the path ``mlxseq info`` names (the native recurrence where it is
 built); "mlxseq-graph" is mlxseq with ``MLXSEQ_NATIVE=0`` (its MLX graph).
 MLX functions run eagerly and under ``mx.compile``, the faster counts;
@@ -24,6 +24,7 @@ torch runs eagerly (its fused CPU kernels). Tokens are B * T.
 """
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -56,6 +57,10 @@ def peak_step_mb(step) -> float:
             refs.write("5")  # resets VmHWM to the current RSS
     except OSError:
         return float("nan")
+    try:
+        ctypes.CDLL(None).malloc_trim(0)  # pages the heap kept are given back: reusing them counts again
+    except AttributeError:  # not glibc
+        pass
     before = _resident_mb("VmRSS")
     step()
     return _resident_mb("VmHWM") - before
@@ -169,7 +174,7 @@ def worker(runner, config, runs):
 
 
 def _run_worker(runner, config, runs, timeout):
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")  # allocations measurable by RSS (module text)
+    env = dict(os.environ)
     if runner == "mlx.nn":
         env["MLXSEQ_BLAS"] = "reference"
     if runner == "mlxseq-graph":

@@ -310,10 +310,11 @@ def _scale_gate_rows(w, scale):
     return (w.reshape((gates, -1) + w.shape[1:]) * factors).reshape(w.shape)
 
 
-def fold_input_weights(math, w_ih, w_hh, b_ih=None, b_hh=None):
+def fold_input_weights(math, w_ih, w_hh, b_ih=None, b_hh=None, scale_gates=True):
     """``(w_ih, bias, w_hh, b_hh)`` as the scan computes with them: rows scaled by the cell's
-    ``gate_scale``, the biases folded into one input bias except GRU's ``b_hh`` (None where absent)."""
-    if math.gate_scale:
+    ``gate_scale`` (unless ``scale_gates`` is False: the native cells scale themselves), the
+    biases folded into one input bias except GRU's ``b_hh`` (None where absent)."""
+    if math.gate_scale and scale_gates:
         w_ih, w_hh = _scale_gate_rows(w_ih, math.gate_scale), _scale_gate_rows(w_hh, math.gate_scale)
         if b_ih is not None:
             b_ih, b_hh = _scale_gate_rows(b_ih, math.gate_scale), _scale_gate_rows(b_hh, math.gate_scale)
@@ -344,7 +345,8 @@ def layer_scan(math, x, w_ih, w_hh, b_ih, b_hh, h0, extra0, w_hr=None, mask=None
     time (and their gradients likewise): no ``(T, B, G)`` array of them is ever held.
     """
     if native.can_run(math, x, params) and not is_quantized(w_ih, w_hh, w_hr):
-        w_ih, bias, w_hh, b_hh = fold_input_weights(math, w_ih, w_hh, b_ih, b_hh)
+        # the weights as stored: no scaled copies of them (nor of their gradients) in the graph
+        w_ih, bias, w_hh, b_hh = fold_input_weights(math, w_ih, w_hh, b_ih, b_hh, scale_gates=False)
         inputs = (x, w_hh, w_ih, h0, *extra0, bias, b_hh, w_hr)  # a gradient may be asked of any of them
         traced = any(is_traced(a) for a in inputs if a is not None)
         return native.recurrence(math, x, h0, extra0, w_hh, b_hh, w_hr, mask, reverse, traced, w_ih=w_ih, bias=bias)
