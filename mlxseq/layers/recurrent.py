@@ -8,8 +8,9 @@ PyTorch state dict loads by name and gives PyTorch's numbers::
     lstm.load_weights([(k, mx.array(v.numpy())) for k, v in torch_lstm.state_dict().items()])
 
 Inputs are batch-first ``(B, T, D)`` (MLX's convention) or unbatched ``(T, D)``.
-Internally every layer runs time-major: one matmul projects the inputs of all
-steps, then :func:`mlxseq.layers.scan.scan` runs the recurrence.
+Internally every layer runs time-major through :func:`mlxseq.layers.scan.layer_scan`:
+one matmul projects the inputs of all steps, then the recurrence runs (the native
+primitive, where it runs, makes the projections itself a chunk of steps at a time).
 """
 
 import math
