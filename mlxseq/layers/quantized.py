@@ -9,7 +9,8 @@ once::
     product(x, w_t)            = x @ w_t           w_t: W^T as an array, or QuantizedMatrix(W).T
     product(x, w_t, add=c)     = c + x @ w_t
 
-Quantized matrices are for inference: a scan traced for a gradient refuses them.
+Quantized matrices are constants, not parameters: gradients flow to a layer's inputs and
+states through them, and training needs the float matrices (MLXSEQ_QUANTIZED_RECURRENCE=0).
 """
 
 from __future__ import annotations

@@ -278,13 +278,12 @@ def scan(math, xp, h0, extra0, w_hh, b_hh=None, w_hr=None, mask=None, reverse=Fa
 
     A float32 scan of a standard cell on the CPU runs as one native primitive (and its
     gradient as another) when mlxseq's extension is built (:mod:`mlxseq.system.native`).
-    ``w_hh`` and ``w_hr`` may be :class:`~mlxseq.layers.quantized.QuantizedMatrix` (inference
-    only): each step's products are then ``mx.quantized_matmul``.
+    ``w_hh`` and ``w_hr`` may be :class:`~mlxseq.layers.quantized.QuantizedMatrix`: each step's
+    products are then ``mx.quantized_matmul``, and the steps run as plain MLX operations (a
+    custom function takes arrays only), which ``mx.compile`` traces and autodiff differentiates
+    with respect to the inputs and states (the quantized matrices are constants, not parameters).
     """
     quantized = is_quantized(w_hh, w_hr)
-    if quantized and is_traced(xp):
-        raise ValueError("quantized recurrent weights are for inference: a scan traced for a gradient needs "
-                         "float weights (load the folder with MLXSEQ_QUANTIZED_RECURRENCE=0)")
     if not quantized and native.can_run(math, xp, params):
         return native.recurrence(math, xp, h0, extra0, w_hh, b_hh, w_hr, mask, reverse, is_traced(xp))
     fn, _, forward = _scan_function(math, b_hh is not None, w_hr is not None, mask is not None, reverse)

@@ -45,11 +45,15 @@ def test_a_layer_with_quantized_matrices_computes_what_its_dequantized_twin_does
             assert mx.allclose(e[1], g[1], atol=2e-5, rtol=1e-4), (kind, kwargs, float(mx.abs(e[1] - g[1]).max()))
 
 
-def test_a_quantized_layer_refuses_to_be_differentiated():
-    _, twin, _ = _float_and_quantized("lstm_proj", 8)
+@pytest.mark.parametrize("kind", ["gru", "lstm_proj"])
+def test_a_quantized_layer_compiles_and_passes_gradients_to_its_inputs(kind):
+    layer, twin, _ = _float_and_quantized(kind, 8)
     x = mx.random.normal((2, 5, 64))
-    with pytest.raises(ValueError, match="quantized recurrent weights are for inference"):
-        mx.grad(lambda v: twin(v)[0].sum())(x)
+    expected = mx.grad(lambda v: (layer(v)[0] ** 2).sum())(x)
+    got = mx.grad(lambda v: (twin(v)[0] ** 2).sum())(x)
+    assert mx.allclose(got, expected, atol=1e-4), float(mx.abs(got - expected).max())
+    step = mx.compile(lambda v: twin(v)[0])  # as generation compiles its step
+    assert mx.allclose(step(x), layer(x)[0], atol=2e-5)
 
 
 def test_quantized_matrix_products_rows_and_scaling_match_the_dequantized_matrix():
