@@ -11,7 +11,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from mlxseq.layers import gates as gate_math
-from mlxseq.layers.scan import project_inputs, scan
+from mlxseq.layers.scan import layer_scan
 
 
 def _check_cell_input(x, input_size):
@@ -67,9 +67,7 @@ class _Cell(nn.Module):
             states = tuple(
                 _check_cell_state(s, n, B, self.hidden_size, batched) for s, n in zip(states, names)
             )
-        biases = (self.bias_ih, self.bias_hh) if self.bias else ()
-        xp, w_hh, b_hh = project_inputs(self._math, x, self.weight_ih, self.weight_hh, *biases)  # (B, G)
-        _, h, extra = scan(self._math, xp[None], states[0], states[1:], w_hh, b_hh)
+        _, h, extra = self._scan(x[None], states)  # one step
         new = (h, *extra)
         return new if batched else tuple(s[0] for s in new)
 
@@ -86,10 +84,13 @@ class _Cell(nn.Module):
         """
         if xs.ndim != 3 or xs.shape[-1] != self.input_size:
             raise ValueError(f"unroll input must have shape (T, B, {self.input_size}), got {tuple(xs.shape)}")
-        biases = (self.bias_ih, self.bias_hh) if self.bias else ()
-        xp, w_hh, b_hh = project_inputs(self._math, xs, self.weight_ih, self.weight_hh, *biases)  # (T, B, G)
-        outputs, h, extra = scan(self._math, xp, states[0], tuple(states[1:]), w_hh, b_hh)
+        outputs, h, extra = self._scan(xs, states)
         return outputs, (h, *extra)
+
+    def _scan(self, xs, states):
+        """:func:`~mlxseq.layers.scan.layer_scan` over ``xs (T, B, D)`` from ``states``."""
+        b_ih, b_hh = (self.bias_ih, self.bias_hh) if self.bias else (None, None)
+        return layer_scan(self._math, xs, self.weight_ih, self.weight_hh, b_ih, b_hh, states[0], tuple(states[1:]))
 
 
 class RNNCell(_Cell):

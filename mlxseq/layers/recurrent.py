@@ -155,7 +155,7 @@ class _Recurrent(nn.Module):
         w_ih, w_hh = getattr(self, f"weight_ih{p}"), getattr(self, f"weight_hh{p}")
         w_hr = getattr(self, f"weight_hr{p}") if self.proj_size else None
         params = (self[f"weight_ph{p}"],) if self._math.num_params else ()
-        dtype = layer_input.dtype
+        dtype = mx.result_type(layer_input.dtype, w_ih.dtype)  # the projections' dtype, as before the scan
         if init is not None:
             h0, extra0 = init[0], tuple(init[1:])
         elif self.learn_initial_state:  # one learned state for every sequence
