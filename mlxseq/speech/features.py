@@ -75,7 +75,22 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """Band-limited resampling by the Fourier method (as ``scipy.signal.resample``)."""
     if from_rate == to_rate or len(samples) == 0:
         return np.asarray(samples, np.float32)
-    count = int(round(len(samples) * to_rate / from_rate))
+    return _resize(samples, int(round(len(samples) * to_rate / from_rate)))
+
+
+def change_speed(samples: np.ndarray, factor: float) -> np.ndarray:
+    """The recording played ``factor`` times as fast: ``len / factor`` samples, pitch times ``factor``.
+
+    Kaldi's speed perturbation (``sox speed``, Ko et al., 2015): the samples resampled to
+    ``rate / factor`` and read at ``rate``.
+    """
+    if factor == 1.0 or len(samples) == 0:
+        return np.asarray(samples, np.float32)
+    return _resize(samples, max(1, int(round(len(samples) / factor))))
+
+
+def _resize(samples: np.ndarray, count: int) -> np.ndarray:
+    """``samples`` band-limited to ``count`` samples over the same span (the Fourier method)."""
     spectrum = np.fft.rfft(samples)
     keep = min(len(spectrum), count // 2 + 1)
     resized = np.zeros(count // 2 + 1, dtype=complex)

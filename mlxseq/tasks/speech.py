@@ -39,7 +39,7 @@ from mlxseq.speech.digits import (
     sample_utterances,
     split_of,
 )
-from mlxseq.speech.features import AudioError, FeatureArgs, Masking, spec_augment
+from mlxseq.speech.features import AudioError, FeatureArgs, Masking, change_speed, spec_augment
 from mlxseq.speech.manifest import digit_items, read_speech_list
 from mlxseq.tasks import TaskParts, metric_problems
 from mlxseq.tasks.batches import SamplerBatches
@@ -70,6 +70,8 @@ class DataArgs:
     edge_pause_ms: list[int] = field(default_factory=list)  # and before the first and after the last; [] = pause_ms
     clean_fraction: float = 0.0  # the share of drawn utterances without added noise (pauses of digital silence)
     isolated_fraction: float = 0.0  # the share of drawn utterances that are one recording as stored
+    speed_perturbation: list[float] = field(default_factory=list)  # [slowest, fastest]: each training utterance
+    #                          played at a speed drawn uniformly from this range, e.g. [0.9, 1.1]; [] = as recorded
     labels: Literal["characters", "words"] = "characters"  # what one output label stands for
     sample_rate: int = 8000  # audio is resampled to this rate
     n_fft: int = 256  # samples per analysis frame
@@ -113,6 +115,10 @@ def check_config(config) -> list[tuple[str, str]]:
     for key in ("clean_fraction", "isolated_fraction"):
         if not 0 <= getattr(data, key) <= 1:
             problems.append((f"data.{key}", "must be between 0 and 1"))
+    speeds = data.speed_perturbation
+    if speeds and (len(speeds) != 2 or not 0.5 <= speeds[0] <= speeds[1] <= 2.0):
+        problems.append(("data.speed_perturbation", "need [slowest, fastest] with 0.5 <= slowest <= fastest <= 2.0 "
+                                                    "(or []: as recorded)"))
     if data.top_db is not None and not data.top_db > 0:
         problems.append(("data.top_db", "must be > 0 (or null: no floor relative to the peak)"))
     if data.bucket_frames and (min(data.bucket_frames) < 1 or sorted(set(data.bucket_frames)) != data.bucket_frames):
@@ -155,7 +161,12 @@ def _utterances(config, split: str, sources: dict | None, log) -> Utterances:
                   f"{len(names)} {split} recordings of {data.recordings}")
     if log:
         log(f"{split}: computing log-mel frames of {source}")
-    features = [audio_features(item.samples(args.sample_rate), args) for item in items]
+    speeds = np.ones(len(items))
+    if split == "train" and data.speed_perturbation:
+        speeds = np.random.default_rng(config.training.seed + 2).uniform(*data.speed_perturbation, len(items))
+        source += f", played at speeds {data.speed_perturbation[0]}-{data.speed_perturbation[1]}"
+    features = [audio_features(change_speed(item.samples(args.sample_rate), speed), args)
+                for item, speed in zip(items, speeds)]
     return Utterances(features, [item.transcript for item in items], source)
 
 

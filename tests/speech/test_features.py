@@ -9,6 +9,7 @@ import pytest
 from mlxseq.speech.features import (
     AudioError,
     FeatureArgs,
+    change_speed,
     log_mel_spectrogram,
     mel_filters,
     normalize,
@@ -100,6 +101,18 @@ def test_resampling_keeps_a_tone_below_the_new_nyquist():
     tone = np.sin(2 * np.pi * 300 * t).astype(np.float32)
     down = resample(tone, 16000, 8000)
     np.testing.assert_allclose(down, np.sin(2 * np.pi * 300 * np.arange(8000) / 8000), atol=1e-3)
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_changing_speed_scales_duration_and_pitch(factor):
+    rate = 8000
+    tone = np.sin(2 * np.pi * 400 * np.arange(rate) / rate).astype(np.float32)  # 1 s at 400 Hz
+    fast = change_speed(tone, factor)
+    assert len(fast) == round(rate / factor)
+    spectrum = np.abs(np.fft.rfft(fast))
+    peak_hz = np.argmax(spectrum) * rate / len(fast)
+    assert abs(peak_hz - 400 * factor) < 2.0, peak_hz
+    np.testing.assert_array_equal(change_speed(tone, 1.0), tone)
 
 
 def test_normalisation_and_masking():

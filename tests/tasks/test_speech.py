@@ -3,11 +3,12 @@
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from mlxseq.cli import app
-from mlxseq.config import ConfigError
+from mlxseq.config import ConfigError, load_config
 from mlxseq.pipelines.transcriber import Transcriber
 from mlxseq.runs.from_config import train_from_config
 from mlxseq.speech.digits import (
@@ -18,6 +19,7 @@ from mlxseq.speech.digits import (
     write_digit_list,
 )
 from mlxseq.speech.manifest import read_speech_list
+from mlxseq.tasks.speech import prepare
 from tests.speech.fake_fsdd import make_recordings, write_wav
 from tests.support.configs import write_training_config
 
@@ -90,6 +92,21 @@ def test_transcribe_and_evaluate_on_the_trained_folder(trained, tmp_path):
     assert out.exit_code == 1 and out.output.strip() == f"error: {tmp_path / 'none.wav'}: no such file"
 
 
+def test_speed_perturbation_stretches_each_training_utterance_by_a_seeded_factor(tmp_path):
+    def training_frames(**data):
+        config = load_config(write_config(tmp_path, train_utterances=60, **data)[0])
+        parts = prepare(config, tmp_path / "run", resuming=False, command="test")
+        return [len(f) for f in parts.batches.features], parts.description
+
+    plain, _ = training_frames()
+    perturbed, description = training_frames(speed_perturbation=[0.8, 1.25])
+    again, _ = training_frames(speed_perturbation=[0.8, 1.25])
+    assert perturbed == again and perturbed != plain
+    ratios = np.array(perturbed) / np.array(plain)  # frames scale as 1 / speed
+    assert ratios.min() > 1 / 1.25 - 0.05 and ratios.max() < 1 / 0.8 + 0.05 and ratios.std() > 0.05
+    assert "played at speeds 0.8-1.25" in description
+
+
 @pytest.mark.parametrize("data, key", [
     ({"recordings": "", "train": "x.tsv"}, "data"),
     ({"bucket_frames": [96, 64]}, "data.bucket_frames"),
@@ -99,6 +116,8 @@ def test_transcribe_and_evaluate_on_the_trained_folder(trained, tmp_path):
     ({"clean_fraction": 1.5}, "data.clean_fraction"),
     ({"isolated_fraction": -0.1}, "data.isolated_fraction"),
     ({"top_db": 0}, "data.top_db"),
+    ({"speed_perturbation": [1.1, 0.9]}, "data.speed_perturbation"),
+    ({"speed_perturbation": [0.3, 1.0]}, "data.speed_perturbation"),
 ])
 def test_clashing_settings_name_their_key(tmp_path, data, key):
     config, _ = write_config(tmp_path, **data)
