@@ -5,6 +5,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include "cross_entropy.h"
 #include "ctc.h"
 #include "onednn.h"
 #include "recurrence.h"
@@ -26,6 +27,9 @@ NB_MODULE(_native, m) {
         "it differentiable (it then also returns what the backward pass reads)");
   m.def("ctc_loss", &mlxseq::ctc_loss, "log_probs"_a, "targets"_a, "input_lengths"_a, "target_lengths"_a, "blank"_a,
         "losses (B,) and the alphas (T, B, 2S+1) of the CTC loss, differentiable in log_probs");
+  m.def("smoothed_nll", &mlxseq::smoothed_nll, "logits"_a, "targets"_a, "smoothing"_a,
+        "the label-smoothed cross-entropy (N,) of each row of logits (N, V) and (max, log-sum-exp - max) (N, 2), "
+        "differentiable in logits");
   m.def("onednn_products", &mlxseq::onednn::products_made, "products oneDNN has taken in this process");
   m.def("blas_name", &mlxseq::blas_name, "the library whose cblas_sgemm the steps call");
   m.def("use_blas", &mlxseq::use_blas, "sgemm"_a, "pack_get_size"_a, "pack"_a, "compute"_a, "name"_a,

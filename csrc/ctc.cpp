@@ -6,11 +6,11 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
-#include <thread>
 
 #include "mlx/allocator.h"
 #include "mlx/backend/cpu/encoder.h"
 #include "mlx/ops.h"
+#include "parallel.h"
 
 namespace mlxseq {
 
@@ -51,18 +51,6 @@ struct Extended {
 struct Sizes {
   int T, B, C, S, L;
 };
-
-// Runs body(first, last) over [0, B) split among the cores (sequences are independent).
-template <typename Body>
-void over_batch(int B, Body body) {
-  const int workers = std::max(1, std::min<int>({B, int(std::thread::hardware_concurrency()), 8}));
-  if (workers == 1) return body(0, B);
-  std::vector<std::thread> threads;
-  const int share = (B + workers - 1) / workers;
-  for (int first = share; first < B; first += share) threads.emplace_back(body, first, std::min(B, first + share));
-  body(0, std::min(B, share));
-  for (auto& thread : threads) thread.join();
-}
 
 void forward(Sizes n, int blank, const float* log_probs, const int* targets, const int* input_lengths,
              const int* target_lengths, float* losses, float* alphas, int first, int last) {
@@ -163,7 +151,7 @@ void CtcLoss::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::arr
   encoder.dispatch([n = sizes_of(inputs[0], inputs[1]), blank = blank_, lp = inputs[0].data<float>(),
                     tg = inputs[1].data<int>(), il = inputs[2].data<int>(), tl = inputs[3].data<int>(),
                     losses = outputs[0].data<float>(), alphas = outputs[1].data<float>()]() {
-    over_batch(n.B, [&](int first, int last) { forward(n, blank, lp, tg, il, tl, losses, alphas, first, last); });
+    over_rows(n.B, [&](int first, int last) { forward(n, blank, lp, tg, il, tl, losses, alphas, first, last); });
   });
 }
 
@@ -206,7 +194,7 @@ void CtcLossBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vector
                     tg = inputs[1].data<int>(), il = inputs[2].data<int>(), tl = inputs[3].data<int>(),
                     losses = inputs[4].data<float>(), alphas = inputs[5].data<float>(),
                     cot = inputs[6].data<float>(), grad = outputs[0].data<float>()]() {
-    over_batch(n.B, [&](int first, int last) {
+    over_rows(n.B, [&](int first, int last) {
       backward(n, blank, lp, tg, il, tl, losses, alphas, cot, grad, first, last);
     });
   });

@@ -3,6 +3,7 @@
 #include "recurrence.h"
 
 #include "onednn.h"
+#include "vector_math.h"
 
 #include <dlfcn.h>
 
@@ -40,23 +41,6 @@ namespace mx = mlx::core;
 namespace {
 
 constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
-
-// Gate loops are compiled for several instruction sets and picked at load time on x86-64.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__APPLE__)
-#define MLXSEQ_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define MLXSEQ_CLONES
-#endif
-
-// The gate loops read and write several arrays the compiler cannot prove apart (more than
-// its runtime alias checks cover), so it would leave them scalar: they never overlap.
-#if defined(__clang__)
-#define MLXSEQ_VECTORIZE _Pragma("clang loop vectorize(assume_safety)")
-#elif defined(__GNUC__)
-#define MLXSEQ_VECTORIZE _Pragma("GCC ivdep")
-#else
-#define MLXSEQ_VECTORIZE
-#endif
 
 // mlxseq.layers.activations.tanh: Eigen's rational approximation, |error| < 4e-7.
 constexpr float kClamp = 7.90531110763549805f;

@@ -33,7 +33,12 @@ def smoothed_nll(logits: mx.array, targets: mx.array, smoothing: float = 0.0) ->
     ``(..., V)`` and class ids ``targets`` ``(...)``."""
     if not 0.0 <= smoothing < 1.0:
         raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")
-    log_probs = log_softmax(logits.astype(mx.float32))
+    logits = logits.astype(mx.float32)
+    if native.can_run_cross_entropy(logits) and logits.size > 0 and targets.shape == logits.shape[:-1]:
+        V = logits.shape[-1]
+        rows = native.smoothed_nll(logits.reshape(-1, V), targets.reshape(-1).astype(mx.int32), smoothing)
+        return rows.reshape(targets.shape)
+    log_probs = log_softmax(logits)
     nll = -mx.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
     if smoothing > 0:
         nll = (1.0 - smoothing) * nll - smoothing * log_probs.mean(axis=-1)

@@ -13,7 +13,9 @@ The steps' products are oneDNN matmuls where oneDNN is installed (the ``onednn-c
 wheel, a dependency on Linux x86-64) and a scan has 4 steps or more: the weight every step
 reuses is reordered once per scan into the blocked layout its kernels read fastest. Otherwise
 they call the process's ``cblas_sgemm`` (the OpenBLAS mlxseq loads for MLX). The CTC loss
-(:func:`ctc_losses`) is a primitive of the same module.
+(:func:`ctc_losses`) and the label-smoothed cross-entropy (:func:`smoothed_nll`: one pass
+for the log-sum-exp, one for the gradient, with a vectorised exp) are primitives of the same
+module.
 ``MLXSEQ_NATIVE_BLAS`` chooses: ``default`` (oneDNN if installed, else cblas), ``onednn``
 (required), ``blas`` (the process's cblas_sgemm) or ``mkl`` (MKL's packed-weight GEMM,
 ``pip install mkl``). docs/speed.md has what each measured.
@@ -152,6 +154,16 @@ def recurrence(math, x, h0, extra0, w_hh, b_hh, w_hr, mask, reverse, differentia
 def can_run_ctc(log_probs: mx.array) -> bool:
     """Whether :func:`mlxseq.losses.ctc_loss` can take the native CTC primitive: float32 on the CPU."""
     return log_probs.dtype == mx.float32 and mx.default_device() == mx.cpu and available()
+
+
+def can_run_cross_entropy(logits: mx.array) -> bool:
+    """Whether :func:`mlxseq.losses.smoothed_nll` can take the native primitive: float32 on the CPU."""
+    return logits.dtype == mx.float32 and mx.default_device() == mx.cpu and available()
+
+
+def smoothed_nll(logits: mx.array, targets: mx.array, smoothing: float) -> mx.array:
+    """``(N,)`` label-smoothed cross-entropy of logits ``(N, V)``, differentiable in ``logits``."""
+    return _state["module"].smoothed_nll(logits, targets, smoothing)[0]
 
 
 def ctc_losses(log_probs, targets, input_lengths, target_lengths, blank: int) -> mx.array:

@@ -1,0 +1,75 @@
+// The label-smoothed cross-entropy of each row of logits as one MLX primitive (and its VJP as
+// another), for mlxseq.losses.smoothed_nll on CPU streams; the MLX graph computes the same
+// elsewhere. On a CPU, MLX evaluates exp one element at a time and splits a compiled
+// log-softmax into several passes over the (N, V) logits: at a vocabulary of 5,000 that was
+// more than half of a translation model's training step.
+//
+// Inputs: logits (N, V) float32, targets (N,) int32. With smoothing e, for each row n and
+// t = targets[n]:
+//
+//   lse_n = log sum_v exp(x_nv)
+//   nll_n = (1 - e) (lse_n - x_nt) + e (lse_n - mean_v x_nv)
+//
+// Outputs: nll (N,) (NaN where t is outside [0, V)) and, for the backward pass, lse (N, 2): each
+// row's peak m_n = max_v x_nv and lse_n - m_n (kept apart: huge logits lose no digits to the peak).
+// The VJP is SmoothedNllBackward: d nll_n / d x_nv = exp(x_nv - lse_n) - e / V - (1 - e) [v = t],
+// times the cotangent of nll_n.
+
+#pragma once
+
+#include <vector>
+
+#include "mlx/array.h"
+#include "mlx/primitives.h"
+
+namespace mlxseq {
+
+class SmoothedNll : public mlx::core::Primitive {
+ public:
+  SmoothedNll(mlx::core::Stream stream, float smoothing) : mlx::core::Primitive(stream), smoothing_(smoothing) {}
+
+  void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
+  void eval_gpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
+
+  std::vector<mlx::core::array> vjp(
+      const std::vector<mlx::core::array>& primals,
+      const std::vector<mlx::core::array>& cotangents,
+      const std::vector<int>& argnums,
+      const std::vector<mlx::core::array>& outputs) override;
+
+  const char* name() const override {
+    return "MlxseqSmoothedNll";
+  }
+  bool is_equivalent(const mlx::core::Primitive& other) const override {
+    return static_cast<const SmoothedNll&>(other).smoothing_ == smoothing_;
+  }
+
+ private:
+  float smoothing_;
+};
+
+// d nll / d logits (N, V) times the cotangent (N,), from logits, targets, lse and the cotangent.
+class SmoothedNllBackward : public mlx::core::Primitive {
+ public:
+  SmoothedNllBackward(mlx::core::Stream stream, float smoothing)
+      : mlx::core::Primitive(stream), smoothing_(smoothing) {}
+
+  void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
+  void eval_gpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
+
+  const char* name() const override {
+    return "MlxseqSmoothedNllBackward";
+  }
+  bool is_equivalent(const mlx::core::Primitive& other) const override {
+    return static_cast<const SmoothedNllBackward&>(other).smoothing_ == smoothing_;
+  }
+
+ private:
+  float smoothing_;
+};
+
+// (nll (N,), lse (N, 2)) on the default stream, differentiable in logits.
+std::vector<mlx::core::array> smoothed_nll(const mlx::core::array& logits, const mlx::core::array& targets,
+                                           float smoothing);
+
+} // namespace mlxseq
