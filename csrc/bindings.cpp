@@ -30,6 +30,7 @@ NB_MODULE(_native, m) {
   m.def("smoothed_nll", &mlxseq::smoothed_nll, "logits"_a, "targets"_a, "smoothing"_a,
         "the label-smoothed cross-entropy (N,) of each row of logits (N, V) and (max, log-sum-exp - max) (N, 2), "
         "differentiable in logits");
+  m.def("log_softmax", &mlxseq::log_softmax, "x"_a, "log_softmax (N, V) over the rows of x (N, V), differentiable");
   m.def("onednn_products", &mlxseq::onednn::products_made, "products oneDNN has taken in this process");
   m.def("blas_name", &mlxseq::blas_name, "the library whose cblas_sgemm the steps call");
   m.def("use_blas", &mlxseq::use_blas, "sgemm"_a, "pack_get_size"_a, "pack"_a, "compute"_a, "name"_a,

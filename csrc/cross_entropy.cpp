@@ -59,6 +59,35 @@ MLXSEQ_CLONES void backward_rows(const float* logits, const int* targets, const 
   }
 }
 
+MLXSEQ_CLONES void log_softmax_rows(const float* x, int V, float* out, int first, int last) {
+  for (int n = first; n < last; ++n) {
+    const float* row = x + size_t(n) * V;
+    float* o = out + size_t(n) * V;
+    float peak = -std::numeric_limits<float>::infinity(), sum_exp = 0.0f;
+#pragma omp simd reduction(max : peak)
+    for (int v = 0; v < V; ++v) peak = std::max(peak, row[v]);
+#pragma omp simd reduction(+ : sum_exp)
+    for (int v = 0; v < V; ++v) sum_exp += exp_nonpositive(row[v] - peak);
+    const float log_sum = std::log(sum_exp);
+#pragma omp simd
+    for (int v = 0; v < V; ++v) o[v] = (row[v] - peak) - log_sum;
+  }
+}
+
+MLXSEQ_CLONES void log_softmax_backward_rows(const float* out, const float* cotangent, int V, float* grad, int first,
+                                             int last) {
+  for (int n = first; n < last; ++n) {
+    const float* o = out + size_t(n) * V;
+    const float* g = cotangent + size_t(n) * V;
+    float* d = grad + size_t(n) * V;
+    float total = 0.0f;
+#pragma omp simd reduction(+ : total)
+    for (int v = 0; v < V; ++v) total += g[v];
+#pragma omp simd
+    for (int v = 0; v < V; ++v) d[v] = g[v] - exp_nonpositive(o[v]) * total;
+  }
+}
+
 // Rows split among the cores when there are enough of them.
 template <typename Body>
 void over_row_blocks(int N, int V, Body body) {
@@ -127,6 +156,59 @@ void SmoothedNllBackward::eval_cpu(const std::vector<mx::array>& inputs, std::ve
 
 void SmoothedNllBackward::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
   throw std::runtime_error("MlxseqSmoothedNllBackward runs on CPU streams only");
+}
+
+void LogSoftmax::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
+  check(inputs, name());
+  outputs[0].set_data(mx::allocator::malloc(outputs[0].nbytes()));
+  auto& encoder = mx::cpu::get_command_encoder(stream());
+  encoder.set_input_array(inputs[0]);
+  encoder.set_output_array(outputs[0]);
+  encoder.dispatch([N = int(inputs[0].shape(0)), V = int(inputs[0].shape(1)), x = inputs[0].data<float>(),
+                    out = outputs[0].data<float>()]() {
+    over_row_blocks(N, V, [&](int first, int last) { log_softmax_rows(x, V, out, first, last); });
+  });
+}
+
+void LogSoftmax::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
+  throw std::runtime_error("MlxseqLogSoftmax runs on CPU streams only; mlxseq uses its MLX graph on GPUs");
+}
+
+std::vector<mx::array> LogSoftmax::vjp(
+    const std::vector<mx::array>& primals,
+    const std::vector<mx::array>& cotangents,
+    const std::vector<int>&,
+    const std::vector<mx::array>& outputs) {
+  auto s = stream();
+  auto cotangent = mx::contiguous(mx::astype(cotangents[0], mx::float32, s), false, s);
+  return {mx::array(primals[0].shape(), mx::float32, std::make_shared<LogSoftmaxBackward>(s), {outputs[0], cotangent})};
+}
+
+void LogSoftmaxBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
+  for (const auto& a : inputs) {
+    if (!a.flags().row_contiguous || a.dtype() != mx::float32) {
+      throw std::invalid_argument("MlxseqLogSoftmaxBackward: inputs must be row-contiguous float32");
+    }
+  }
+  outputs[0].set_data(mx::allocator::malloc(outputs[0].nbytes()));
+  auto& encoder = mx::cpu::get_command_encoder(stream());
+  for (const auto& a : inputs) encoder.set_input_array(a);
+  encoder.set_output_array(outputs[0]);
+  encoder.dispatch([N = int(inputs[0].shape(0)), V = int(inputs[0].shape(1)), out = inputs[0].data<float>(),
+                    cot = inputs[1].data<float>(), grad = outputs[0].data<float>()]() {
+    over_row_blocks(N, V, [&](int first, int last) { log_softmax_backward_rows(out, cot, V, grad, first, last); });
+  });
+}
+
+void LogSoftmaxBackward::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
+  throw std::runtime_error("MlxseqLogSoftmaxBackward runs on CPU streams only");
+}
+
+mx::array log_softmax(const mx::array& x) {
+  if (x.ndim() != 2 || x.shape(1) < 1) throw std::invalid_argument("log_softmax: expected x (N, V) with V >= 1");
+  auto s = mx::default_stream(mx::default_device());
+  return mx::array(x.shape(), mx::float32, std::make_shared<LogSoftmax>(s),
+                   {mx::contiguous(mx::astype(x, mx::float32, s), false, s)});
 }
 
 std::vector<mx::array> smoothed_nll(const mx::array& logits, const mx::array& targets, float smoothing) {

@@ -1,6 +1,7 @@
 // The label-smoothed cross-entropy of each row of logits as one MLX primitive (and its VJP as
-// another), for mlxseq.losses.smoothed_nll on CPU streams; the MLX graph computes the same
-// elsewhere. On a CPU, MLX evaluates exp one element at a time and splits a compiled
+// another), for mlxseq.losses.smoothed_nll on CPU streams, and log_softmax likewise (for
+// mlxseq.layers.activations.log_softmax and the decoders' scores); the MLX graph computes the
+// same elsewhere. On a CPU, MLX evaluates exp one element at a time and splits a compiled
 // log-softmax into several passes over the (N, V) logits: at a vocabulary of 5,000 that was
 // more than half of a translation model's training step.
 //
@@ -68,8 +69,50 @@ class SmoothedNllBackward : public mlx::core::Primitive {
   float smoothing_;
 };
 
+// log_softmax over the last axis of x (N, V) float32, with the same exp: out = x - max - log sum exp(x - max)
+// (-inf stays -inf). Its VJP is LogSoftmaxBackward: g - exp(out) sum_v g.
+class LogSoftmax : public mlx::core::Primitive {
+ public:
+  explicit LogSoftmax(mlx::core::Stream stream) : mlx::core::Primitive(stream) {}
+
+  void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
+  void eval_gpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
+
+  std::vector<mlx::core::array> vjp(
+      const std::vector<mlx::core::array>& primals,
+      const std::vector<mlx::core::array>& cotangents,
+      const std::vector<int>& argnums,
+      const std::vector<mlx::core::array>& outputs) override;
+
+  const char* name() const override {
+    return "MlxseqLogSoftmax";
+  }
+  bool is_equivalent(const mlx::core::Primitive&) const override {
+    return true;
+  }
+};
+
+// d log_softmax / d x times the cotangent, from the output and the cotangent (both (N, V)).
+class LogSoftmaxBackward : public mlx::core::Primitive {
+ public:
+  explicit LogSoftmaxBackward(mlx::core::Stream stream) : mlx::core::Primitive(stream) {}
+
+  void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
+  void eval_gpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
+
+  const char* name() const override {
+    return "MlxseqLogSoftmaxBackward";
+  }
+  bool is_equivalent(const mlx::core::Primitive&) const override {
+    return true;
+  }
+};
+
 // (nll (N,), lse (N, 2)) on the default stream, differentiable in logits.
 std::vector<mlx::core::array> smoothed_nll(const mlx::core::array& logits, const mlx::core::array& targets,
                                            float smoothing);
+
+// log_softmax (N, V) of x (N, V) on the default stream, differentiable.
+mlx::core::array log_softmax(const mlx::core::array& x);
 
 } // namespace mlxseq

@@ -8,21 +8,13 @@ import torch
 
 from mlxseq.losses import label_smoothed_cross_entropy, smoothed_nll
 from mlxseq.system import native
+from tests.support.native_paths import on_path
 
 
 @pytest.fixture(params=["native", "graph"])
 def path(request, monkeypatch):
-    """A test on both paths; the native one checks that the primitive really ran."""
-    if request.param == "graph":
-        with native.disabled():
-            yield "graph"
-        return
-    if not native.available():
-        pytest.skip(f"native cross-entropy unavailable: {native.describe()}")
-    calls, run = [], native.smoothed_nll
-    monkeypatch.setattr(native, "smoothed_nll", lambda *args: calls.append(1) or run(*args))
-    yield "native"
-    assert calls, "the native cross-entropy primitive was not called"
+    with on_path(request.param, monkeypatch, "smoothed_nll"):
+        yield request.param
 
 
 def _torch(logits, targets, weights, smoothing):

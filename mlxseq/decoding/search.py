@@ -22,7 +22,7 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten, tree_map
 
-from mlxseq.layers.activations import exp_nonpositive
+from mlxseq.layers.activations import exp_nonpositive, native_log_softmax
 from mlxseq.decoding.sampling import LogitsProcessor, Sampler, greedy_sampler
 
 State = Any
@@ -123,15 +123,22 @@ def _check_search_arguments(eos_id, max_tokens, min_length, banned_ids):
         raise ValueError(f"banned_ids contains eos_id={eos_id}; use min_length to delay eos")
 
 
-@mx.compile
 def _log_softmax(logits: mx.array) -> mx.array:
-    """log_softmax over the last axis, ``-inf`` logits staying ``-inf``.
+    """log_softmax over the last axis, ``-inf`` logits staying ``-inf``: the native primitive
+    where it runs, else :func:`_graph_log_softmax`."""
+    x = logits.astype(mx.float32)
+    native_form = native_log_softmax(x)
+    return _graph_log_softmax(x) if native_form is None else native_form
+
+
+@mx.compile
+def _graph_log_softmax(x: mx.array) -> mx.array:
+    """log_softmax of float32 ``x`` over the last axis, ``-inf`` logits staying ``-inf``.
 
     MLX's CPU ``exp`` (inside ``logsumexp``) runs one element at a time; this uses the
     vectorised exp of :func:`mlxseq.layers.activations.exp_nonpositive` (relative error
     < 2e-7), about twice as fast over a (64, 5000) step.
     """
-    x = logits.astype(mx.float32)
     shifted = x - x.max(axis=-1, keepdims=True)
     clamped = mx.where(shifted > -87.0, shifted, -87.0)  # exp(-87) ~ 1.6e-38: nothing next to the max's 1
     return shifted - mx.log(exp_nonpositive(clamped).sum(axis=-1, keepdims=True))

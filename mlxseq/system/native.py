@@ -157,13 +157,18 @@ def can_run_ctc(log_probs: mx.array) -> bool:
 
 
 def can_run_cross_entropy(logits: mx.array) -> bool:
-    """Whether :func:`mlxseq.losses.smoothed_nll` can take the native primitive: float32 on the CPU."""
+    """Whether the native cross-entropy and log_softmax primitives can run: float32 on the CPU."""
     return logits.dtype == mx.float32 and mx.default_device() == mx.cpu and available()
 
 
 def smoothed_nll(logits: mx.array, targets: mx.array, smoothing: float) -> mx.array:
     """``(N,)`` label-smoothed cross-entropy of logits ``(N, V)``, differentiable in ``logits``."""
     return _state["module"].smoothed_nll(logits, targets, smoothing)[0]
+
+
+def log_softmax(x: mx.array) -> mx.array:
+    """log_softmax ``(N, V)`` over the rows of float32 ``x`` ``(N, V)``, differentiable."""
+    return _state["module"].log_softmax(x)
 
 
 def ctc_losses(log_probs, targets, input_lengths, target_lengths, blank: int) -> mx.array:

@@ -1,9 +1,12 @@
-"""The fused tanh and sigmoid against float64 references."""
+"""The fused tanh, sigmoid, exp and log_softmax (native and graph) against float64 references."""
 
 import mlx.core as mx
 import numpy as np
+import pytest
 
+from mlxseq.decoding.search import _log_softmax
 from mlxseq.layers import activations
+from tests.support.native_paths import on_path
 
 
 def test_tanh_and_sigmoid_accuracy():
@@ -21,19 +24,38 @@ def test_tanh_and_sigmoid_accuracy():
     assert np.abs(s - (0.5 + 0.5 * np.tanh(0.5 * x.astype(np.float64)))).max() < 3e-7
 
 
-def test_fast_exp_and_log_softmax_against_float64():
+def test_fast_exp_against_float64():
     x = np.linspace(-86, 0, 200_001).astype(np.float32)
     y = np.array(activations.exp_nonpositive(mx.array(x)))
     ref = np.exp(x.astype(np.float64))
     assert (np.abs(y - ref) / ref).max() < 2e-7
     assert np.array(activations.exp_nonpositive(mx.array([-1000.0])))[0] < 2e-38
 
+
+@pytest.mark.parametrize("path", ["native", "graph"])
+@pytest.mark.parametrize("shape", [(6, 300), (2, 70, 5000)])  # the second is split among threads natively
+def test_log_softmax_against_float64(path, shape, monkeypatch):
     rng = np.random.default_rng(0)
-    logits = (rng.standard_normal((6, 300)) * 8).astype(np.float32)
-    cot = rng.standard_normal((6, 300)).astype(np.float32)
+    logits = (rng.standard_normal(shape) * 8).astype(np.float32)
+    cot = rng.standard_normal(shape).astype(np.float32)
     ref = logits.astype(np.float64) - np.log(np.exp(logits.astype(np.float64)).sum(-1, keepdims=True))
-    out = np.array(activations.log_softmax(mx.array(logits)))
-    np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-5)
-    grad = np.array(mx.grad(lambda v: (activations.log_softmax(v) * mx.array(cot)).sum())(mx.array(logits)))
     ref_grad = cot - np.exp(ref) * cot.sum(-1, keepdims=True)
-    np.testing.assert_allclose(grad, ref_grad, rtol=1e-6, atol=1e-5)
+    with on_path(path, monkeypatch, "log_softmax"):
+        out = np.array(activations.log_softmax(mx.array(logits)))
+        grad = np.array(mx.grad(lambda v: (activations.log_softmax(v) * mx.array(cot)).sum())(mx.array(logits)))
+    np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-5)
+    # the gradient's rounding follows the sum of each row's cotangents (float32, V terms)
+    scale = np.abs(cot.sum(-1)).max() * (1e-6 if path == "native" else 5e-6)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-6, atol=scale)
+
+
+@pytest.mark.parametrize("path", ["native", "graph"])
+def test_the_decoders_log_softmax_keeps_minus_infinity(path, monkeypatch):
+    logits = np.array([[0.0, -np.inf, 2.0, 1e4], [-np.inf, 3.0, -np.inf, -1.0]], np.float32)
+    finite = np.isfinite(logits)
+    with on_path(path, monkeypatch, "log_softmax"):
+        out = np.array(_log_softmax(mx.array(logits)))
+    assert np.all(np.isneginf(out[~finite]))
+    ref = np.where(finite, logits, -1e30).astype(np.float64)
+    ref = ref - ref.max(-1, keepdims=True) - np.log(np.exp(ref - ref.max(-1, keepdims=True)).sum(-1, keepdims=True))
+    np.testing.assert_allclose(out[finite], ref[finite], atol=1e-6)
