@@ -9,6 +9,7 @@
 #include "ctc.h"
 #include "onednn.h"
 #include "recurrence.h"
+#include "top_k.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -31,6 +32,8 @@ NB_MODULE(_native, m) {
         "the label-smoothed cross-entropy (N,) of each row of logits (N, V) and (max, log-sum-exp - max) (N, 2), "
         "differentiable in logits");
   m.def("log_softmax", &mlxseq::log_softmax, "x"_a, "log_softmax (N, V) over the rows of x (N, V), differentiable");
+  m.def("top_k", &mlxseq::top_k, "x"_a, "k"_a,
+        "indices (N, k) and values (N, k) of the k largest entries of each row of x (N, M), largest first");
   m.def("onednn_products", &mlxseq::onednn::products_made, "products oneDNN has taken in this process");
   m.def("blas_name", &mlxseq::blas_name, "the library whose cblas_sgemm the steps call");
   m.def("use_blas", &mlxseq::use_blas, "sgemm"_a, "pack_get_size"_a, "pack"_a, "compute"_a, "name"_a,

@@ -34,7 +34,7 @@ def smoothed_nll(logits: mx.array, targets: mx.array, smoothing: float = 0.0) ->
     if not 0.0 <= smoothing < 1.0:
         raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")
     logits = logits.astype(mx.float32)
-    if native.can_run_cross_entropy(logits) and logits.size > 0 and targets.shape == logits.shape[:-1]:
+    if native.can_run_rows(logits) and logits.size > 0 and targets.shape == logits.shape[:-1]:
         V = logits.shape[-1]
         rows = native.smoothed_nll(logits.reshape(-1, V), targets.reshape(-1).astype(mx.int32), smoothing)
         return rows.reshape(targets.shape)

@@ -24,6 +24,7 @@ from mlx.utils import tree_flatten, tree_map
 
 from mlxseq.layers.activations import exp_nonpositive, native_log_softmax
 from mlxseq.decoding.sampling import LogitsProcessor, Sampler, greedy_sampler
+from mlxseq.system import native
 
 State = Any
 """A pytree of ``mx.array`` leaves, each with the batch axis first."""
@@ -142,6 +143,16 @@ def _graph_log_softmax(x: mx.array) -> mx.array:
     shifted = x - x.max(axis=-1, keepdims=True)
     clamped = mx.where(shifted > -87.0, shifted, -87.0)  # exp(-87) ~ 1.6e-38: nothing next to the max's 1
     return shifted - mx.log(exp_nonpositive(clamped).sum(axis=-1, keepdims=True))
+
+
+def _best(scores: mx.array, n: int) -> tuple[mx.array, mx.array]:
+    """Indices and values of the ``n`` largest entries of each row of ``scores (B, M)``, best first."""
+    if native.can_run_rows(scores):
+        return native.top_k(scores, n)
+    top = mx.argpartition(-scores, kth=n - 1, axis=-1)[:, :n]
+    top_scores = mx.take_along_axis(scores, top, axis=-1)
+    order = mx.argsort(-top_scores, axis=-1)
+    return mx.take_along_axis(top, order, axis=-1), mx.take_along_axis(top_scores, order, axis=-1)
 
 
 def _forbidden(vocab: int, banned_ids: Sequence[int], eos_id: int, step: int, min_length: int) -> mx.array:
@@ -392,11 +403,7 @@ def beam_search(
         log_probs = _log_softmax(logits) + _forbidden(vocab, banned_ids, eos_id, step, min_length)
         candidates = (mx.array(alive).reshape(-1, 1) + log_probs).reshape(batch, K * vocab)
         n_top = min(2 * K, K * vocab)
-        top = mx.argpartition(-candidates, kth=n_top - 1, axis=-1)[:, :n_top]
-        top_scores = mx.take_along_axis(candidates, top, axis=-1)
-        order = mx.argsort(-top_scores, axis=-1)  # best first
-        top = np.array(mx.take_along_axis(top, order, axis=-1))  # (B, 2K)
-        top_scores = np.array(mx.take_along_axis(top_scores, order, axis=-1))
+        top, top_scores = (np.array(a) for a in _best(candidates, n_top))  # (B, 2K) each, best first
         origin, token = top // vocab, (top % vocab).astype(np.int32)
 
         is_eos = token == eos_id

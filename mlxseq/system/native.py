@@ -13,9 +13,9 @@ The steps' products are oneDNN matmuls where oneDNN is installed (the ``onednn-c
 wheel, a dependency on Linux x86-64) and a scan has 4 steps or more: the weight every step
 reuses is reordered once per scan into the blocked layout its kernels read fastest. Otherwise
 they call the process's ``cblas_sgemm`` (the OpenBLAS mlxseq loads for MLX). The CTC loss
-(:func:`ctc_losses`) and the label-smoothed cross-entropy (:func:`smoothed_nll`: one pass
-for the log-sum-exp, one for the gradient, with a vectorised exp) are primitives of the same
-module.
+(:func:`ctc_losses`), the label-smoothed cross-entropy (:func:`smoothed_nll`: one pass
+for the log-sum-exp, one for the gradient, with a vectorised exp), ``log_softmax`` and beam
+search's choice of the best candidates (:func:`top_k`) are primitives of the same module.
 ``MLXSEQ_NATIVE_BLAS`` chooses: ``default`` (oneDNN if installed, else cblas), ``onednn``
 (required), ``blas`` (the process's cblas_sgemm) or ``mkl`` (MKL's packed-weight GEMM,
 ``pip install mkl``). docs/speed.md has what each measured.
@@ -156,9 +156,10 @@ def can_run_ctc(log_probs: mx.array) -> bool:
     return log_probs.dtype == mx.float32 and mx.default_device() == mx.cpu and available()
 
 
-def can_run_cross_entropy(logits: mx.array) -> bool:
-    """Whether the native cross-entropy and log_softmax primitives can run: float32 on the CPU."""
-    return logits.dtype == mx.float32 and mx.default_device() == mx.cpu and available()
+def can_run_rows(x: mx.array) -> bool:
+    """Whether the native primitives over rows (cross-entropy, log_softmax, top_k) can take ``x``:
+    float32 on the CPU."""
+    return x.dtype == mx.float32 and mx.default_device() == mx.cpu and available()
 
 
 def smoothed_nll(logits: mx.array, targets: mx.array, smoothing: float) -> mx.array:
@@ -169,6 +170,13 @@ def smoothed_nll(logits: mx.array, targets: mx.array, smoothing: float) -> mx.ar
 def log_softmax(x: mx.array) -> mx.array:
     """log_softmax ``(N, V)`` over the rows of float32 ``x`` ``(N, V)``, differentiable."""
     return _state["module"].log_softmax(x)
+
+
+def top_k(x: mx.array, k: int) -> tuple[mx.array, mx.array]:
+    """``(indices (N, k), values (N, k))``: the k largest entries of each row of float32 ``x (N, M)``,
+    largest first, equal values in index order."""
+    indices, values = _state["module"].top_k(x, k)
+    return indices, values
 
 
 def ctc_losses(log_probs, targets, input_lengths, target_lengths, blank: int) -> mx.array:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from mlxseq.decoding.search import (
+    _best,
     beam_search,
     generate_steps,
     greedy_decode,
@@ -19,6 +20,7 @@ from mlxseq.decoding.search import (
 )
 from mlxseq.decoding.opennmt_search import opennmt_beam_search
 from mlxseq.decoding.sampling import make_repetition_penalty, make_sampler
+from tests.support.native_paths import on_path
 
 PAD, EOS, BOS, A = 0, 1, 2, 3  # V = 4; bos may be produced too: to the search it is a token
 V = 4
@@ -97,13 +99,15 @@ SOURCES = [[0.0, 0.5, 0.0, -0.5], [0.3, -0.8, 1.0, 0.2]]
     "max_tokens,beam_size", [(2, 12), (3, 36), (3, 50)]
 )  # the beams hold every candidate of every step (at most 4 * 3**(max_tokens - 1))
 @pytest.mark.parametrize("alpha,kind", [(0.0, "gnmt"), (1.0, "gnmt"), (0.6, "average"), (-0.5, "average")])
-def test_beam_search_equals_brute_force(max_tokens, beam_size, alpha, kind):
+@pytest.mark.parametrize("path", ["native", "graph"])  # beam search's choice of candidates
+def test_beam_search_equals_brute_force(max_tokens, beam_size, alpha, kind, path, monkeypatch):
     model = TableModel(seed=0)
     n_best = 6
-    results = beam_search(
-        model, model.init_state(2, source=SOURCES), bos_id=BOS, eos_id=EOS, beam_size=beam_size,
-        max_tokens=max_tokens, length_penalty=alpha, length_penalty_kind=kind, n_best=n_best,
-    )
+    with on_path(path, monkeypatch, "top_k"):
+        results = beam_search(
+            model, model.init_state(2, source=SOURCES), bos_id=BOS, eos_id=EOS, beam_size=beam_size,
+            max_tokens=max_tokens, length_penalty=alpha, length_penalty_kind=kind, n_best=n_best,
+        )
     assert len(results) == 2
     for source, found in zip(SOURCES, results):
         expected = brute_force(model, source, max_tokens=max_tokens, alpha=alpha, kind=kind)
@@ -315,6 +319,25 @@ def test_generate_steps_streams_what_sample_returns():
     assert len(steps) == max(len(h.tokens) + h.finished for h in found)
     again = sample(model, model.init_state(2, source=sources), key=mx.random.key(11), **common)
     assert again == found
+
+
+@pytest.mark.parametrize("path", ["native", "graph"])
+def test_the_best_candidates_come_best_first(path, monkeypatch):
+    rng = np.random.default_rng(0)
+    scores = rng.standard_normal((40, 3000)).astype(np.float32)
+    scores[0, :] = -np.inf
+    scores[0, [7, 9]] = [1.0, 2.0]  # a row with fewer finite candidates than asked
+    scores[1, [5, 50, 500]] = 9.0  # a tie at the top
+    scores[2, 100] = np.nan  # NaN counts as -inf where it is handled natively
+    with on_path(path, monkeypatch, "top_k"):
+        indices, values = (np.array(a) for a in _best(mx.array(scores), 10))
+    order = np.argsort(-np.where(np.isnan(scores), -np.inf, scores), axis=1, kind="stable")[:, :10]
+    np.testing.assert_array_equal(values[3:], np.take_along_axis(scores, order, 1)[3:])
+    np.testing.assert_array_equal(indices[3:], order[3:])  # no ties in random rows
+    assert list(indices[0, :2]) == [9, 7] and np.all(np.isneginf(values[0, 2:]))
+    assert sorted(indices[1, :3]) == [5, 50, 500] and np.all(values[1, :3] == 9.0)
+    if path == "native":
+        assert list(indices[1, :3]) == [5, 50, 500] and 100 not in indices[2]
 
 
 def test_length_penalty_divisor():
