@@ -7,8 +7,6 @@
 #include <stdexcept>
 #include <string>
 
-#include "mlx/allocator.h"
-#include "mlx/backend/cpu/encoder.h"
 #include "mlx/ops.h"
 #include "parallel.h"
 #include "vector_math.h"
@@ -107,19 +105,12 @@ void check(const std::vector<mx::array>& inputs, const char* name) {
 
 void SmoothedNll::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
   check(inputs, name());
-  for (auto& out : outputs) out.set_data(mx::allocator::malloc(out.nbytes()));
-  auto& encoder = mx::cpu::get_command_encoder(stream());
-  for (const auto& a : inputs) encoder.set_input_array(a);
-  for (auto& a : outputs) encoder.set_output_array(a);
-  encoder.dispatch([N = int(inputs[0].shape(0)), V = int(inputs[0].shape(1)), e = smoothing_,
+  allocate(outputs);
+  dispatch(inputs, outputs, [N = int(inputs[0].shape(0)), V = int(inputs[0].shape(1)), e = smoothing_,
                     x = inputs[0].data<float>(), t = inputs[1].data<int>(), nll = outputs[0].data<float>(),
                     lse = outputs[1].data<float>()]() {
     over_row_blocks(N, V, [&](int first, int last) { forward_rows(x, t, V, e, nll, lse, first, last); });
   });
-}
-
-void SmoothedNll::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
-  throw std::runtime_error("MlxseqSmoothedNll runs on CPU streams only; mlxseq uses its MLX graph on GPUs");
 }
 
 std::vector<mx::array> SmoothedNll::vjp(
@@ -143,35 +134,21 @@ std::vector<mx::array> SmoothedNll::vjp(
 
 void SmoothedNllBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
   check(inputs, name());
-  outputs[0].set_data(mx::allocator::malloc(outputs[0].nbytes()));
-  auto& encoder = mx::cpu::get_command_encoder(stream());
-  for (const auto& a : inputs) encoder.set_input_array(a);
-  encoder.set_output_array(outputs[0]);
-  encoder.dispatch([N = int(inputs[0].shape(0)), V = int(inputs[0].shape(1)), e = smoothing_,
+  allocate(outputs);
+  dispatch(inputs, outputs, [N = int(inputs[0].shape(0)), V = int(inputs[0].shape(1)), e = smoothing_,
                     x = inputs[0].data<float>(), t = inputs[1].data<int>(), lse = inputs[2].data<float>(),
                     cot = inputs[3].data<float>(), grad = outputs[0].data<float>()]() {
     over_row_blocks(N, V, [&](int first, int last) { backward_rows(x, t, lse, cot, V, e, grad, first, last); });
   });
 }
 
-void SmoothedNllBackward::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
-  throw std::runtime_error("MlxseqSmoothedNllBackward runs on CPU streams only");
-}
-
 void LogSoftmax::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
   check(inputs, name());
-  outputs[0].set_data(mx::allocator::malloc(outputs[0].nbytes()));
-  auto& encoder = mx::cpu::get_command_encoder(stream());
-  encoder.set_input_array(inputs[0]);
-  encoder.set_output_array(outputs[0]);
-  encoder.dispatch([N = int(inputs[0].shape(0)), V = int(inputs[0].shape(1)), x = inputs[0].data<float>(),
+  allocate(outputs);
+  dispatch(inputs, outputs, [N = int(inputs[0].shape(0)), V = int(inputs[0].shape(1)), x = inputs[0].data<float>(),
                     out = outputs[0].data<float>()]() {
     over_row_blocks(N, V, [&](int first, int last) { log_softmax_rows(x, V, out, first, last); });
   });
-}
-
-void LogSoftmax::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
-  throw std::runtime_error("MlxseqLogSoftmax runs on CPU streams only; mlxseq uses its MLX graph on GPUs");
 }
 
 std::vector<mx::array> LogSoftmax::vjp(
@@ -190,18 +167,11 @@ void LogSoftmaxBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vec
       throw std::invalid_argument("MlxseqLogSoftmaxBackward: inputs must be row-contiguous float32");
     }
   }
-  outputs[0].set_data(mx::allocator::malloc(outputs[0].nbytes()));
-  auto& encoder = mx::cpu::get_command_encoder(stream());
-  for (const auto& a : inputs) encoder.set_input_array(a);
-  encoder.set_output_array(outputs[0]);
-  encoder.dispatch([N = int(inputs[0].shape(0)), V = int(inputs[0].shape(1)), out = inputs[0].data<float>(),
+  allocate(outputs);
+  dispatch(inputs, outputs, [N = int(inputs[0].shape(0)), V = int(inputs[0].shape(1)), out = inputs[0].data<float>(),
                     cot = inputs[1].data<float>(), grad = outputs[0].data<float>()]() {
     over_row_blocks(N, V, [&](int first, int last) { log_softmax_backward_rows(out, cot, V, grad, first, last); });
   });
-}
-
-void LogSoftmaxBackward::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
-  throw std::runtime_error("MlxseqLogSoftmaxBackward runs on CPU streams only");
 }
 
 mx::array log_softmax(const mx::array& x) {

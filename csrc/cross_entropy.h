@@ -21,16 +21,16 @@
 #include <vector>
 
 #include "mlx/array.h"
+#include "cpu_primitive.h"
 #include "mlx/primitives.h"
 
 namespace mlxseq {
 
-class SmoothedNll : public mlx::core::Primitive {
+class SmoothedNll : public CpuPrimitive {
  public:
-  SmoothedNll(mlx::core::Stream stream, float smoothing) : mlx::core::Primitive(stream), smoothing_(smoothing) {}
+  SmoothedNll(mlx::core::Stream stream, float smoothing) : CpuPrimitive(stream), smoothing_(smoothing) {}
 
   void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
-  void eval_gpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
 
   std::vector<mlx::core::array> vjp(
       const std::vector<mlx::core::array>& primals,
@@ -50,13 +50,12 @@ class SmoothedNll : public mlx::core::Primitive {
 };
 
 // d nll / d logits (N, V) times the cotangent (N,), from logits, targets, lse and the cotangent.
-class SmoothedNllBackward : public mlx::core::Primitive {
+class SmoothedNllBackward : public CpuPrimitive {
  public:
   SmoothedNllBackward(mlx::core::Stream stream, float smoothing)
-      : mlx::core::Primitive(stream), smoothing_(smoothing) {}
+      : CpuPrimitive(stream), smoothing_(smoothing) {}
 
   void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
-  void eval_gpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
 
   const char* name() const override {
     return "MlxseqSmoothedNllBackward";
@@ -71,12 +70,11 @@ class SmoothedNllBackward : public mlx::core::Primitive {
 
 // log_softmax over the last axis of x (N, V) float32, with the same exp: out = x - max - log sum exp(x - max)
 // (-inf stays -inf). Its VJP is LogSoftmaxBackward: g - exp(out) sum_v g.
-class LogSoftmax : public mlx::core::Primitive {
+class LogSoftmax : public CpuPrimitive {
  public:
-  explicit LogSoftmax(mlx::core::Stream stream) : mlx::core::Primitive(stream) {}
+  explicit LogSoftmax(mlx::core::Stream stream) : CpuPrimitive(stream) {}
 
   void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
-  void eval_gpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
 
   std::vector<mlx::core::array> vjp(
       const std::vector<mlx::core::array>& primals,
@@ -93,12 +91,11 @@ class LogSoftmax : public mlx::core::Primitive {
 };
 
 // d log_softmax / d x times the cotangent, from the output and the cotangent (both (N, V)).
-class LogSoftmaxBackward : public mlx::core::Primitive {
+class LogSoftmaxBackward : public CpuPrimitive {
  public:
-  explicit LogSoftmaxBackward(mlx::core::Stream stream) : mlx::core::Primitive(stream) {}
+  explicit LogSoftmaxBackward(mlx::core::Stream stream) : CpuPrimitive(stream) {}
 
   void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
-  void eval_gpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
 
   const char* name() const override {
     return "MlxseqLogSoftmaxBackward";

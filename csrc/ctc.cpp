@@ -7,8 +7,6 @@
 #include <limits>
 #include <stdexcept>
 
-#include "mlx/allocator.h"
-#include "mlx/backend/cpu/encoder.h"
 #include "mlx/ops.h"
 #include "parallel.h"
 
@@ -144,19 +142,12 @@ Sizes sizes_of(const mx::array& log_probs, const mx::array& targets) {
 
 void CtcLoss::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
   check(inputs, name());
-  for (auto& out : outputs) out.set_data(mx::allocator::malloc(out.nbytes()));
-  auto& encoder = mx::cpu::get_command_encoder(stream());
-  for (const auto& a : inputs) encoder.set_input_array(a);
-  for (auto& a : outputs) encoder.set_output_array(a);
-  encoder.dispatch([n = sizes_of(inputs[0], inputs[1]), blank = blank_, lp = inputs[0].data<float>(),
+  allocate(outputs);
+  dispatch(inputs, outputs, [n = sizes_of(inputs[0], inputs[1]), blank = blank_, lp = inputs[0].data<float>(),
                     tg = inputs[1].data<int>(), il = inputs[2].data<int>(), tl = inputs[3].data<int>(),
                     losses = outputs[0].data<float>(), alphas = outputs[1].data<float>()]() {
     over_rows(n.B, [&](int first, int last) { forward(n, blank, lp, tg, il, tl, losses, alphas, first, last); });
   });
-}
-
-void CtcLoss::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
-  throw std::runtime_error("MlxseqCtcLoss runs on CPU streams only; mlxseq uses its MLX graph on GPUs");
 }
 
 std::vector<mx::array> CtcLoss::vjp(
@@ -186,11 +177,8 @@ void CtcLossBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vector
       throw std::invalid_argument("MlxseqCtcLossBackward: losses, alphas and cotangent must be float32");
     }
   }
-  outputs[0].set_data(mx::allocator::malloc(outputs[0].nbytes()));
-  auto& encoder = mx::cpu::get_command_encoder(stream());
-  for (const auto& a : inputs) encoder.set_input_array(a);
-  encoder.set_output_array(outputs[0]);
-  encoder.dispatch([n = sizes_of(inputs[0], inputs[1]), blank = blank_, lp = inputs[0].data<float>(),
+  allocate(outputs);
+  dispatch(inputs, outputs, [n = sizes_of(inputs[0], inputs[1]), blank = blank_, lp = inputs[0].data<float>(),
                     tg = inputs[1].data<int>(), il = inputs[2].data<int>(), tl = inputs[3].data<int>(),
                     losses = inputs[4].data<float>(), alphas = inputs[5].data<float>(),
                     cot = inputs[6].data<float>(), grad = outputs[0].data<float>()]() {
@@ -198,10 +186,6 @@ void CtcLossBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vector
       backward(n, blank, lp, tg, il, tl, losses, alphas, cot, grad, first, last);
     });
   });
-}
-
-void CtcLossBackward::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
-  throw std::runtime_error("MlxseqCtcLossBackward runs on CPU streams only");
 }
 
 std::vector<mx::array> ctc_loss(const mx::array& log_probs, const mx::array& targets,

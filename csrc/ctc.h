@@ -21,16 +21,16 @@
 #include <vector>
 
 #include "mlx/array.h"
+#include "cpu_primitive.h"
 #include "mlx/primitives.h"
 
 namespace mlxseq {
 
-class CtcLoss : public mlx::core::Primitive {
+class CtcLoss : public CpuPrimitive {
  public:
-  CtcLoss(mlx::core::Stream stream, int blank) : mlx::core::Primitive(stream), blank_(blank) {}
+  CtcLoss(mlx::core::Stream stream, int blank) : CpuPrimitive(stream), blank_(blank) {}
 
   void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
-  void eval_gpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
 
   std::vector<mlx::core::array> vjp(
       const std::vector<mlx::core::array>& primals,
@@ -50,12 +50,11 @@ class CtcLoss : public mlx::core::Primitive {
 };
 
 // d losses / d log_probs (T, B, C) times the cotangent (B,), from the inputs, losses and alphas.
-class CtcLossBackward : public mlx::core::Primitive {
+class CtcLossBackward : public CpuPrimitive {
  public:
-  CtcLossBackward(mlx::core::Stream stream, int blank) : mlx::core::Primitive(stream), blank_(blank) {}
+  CtcLossBackward(mlx::core::Stream stream, int blank) : CpuPrimitive(stream), blank_(blank) {}
 
   void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
-  void eval_gpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
 
   const char* name() const override {
     return "MlxseqCtcLossBackward";

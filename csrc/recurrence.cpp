@@ -16,8 +16,6 @@
 #include <stdexcept>
 #include <vector>
 
-#include "mlx/allocator.h"
-#include "mlx/backend/cpu/encoder.h"
 #include "mlx/ops.h"
 
 // CBLAS, declared here so that the same source builds against OpenBLAS, MKL, the
@@ -561,7 +559,7 @@ void check_inputs(const std::vector<mx::array>& inputs, const char* name) {
 void Recurrence::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
   check_inputs(inputs, name());
   const Positions at(layout_);
-  for (auto& out : outputs) out.set_data(mx::allocator::malloc(out.nbytes()));
+  allocate(outputs);
   const auto& w_hh = inputs[at.w_hh];
   const int G = w_hh.shape(0), P = w_hh.shape(1), D = inputs[0].shape(2);
   const int H = layout_.projected ? inputs[at.w_hr].shape(1) : (layout_.kind == CellKind::lstm ? G / 4
@@ -573,14 +571,7 @@ void Recurrence::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::
              data_or_null(outputs, at.h_prev), data_or_null(outputs, at.c_new), data_or_null(outputs, at.z),
              data_or_null(outputs, at.rzn), data_or_null(outputs, at.hn), data_or_null(outputs, at.y)};
   const Sizes n{int(inputs[0].shape(0)), int(inputs[0].shape(1)), G, P, H, D};
-  auto& encoder = mx::cpu::get_command_encoder(stream());
-  for (const auto& a : inputs) encoder.set_input_array(a);
-  for (auto& a : outputs) encoder.set_output_array(a);
-  encoder.dispatch([layout = layout_, n, p]() { run(layout, n, p); });
-}
-
-void Recurrence::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
-  throw std::runtime_error("MlxseqRecurrence runs on CPU streams only; mlxseq uses its MLX graph on GPUs");
+  dispatch(inputs, outputs, [layout = layout_, n, p]() { run(layout, n, p); });
 }
 
 std::vector<mx::array> Recurrence::vjp(
@@ -652,7 +643,7 @@ bool Recurrence::is_equivalent(const mx::Primitive& other) const {
 void RecurrenceBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
   check_inputs(inputs, name());
   const bool lstm = layout_.kind == CellKind::lstm, gru = layout_.kind == CellKind::gru;
-  for (auto& out : outputs) out.set_data(mx::allocator::malloc(out.nbytes()));
+  allocate(outputs);
   int i = 0;
   auto next = [&](bool present) { return present ? inputs[i++].data<float>() : nullptr; };
   BackwardPointers p{};
@@ -685,14 +676,7 @@ void RecurrenceBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vec
   const int G = w_hh.shape(0), P = w_hh.shape(1), D = outputs[0].shape(2);
   const int H = layout_.projected ? inputs[w_hr_at].shape(1) : (lstm ? G / 4 : gru ? G / 3 : G);
   const Sizes n{int(outputs[0].shape(0)), int(outputs[0].shape(1)), G, P, H, D};
-  auto& encoder = mx::cpu::get_command_encoder(stream());
-  for (const auto& a : inputs) encoder.set_input_array(a);
-  for (auto& a : outputs) encoder.set_output_array(a);
-  encoder.dispatch([layout = layout_, n, p]() { run_backward(layout, n, p); });
-}
-
-void RecurrenceBackward::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
-  throw std::runtime_error("MlxseqRecurrenceBackward runs on CPU streams only");
+  dispatch(inputs, outputs, [layout = layout_, n, p]() { run_backward(layout, n, p); });
 }
 
 std::vector<mx::array> recurrence(

@@ -34,6 +34,7 @@
 #include <string>
 
 #include "mlx/array.h"
+#include "cpu_primitive.h"
 #include "mlx/primitives.h"
 #include "mlx/utils.h"
 
@@ -52,13 +53,12 @@ struct RecurrenceLayout {
   bool has_bias;  // projected: an input bias is given
 };
 
-class Recurrence : public mlx::core::Primitive {
+class Recurrence : public CpuPrimitive {
  public:
   Recurrence(mlx::core::Stream stream, RecurrenceLayout layout)
-      : mlx::core::Primitive(stream), layout_(layout) {}
+      : CpuPrimitive(stream), layout_(layout) {}
 
   void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
-  void eval_gpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
 
   std::vector<mlx::core::array> vjp(
       const std::vector<mlx::core::array>& primals,
@@ -78,13 +78,12 @@ class Recurrence : public mlx::core::Primitive {
 // The backward steps: dx (T, B, D) (d(xp) when not projected), d(h0) (B, P), LSTM: d(c0) (B, H);
 // projected: dW_ih (G, D) and, with a bias, d(bias) (G,); dW_hh (G, P); GRU with b_hh: d(b_hh)
 // (G,); LSTM with proj_size: dW_hr (P, H); from the inputs, the kept arrays and the cotangents.
-class RecurrenceBackward : public mlx::core::Primitive {
+class RecurrenceBackward : public CpuPrimitive {
  public:
   RecurrenceBackward(mlx::core::Stream stream, RecurrenceLayout layout)
-      : mlx::core::Primitive(stream), layout_(layout) {}
+      : CpuPrimitive(stream), layout_(layout) {}
 
   void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
-  void eval_gpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
 
   const char* name() const override {
     return "MlxseqRecurrenceBackward";

@@ -5,8 +5,6 @@
 #include <limits>
 #include <stdexcept>
 
-#include "mlx/allocator.h"
-#include "mlx/backend/cpu/encoder.h"
 #include "mlx/ops.h"
 #include "parallel.h"
 
@@ -47,20 +45,13 @@ void TopK::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>
   if (!x.flags().row_contiguous || x.dtype() != mx::float32) {
     throw std::invalid_argument("MlxseqTopK: x must be row-contiguous float32");
   }
-  for (auto& out : outputs) out.set_data(mx::allocator::malloc(out.nbytes()));
-  auto& encoder = mx::cpu::get_command_encoder(stream());
-  encoder.set_input_array(x);
-  for (auto& a : outputs) encoder.set_output_array(a);
-  encoder.dispatch([N = int(x.shape(0)), M = int(x.shape(1)), k = k_, data = x.data<float>(),
+  allocate(outputs);
+  dispatch(inputs, outputs, [N = int(x.shape(0)), M = int(x.shape(1)), k = k_, data = x.data<float>(),
                     ids = outputs[0].data<int>(), vals = outputs[1].data<float>()]() {
     auto body = [&](int first, int last) { top_rows(data, M, k, ids, vals, first, last); };
     if (size_t(N) * M < (size_t(1) << 18)) return body(0, N);  // too little to share
     over_rows(N, body);
   });
-}
-
-void TopK::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
-  throw std::runtime_error("MlxseqTopK runs on CPU streams only; mlxseq uses MLX's argpartition on GPUs");
 }
 
 std::vector<mx::array> top_k(const mx::array& x, int k) {

@@ -12,16 +12,16 @@
 #include <vector>
 
 #include "mlx/array.h"
+#include "cpu_primitive.h"
 #include "mlx/primitives.h"
 
 namespace mlxseq {
 
-class TopK : public mlx::core::Primitive {
+class TopK : public CpuPrimitive {
  public:
-  TopK(mlx::core::Stream stream, int k) : mlx::core::Primitive(stream), k_(k) {}
+  TopK(mlx::core::Stream stream, int k) : CpuPrimitive(stream), k_(k) {}
 
   void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
-  void eval_gpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
 
   const char* name() const override {
     return "MlxseqTopK";
