@@ -106,7 +106,7 @@ void check(const std::vector<mx::array>& inputs, const char* name) {
 void SmoothedNll::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
   check(inputs, name());
   allocate(outputs);
-  dispatch(inputs, outputs, [N = int(inputs[0].shape(0)), V = int(inputs[0].shape(1)), e = smoothing_,
+  dispatch(inputs, outputs, [N = int(inputs[0].shape(0)), V = int(inputs[0].shape(1)), e = setting_,
                     x = inputs[0].data<float>(), t = inputs[1].data<int>(), nll = outputs[0].data<float>(),
                     lse = outputs[1].data<float>()]() {
     over_row_blocks(N, V, [&](int first, int last) { forward_rows(x, t, V, e, nll, lse, first, last); });
@@ -119,23 +119,16 @@ std::vector<mx::array> SmoothedNll::vjp(
     const std::vector<int>& argnums,
     const std::vector<mx::array>& outputs) {
   auto s = stream();
-  std::vector<mx::array> result;
-  for (int arg : argnums) {
-    if (arg == 0) {
-      auto cotangent = mx::contiguous(mx::astype(cotangents[0], mx::float32, s), false, s);
-      result.push_back(mx::array(primals[0].shape(), mx::float32, std::make_shared<SmoothedNllBackward>(s, smoothing_),
-                                 {primals[0], primals[1], outputs[1], cotangent}));
-    } else {
-      result.push_back(mx::zeros_like(primals[arg], s));
-    }
-  }
-  return result;
+  return first_input_vjp(primals, cotangents, argnums, s, [&](const mx::array& cotangent) {
+    return mx::array(primals[0].shape(), mx::float32, std::make_shared<SmoothedNllBackward>(s, setting_),
+                     {primals[0], primals[1], outputs[1], cotangent});
+  });
 }
 
 void SmoothedNllBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
   check(inputs, name());
   allocate(outputs);
-  dispatch(inputs, outputs, [N = int(inputs[0].shape(0)), V = int(inputs[0].shape(1)), e = smoothing_,
+  dispatch(inputs, outputs, [N = int(inputs[0].shape(0)), V = int(inputs[0].shape(1)), e = setting_,
                     x = inputs[0].data<float>(), t = inputs[1].data<int>(), lse = inputs[2].data<float>(),
                     cot = inputs[3].data<float>(), grad = outputs[0].data<float>()]() {
     over_row_blocks(N, V, [&](int first, int last) { backward_rows(x, t, lse, cot, V, e, grad, first, last); });

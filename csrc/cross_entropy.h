@@ -26,65 +26,33 @@
 
 namespace mlxseq {
 
-class SmoothedNll : public CpuPrimitive {
+class SmoothedNll : public CpuPrimitiveWith<float> {
  public:
-  SmoothedNll(mlx::core::Stream stream, float smoothing) : CpuPrimitive(stream), smoothing_(smoothing) {}
+  using CpuPrimitiveWith::CpuPrimitiveWith;
 
-  void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
-
-  std::vector<mlx::core::array> vjp(
-      const std::vector<mlx::core::array>& primals,
-      const std::vector<mlx::core::array>& cotangents,
-      const std::vector<int>& argnums,
-      const std::vector<mlx::core::array>& outputs) override;
-
-  const char* name() const override {
-    return "MlxseqSmoothedNll";
-  }
-  bool is_equivalent(const mlx::core::Primitive& other) const override {
-    return static_cast<const SmoothedNll&>(other).smoothing_ == smoothing_;
-  }
-
- private:
-  float smoothing_;
+  MLXSEQ_EVAL_CPU
+  MLXSEQ_VJP
+  MLXSEQ_NAME("MlxseqSmoothedNll")
 };
 
 // d nll / d logits (N, V) times the cotangent (N,), from logits, targets, lse and the cotangent.
-class SmoothedNllBackward : public CpuPrimitive {
+class SmoothedNllBackward : public CpuPrimitiveWith<float> {
  public:
-  SmoothedNllBackward(mlx::core::Stream stream, float smoothing)
-      : CpuPrimitive(stream), smoothing_(smoothing) {}
+  using CpuPrimitiveWith::CpuPrimitiveWith;
 
-  void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
-
-  const char* name() const override {
-    return "MlxseqSmoothedNllBackward";
-  }
-  bool is_equivalent(const mlx::core::Primitive& other) const override {
-    return static_cast<const SmoothedNllBackward&>(other).smoothing_ == smoothing_;
-  }
-
- private:
-  float smoothing_;
+  MLXSEQ_EVAL_CPU
+  MLXSEQ_NAME("MlxseqSmoothedNllBackward")
 };
 
 // log_softmax over the last axis of x (N, V) float32, with the same exp: out = x - max - log sum exp(x - max)
 // (-inf stays -inf). Its VJP is LogSoftmaxBackward: g - exp(out) sum_v g.
 class LogSoftmax : public CpuPrimitive {
  public:
-  explicit LogSoftmax(mlx::core::Stream stream) : CpuPrimitive(stream) {}
+  using CpuPrimitive::CpuPrimitive;
 
-  void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
-
-  std::vector<mlx::core::array> vjp(
-      const std::vector<mlx::core::array>& primals,
-      const std::vector<mlx::core::array>& cotangents,
-      const std::vector<int>& argnums,
-      const std::vector<mlx::core::array>& outputs) override;
-
-  const char* name() const override {
-    return "MlxseqLogSoftmax";
-  }
+  MLXSEQ_EVAL_CPU
+  MLXSEQ_VJP
+  MLXSEQ_NAME("MlxseqLogSoftmax")
   bool is_equivalent(const mlx::core::Primitive&) const override {
     return true;
   }
@@ -93,13 +61,10 @@ class LogSoftmax : public CpuPrimitive {
 // d log_softmax / d x times the cotangent, from the output and the cotangent (both (N, V)).
 class LogSoftmaxBackward : public CpuPrimitive {
  public:
-  explicit LogSoftmaxBackward(mlx::core::Stream stream) : CpuPrimitive(stream) {}
+  using CpuPrimitive::CpuPrimitive;
 
-  void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
-
-  const char* name() const override {
-    return "MlxseqLogSoftmaxBackward";
-  }
+  MLXSEQ_EVAL_CPU
+  MLXSEQ_NAME("MlxseqLogSoftmaxBackward")
   bool is_equivalent(const mlx::core::Primitive&) const override {
     return true;
   }

@@ -143,7 +143,7 @@ Sizes sizes_of(const mx::array& log_probs, const mx::array& targets) {
 void CtcLoss::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
   check(inputs, name());
   allocate(outputs);
-  dispatch(inputs, outputs, [n = sizes_of(inputs[0], inputs[1]), blank = blank_, lp = inputs[0].data<float>(),
+  dispatch(inputs, outputs, [n = sizes_of(inputs[0], inputs[1]), blank = setting_, lp = inputs[0].data<float>(),
                     tg = inputs[1].data<int>(), il = inputs[2].data<int>(), tl = inputs[3].data<int>(),
                     losses = outputs[0].data<float>(), alphas = outputs[1].data<float>()]() {
     over_rows(n.B, [&](int first, int last) { forward(n, blank, lp, tg, il, tl, losses, alphas, first, last); });
@@ -156,18 +156,10 @@ std::vector<mx::array> CtcLoss::vjp(
     const std::vector<int>& argnums,
     const std::vector<mx::array>& outputs) {
   auto s = stream();
-  std::vector<mx::array> result;
-  for (int arg : argnums) {
-    if (arg == 0) {
-      auto cotangent = mx::contiguous(mx::astype(cotangents[0], mx::float32, s), false, s);
-      result.push_back(mx::array(primals[0].shape(), mx::float32, std::make_shared<CtcLossBackward>(s, blank_),
-                                 {primals[0], primals[1], primals[2], primals[3], outputs[0], outputs[1],
-                                  cotangent}));
-    } else {
-      result.push_back(mx::zeros_like(primals[arg], s));
-    }
-  }
-  return result;
+  return first_input_vjp(primals, cotangents, argnums, s, [&](const mx::array& cotangent) {
+    return mx::array(primals[0].shape(), mx::float32, std::make_shared<CtcLossBackward>(s, setting_),
+                     {primals[0], primals[1], primals[2], primals[3], outputs[0], outputs[1], cotangent});
+  });
 }
 
 void CtcLossBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
@@ -178,7 +170,7 @@ void CtcLossBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vector
     }
   }
   allocate(outputs);
-  dispatch(inputs, outputs, [n = sizes_of(inputs[0], inputs[1]), blank = blank_, lp = inputs[0].data<float>(),
+  dispatch(inputs, outputs, [n = sizes_of(inputs[0], inputs[1]), blank = setting_, lp = inputs[0].data<float>(),
                     tg = inputs[1].data<int>(), il = inputs[2].data<int>(), tl = inputs[3].data<int>(),
                     losses = inputs[4].data<float>(), alphas = inputs[5].data<float>(),
                     cot = inputs[6].data<float>(), grad = outputs[0].data<float>()]() {

@@ -26,42 +26,22 @@
 
 namespace mlxseq {
 
-class CtcLoss : public CpuPrimitive {
+class CtcLoss : public CpuPrimitiveWith<int> {
  public:
-  CtcLoss(mlx::core::Stream stream, int blank) : CpuPrimitive(stream), blank_(blank) {}
+  using CpuPrimitiveWith::CpuPrimitiveWith;
 
-  void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
-
-  std::vector<mlx::core::array> vjp(
-      const std::vector<mlx::core::array>& primals,
-      const std::vector<mlx::core::array>& cotangents,
-      const std::vector<int>& argnums,
-      const std::vector<mlx::core::array>& outputs) override;
-
-  const char* name() const override {
-    return "MlxseqCtcLoss";
-  }
-  bool is_equivalent(const mlx::core::Primitive& other) const override {
-    return static_cast<const CtcLoss&>(other).blank_ == blank_;
-  }
-
- private:
-  int blank_;
+  MLXSEQ_EVAL_CPU
+  MLXSEQ_VJP
+  MLXSEQ_NAME("MlxseqCtcLoss")
 };
 
 // d losses / d log_probs (T, B, C) times the cotangent (B,), from the inputs, losses and alphas.
-class CtcLossBackward : public CpuPrimitive {
+class CtcLossBackward : public CpuPrimitiveWith<int> {
  public:
-  CtcLossBackward(mlx::core::Stream stream, int blank) : CpuPrimitive(stream), blank_(blank) {}
+  using CpuPrimitiveWith::CpuPrimitiveWith;
 
-  void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
-
-  const char* name() const override {
-    return "MlxseqCtcLossBackward";
-  }
-
- private:
-  int blank_;
+  MLXSEQ_EVAL_CPU
+  MLXSEQ_NAME("MlxseqCtcLossBackward")
 };
 
 // (losses (B,), alphas (T, B, 2S+1)) on the default stream.

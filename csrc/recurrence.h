@@ -58,17 +58,9 @@ class Recurrence : public CpuPrimitive {
   Recurrence(mlx::core::Stream stream, RecurrenceLayout layout)
       : CpuPrimitive(stream), layout_(layout) {}
 
-  void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
-
-  std::vector<mlx::core::array> vjp(
-      const std::vector<mlx::core::array>& primals,
-      const std::vector<mlx::core::array>& cotangents,
-      const std::vector<int>& argnums,
-      const std::vector<mlx::core::array>& outputs) override;
-
-  const char* name() const override {
-    return "MlxseqRecurrence";
-  }
+  MLXSEQ_EVAL_CPU
+  MLXSEQ_VJP
+  MLXSEQ_NAME("MlxseqRecurrence")
   bool is_equivalent(const mlx::core::Primitive& other) const override;
 
  private:
@@ -83,11 +75,8 @@ class RecurrenceBackward : public CpuPrimitive {
   RecurrenceBackward(mlx::core::Stream stream, RecurrenceLayout layout)
       : CpuPrimitive(stream), layout_(layout) {}
 
-  void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
-
-  const char* name() const override {
-    return "MlxseqRecurrenceBackward";
-  }
+  MLXSEQ_EVAL_CPU
+  MLXSEQ_NAME("MlxseqRecurrenceBackward")
 
  private:
   RecurrenceLayout layout_;

@@ -46,7 +46,7 @@ void TopK::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>
     throw std::invalid_argument("MlxseqTopK: x must be row-contiguous float32");
   }
   allocate(outputs);
-  dispatch(inputs, outputs, [N = int(x.shape(0)), M = int(x.shape(1)), k = k_, data = x.data<float>(),
+  dispatch(inputs, outputs, [N = int(x.shape(0)), M = int(x.shape(1)), k = setting_, data = x.data<float>(),
                     ids = outputs[0].data<int>(), vals = outputs[1].data<float>()]() {
     auto body = [&](int first, int last) { top_rows(data, M, k, ids, vals, first, last); };
     if (size_t(N) * M < (size_t(1) << 18)) return body(0, N);  // too little to share

@@ -17,21 +17,12 @@
 
 namespace mlxseq {
 
-class TopK : public CpuPrimitive {
+class TopK : public CpuPrimitiveWith<int> {
  public:
-  TopK(mlx::core::Stream stream, int k) : CpuPrimitive(stream), k_(k) {}
+  using CpuPrimitiveWith::CpuPrimitiveWith;
 
-  void eval_cpu(const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs) override;
-
-  const char* name() const override {
-    return "MlxseqTopK";
-  }
-  bool is_equivalent(const mlx::core::Primitive& other) const override {
-    return static_cast<const TopK&>(other).k_ == k_;
-  }
-
- private:
-  int k_;
+  MLXSEQ_EVAL_CPU
+  MLXSEQ_NAME("MlxseqTopK")
 };
 
 // (indices (N, k), values (N, k)) of x (N, M), 1 <= k <= M, on the default stream.
