@@ -92,8 +92,9 @@ def log_softmax(x: mx.array) -> mx.array:
     """log_softmax over the last axis of float32 logits, with the fast exp in both passes.
 
     On the CPU with mlxseq's native extension it is one primitive (and its gradient another):
-    the compiled graph below makes several passes over ``x``, about 25x slower on a (2048, 5000)
-    batch. There ``-inf`` logits stay ``-inf``; the graph needs finite logits.
+    the compiled graph below makes several passes over ``x`` (the cross-entropy over a
+    (2048, 5000) batch took 207 ms that way, 8 ms as a primitive). There ``-inf`` logits stay
+    ``-inf``; the graph needs finite logits.
     """
     native_form = native_log_softmax(x)
     return _graph_log_softmax(x) if native_form is None else native_form
