@@ -3,8 +3,13 @@
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <thread>
 #include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace mlxseq {
 
@@ -20,6 +25,28 @@ void over_rows(int count, Body body) {
   }
   body(0, std::min(count, share));
   for (auto& thread : threads) thread.join();
+}
+
+// Runs body(first, last) over [0, count) on the OpenMP threads, the ones oneDNN's products run
+// on (the same libgomp: they are already awake between a scan's products), when the rows hold
+// at least kSplitWork values in all; else, or built without OpenMP, in this thread. For the work
+// of each step of a scan, where starting threads would cost more than the step's loops.
+constexpr size_t kSplitWork = 16384;
+
+template <typename Body>
+void over_row_blocks(int count, size_t values_per_row, Body body) {
+#ifdef _OPENMP
+  if (count > 1 && size_t(count) * values_per_row >= kSplitWork && omp_get_max_threads() > 1) {
+#pragma omp parallel
+    {
+      const int workers = omp_get_num_threads(), share = (count + workers - 1) / workers;
+      const int first = std::min(count, omp_get_thread_num() * share), last = std::min(count, first + share);
+      if (first < last) body(first, last);
+    }
+    return;
+  }
+#endif
+  body(0, count);
 }
 
 } // namespace mlxseq

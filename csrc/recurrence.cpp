@@ -3,6 +3,7 @@
 #include "recurrence.h"
 
 #include "onednn.h"
+#include "parallel.h"
 #include "vector_math.h"
 
 #include <dlfcn.h>
@@ -267,10 +268,13 @@ struct Sizes {
   int T, B, G, P, H, D;  // D: the width of x (G when the inputs are xp)
 };
 
-// Steps whose input projections (and, going back, whose d(xp)) are formed together: about
-// 1,024 rows per GEMM, enough for its full speed, and a buffer of a few MB at most.
+// Steps whose input projections (and, going back, whose d(xp)) are formed together: at most
+// about 1,024 rows per GEMM, enough for its full speed, and a buffer of a few MB at most, in
+// chunks of equal size (a last chunk of one step was a GEMM of B rows at a fraction of that speed).
 int chunk_steps(int T, int B) {
-  return std::max(1, std::min(T, (1024 + B - 1) / std::max(B, 1)));
+  const int most = std::max(1, std::min(T, (1024 + B - 1) / std::max(B, 1)));
+  const int chunks = (T + most - 1) / std::max(most, 1);
+  return (T + chunks - 1) / std::max(chunks, 1);
 }
 
 // The time indices of the steps k0 .. k1 - 1 (in the order they run) form one block of rows.
@@ -351,37 +355,53 @@ void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
         for (int b = 0; b < B; ++b) std::copy(p.b_hh, p.b_hh + G, hh.begin() + size_t(b) * G);
       }
       recurrent(h, layout.has_bias_hh ? 1.0f : 0.0f, hh.data());
-      if (p.rzn) {
-        gru_cells_keeping(B, H, xp_t, hh.data(), h, y_t, at(p.rzn, t, G), at(p.hn, t, H));
-      } else {
-        gru_cells(B, H, xp_t, hh.data(), h, y_t);
-      }
     } else {  // z = xp_t + h W_hh^T, accumulated in place
       recurrent(h, 1.0f, xp_t);
-      if (lstm) {
-        c_next = p.c_new ? at(p.c_new, t, H) : c_new.data();
-        lstm_cells(B, H, xp_t, c.data(), c_next, y_t, g_scale(layout));
+    }
+    if (lstm) c_next = p.c_new ? at(p.c_new, t, H) : c_new.data();
+    // The gates of rows b0 .. b1 - 1.
+    const auto gates = [&](int b0, int b1) {
+      const int rows = b1 - b0;
+      const size_t g0 = size_t(b0) * G, h0 = size_t(b0) * H;
+      if (gru) {
+        if (p.rzn) {
+          gru_cells_keeping(rows, H, xp_t + g0, hh.data() + g0, h + h0, y_t + h0, at(p.rzn, t, G) + g0,
+                            at(p.hn, t, H) + h0);
+        } else {
+          gru_cells(rows, H, xp_t + g0, hh.data() + g0, h + h0, y_t + h0);
+        }
+      } else if (lstm) {
+        lstm_cells(rows, H, xp_t + g0, c.data() + h0, c_next + h0, y_t + h0, g_scale(layout));
       } else {
-        rnn_cells(size_t(B) * H, layout.kind == CellKind::rnn_relu, xp_t, y_t);
+        rnn_cells(size_t(rows) * H, layout.kind == CellKind::rnn_relu, xp_t + g0, y_t + h0);
       }
-    }
-    const float* next = y_t;
-    if (layout.projected) {  // h' = y W_hr^T
-      (*projection)(y_t, 0.0f, h_new.data());
-      next = h_new.data();
-    }
+    };
+    const float* next = layout.projected ? h_new.data() : y_t;
     float* out_t = p.out + size_t(t) * B * P;
-    for (int b = 0; b < B; ++b) {
-      const bool valid = !layout.masked || p.mask[size_t(t) * B + b] != 0.0f;
-      const float* src = next + size_t(b) * P;
-      float* dst = out_t + size_t(b) * P;
-      if (valid) {
-        std::copy(src, src + P, dst);
-        std::copy(src, src + P, h + size_t(b) * P);
-        if (lstm) std::copy(c_next + size_t(b) * H, c_next + size_t(b + 1) * H, c.data() + size_t(b) * H);
-      } else {
-        std::fill(dst, dst + P, 0.0f);
+    // out_t = m * h'_t, and h_t = m ? h'_t : h_{t-1} (likewise c_t) for rows b0 .. b1 - 1.
+    const auto update = [&](int b0, int b1) {
+      for (int b = b0; b < b1; ++b) {
+        const bool valid = !layout.masked || p.mask[size_t(t) * B + b] != 0.0f;
+        const float* src = next + size_t(b) * P;
+        float* dst = out_t + size_t(b) * P;
+        if (valid) {
+          std::copy(src, src + P, dst);
+          std::copy(src, src + P, h + size_t(b) * P);
+          if (lstm) std::copy(c_next + size_t(b) * H, c_next + size_t(b + 1) * H, c.data() + size_t(b) * H);
+        } else {
+          std::fill(dst, dst + P, 0.0f);
+        }
       }
+    };
+    if (layout.projected) {  // h' = y W_hr^T between the gates and the update
+      over_row_blocks(B, G, gates);
+      (*projection)(y_t, 0.0f, h_new.data());
+      over_row_blocks(B, P, update);
+    } else {  // each row's gates, then its update: a row's h and c are read before they are written
+      over_row_blocks(B, G, [&](int b0, int b1) {
+        gates(b0, b1);
+        update(b0, b1);
+      });
     }
   }
   if (lstm) std::copy(c.begin(), c.end(), p.c_n);
@@ -452,50 +472,65 @@ void run_backward(const RecurrenceLayout& layout, Sizes n, const BackwardPointer
     const int k0 = k / C * C, k1 = std::min(T, k0 + C);
     const int chunk_t0 = first_time(layout, T, k0, k1);
     const size_t slot = size_t(t - chunk_t0) * B;  // this step's rows in the chunk buffers
-    // out_t = m * h'_t, and h_t = m ? h'_t : h_{t-1} (likewise c_t)
-    for (int b = 0; b < B; ++b) {
-      const bool valid = !layout.masked || p.mask[tb + b] != 0.0f;
-      const size_t r = size_t(b) * P;
-      for (int j = 0; j < P; ++j) {
-        d_new[r + j] = valid ? p.d_out[tb * P + r + j] + dh[r + j] : 0.0f;
-        dh_keep[r + j] = valid ? 0.0f : dh[r + j];
-      }
-      if (lstm) {
-        const size_t rc = size_t(b) * H;
-        for (int j = 0; j < H; ++j) {
-          dc_new[rc + j] = valid ? dc[rc + j] : 0.0f;
-          dc_keep[rc + j] = valid ? 0.0f : dc[rc + j];
+    // out_t = m * h'_t, and h_t = m ? h'_t : h_{t-1} (likewise c_t): the cotangents of rows b0 .. b1 - 1
+    // split between this step's output (d_new, dc_new) and the state it passed on (dh_keep, dc_keep).
+    const auto split_cotangents = [&](int b0, int b1) {
+      for (int b = b0; b < b1; ++b) {
+        const bool valid = !layout.masked || p.mask[tb + b] != 0.0f;
+        const size_t r = size_t(b) * P;
+        for (int j = 0; j < P; ++j) {
+          d_new[r + j] = valid ? p.d_out[tb * P + r + j] + dh[r + j] : 0.0f;
+          dh_keep[r + j] = valid ? 0.0f : dh[r + j];
+        }
+        if (lstm) {
+          const size_t rc = size_t(b) * H;
+          for (int j = 0; j < H; ++j) {
+            dc_new[rc + j] = valid ? dc[rc + j] : 0.0f;
+            dc_keep[rc + j] = valid ? 0.0f : dc[rc + j];
+          }
         }
       }
-    }
-    const float* dy_t = d_new.data();
+    };
+    const float* dy_t = layout.projected ? dy.data() : d_new.data();
+    float* d_xp = d_xp_chunk.data() + slot * G;
+    float* d_hh = gru ? d_hh_chunk.data() + slot * G : nullptr;
+    const float* d_gates = gru ? d_hh : d_xp;  // what multiplies W_hh on the way back
+    // The gates' gradients of rows b0 .. b1 - 1.
+    const auto gates_backward = [&](int b0, int b1) {
+      const int rows = b1 - b0;
+      const size_t g0 = size_t(b0) * G, h0 = size_t(b0) * H;
+      if (lstm) {
+        for (int b = b0; b < b1; ++b) {
+          const int j = last_valid[size_t(k) * B + b];
+          const float* row = j < 0 ? p.c0 + size_t(b) * H : p.c_new + (size_t(time_of(j)) * B + b) * H;
+          std::copy(row, row + H, c_prev.begin() + size_t(b) * H);
+        }
+        lstm_cells_backward(rows, H, p.z + tb * G + g0, c_prev.data() + h0, p.c_new + tb * H + h0, dy_t + h0,
+                            dc_new.data() + h0, d_xp + g0, dc_prev.data() + h0, g_scale(layout));
+      } else if (gru) {
+        gru_cells_backward(rows, H, p.rzn + tb * G + g0, p.hn + tb * H + h0, p.h_prev + tb * P + h0, dy_t + h0,
+                           d_xp + g0, d_hh + g0, dh_direct.data() + h0);
+      } else {
+        rnn_cells_backward(size_t(rows) * H, layout.kind == CellKind::rnn_relu, p.y + tb * H + h0, dy_t + h0,
+                           d_xp + g0);
+      }
+    };
     if (layout.projected) {  // h' = y W_hr^T: dy = dh' W_hr; dW_hr comes from d_new over the chunk
+      over_row_blocks(B, P, split_cotangents);
       std::copy(d_new.begin(), d_new.end(), d_new_chunk.begin() + slot * P);
       (*projection)(d_new.data(), 0.0f, dy.data());
-      dy_t = dy.data();
-    }
-    float* d_xp = d_xp_chunk.data() + slot * G;
-    const float* d_gates = d_xp;  // what multiplies W_hh on the way back
-    if (lstm) {
-      for (int b = 0; b < B; ++b) {
-        const int j = last_valid[size_t(k) * B + b];
-        const float* row = j < 0 ? p.c0 + size_t(b) * H : p.c_new + (size_t(time_of(j)) * B + b) * H;
-        std::copy(row, row + H, c_prev.begin() + size_t(b) * H);
-      }
-      lstm_cells_backward(B, H, p.z + tb * G, c_prev.data(), p.c_new + tb * H, dy_t, dc_new.data(), d_xp,
-                          dc_prev.data(), g_scale(layout));
-    } else if (gru) {
-      float* d_hh = d_hh_chunk.data() + slot * G;
-      gru_cells_backward(B, H, p.rzn + tb * G, p.hn + tb * H, p.h_prev + tb * P, dy_t, d_xp, d_hh, dh_direct.data());
-      d_gates = d_hh;
+      over_row_blocks(B, G, gates_backward);
     } else {
-      rnn_cells_backward(size_t(B) * H, layout.kind == CellKind::rnn_relu, p.y + tb * H, dy_t, d_xp);
+      over_row_blocks(B, G, [&](int b0, int b1) {
+        split_cotangents(b0, b1);
+        gates_backward(b0, b1);
+      });
     }
     recurrent(d_gates, 0.0f, dh.data());  // dh_{t-1} = d(gates) W_hh
-    for (size_t j = 0; j < dh.size(); ++j) dh[j] += dh_keep[j] + (gru ? dh_direct[j] : 0.0f);
-    if (lstm) {
-      for (size_t j = 0; j < dc.size(); ++j) dc[j] = dc_prev[j] + dc_keep[j];
-    }
+    over_row_blocks(B, P, [&](int b0, int b1) {
+      for (size_t j = size_t(b0) * P; j < size_t(b1) * P; ++j) dh[j] += dh_keep[j] + (gru ? dh_direct[j] : 0.0f);
+      for (size_t j = size_t(b0) * H; lstm && j < size_t(b1) * H; ++j) dc[j] = dc_prev[j] + dc_keep[j];
+    });
     if (k == k0) {
       flush_chunk(layout, n, p, chunk_t0, k1 - k0, d_xp_chunk.data(), gru ? d_hh_chunk.data() : nullptr,
                   layout.projected ? d_new_chunk.data() : nullptr);

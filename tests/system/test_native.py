@@ -39,7 +39,8 @@ def _both_paths(layer, x, lengths=None, state=None):
 
 
 # The native primitive projects inputs (and forms their gradients) about 1,024 rows at a time:
-# batches of 150 and 200 split these sequences into several chunks, the last one partial.
+# batches of 150 and 200 split these sequences into several chunks. Their layers are wide enough
+# (batch x gate values >= 16,384 per step) for each step's gate loops to be split among the threads.
 @needs_native
 @pytest.mark.parametrize("kind", ["rnn_tanh", "rnn_relu", "gru", "lstm", "lstm_proj"])
 @pytest.mark.parametrize("masked", [False, True])
@@ -49,7 +50,7 @@ def test_deep_bidirectional_layers_give_the_graphs_numbers(kind, masked, batch, 
     cls, kwargs = {"rnn_tanh": (mlxseq.RNN, {}), "rnn_relu": (mlxseq.RNN, {"nonlinearity": "relu"}),
                    "gru": (mlxseq.GRU, {}), "lstm": (mlxseq.LSTM, {}),
                    "lstm_proj": (mlxseq.LSTM, {"proj_size": 5})}[kind]
-    layer = cls(7, 12, num_layers=2, bidirectional=True, **kwargs)
+    layer = cls(7, 12 if batch < 100 else 128, num_layers=2, bidirectional=True, **kwargs)
     layer.eval()
     x = mx.random.normal((batch, 37, 7))
     lengths = mx.concatenate([mx.array([37, 1, 20, 36]), mx.random.randint(1, 38, (batch - 4,))]) if masked else None
@@ -82,11 +83,12 @@ def test_gradients_of_every_parameter_match_the_graphs(kind, batch, monkeypatch)
     cls, kwargs = {"rnn_tanh": (mlxseq.RNN, {}), "rnn_relu": (mlxseq.RNN, {"nonlinearity": "relu"}),
                    "gru": (mlxseq.GRU, {}), "lstm": (mlxseq.LSTM, {}),
                    "lstm_proj": (mlxseq.LSTM, {"proj_size": 5})}[kind]
-    layer = cls(6, 9, num_layers=2, bidirectional=True, **kwargs)
+    hidden = 9 if batch < 100 else 96
+    layer = cls(6, hidden, num_layers=2, bidirectional=True, **kwargs)
     T = 13
     x = mx.random.normal((batch, T, 6))
     lengths = mx.concatenate([mx.array([T, 4, 7]), mx.random.randint(1, T + 1, (batch - 3,))])
-    weights = mx.random.normal((batch, T, 2 * (5 if kind == "lstm_proj" else 9)))
+    weights = mx.random.normal((batch, T, 2 * (5 if kind == "lstm_proj" else hidden)))
 
     def loss(params, x):
         layer.update(params)
