@@ -282,8 +282,8 @@ struct Sizes {
 // chunks of equal size (a last chunk of one step was a GEMM of B rows at a fraction of that speed).
 int chunk_steps(int T, int B) {
   const int most = std::max(1, std::min(T, (1024 + B - 1) / std::max(B, 1)));
-  const int chunks = (T + most - 1) / std::max(most, 1);
-  return (T + chunks - 1) / std::max(chunks, 1);
+  const int chunks = std::max(1, (T + most - 1) / most);
+  return std::max(1, (T + chunks - 1) / chunks);
 }
 
 // The time indices of the steps k0 .. k1 - 1 (in the order they run) form one block of rows.
