@@ -31,10 +31,11 @@ void over_rows(int count, Body body) {
 // on (the same libgomp: they are already awake between a scan's products), when the rows hold
 // at least kSplitWork values in all; else, or built without OpenMP, in this thread. For the work
 // of each step of a scan, where starting threads would cost more than the step's loops.
+// Returns whether it split the rows.
 constexpr size_t kSplitWork = 16384;
 
 template <typename Body>
-void over_row_blocks(int count, size_t values_per_row, Body body) {
+bool over_row_blocks(int count, size_t values_per_row, Body body) {
 #ifdef _OPENMP
   if (count > 1 && size_t(count) * values_per_row >= kSplitWork && omp_get_max_threads() > 1) {
 #pragma omp parallel
@@ -43,10 +44,11 @@ void over_row_blocks(int count, size_t values_per_row, Body body) {
       const int first = std::min(count, omp_get_thread_num() * share), last = std::min(count, first + share);
       if (first < last) body(first, last);
     }
-    return;
+    return true;
   }
 #endif
   body(0, count);
+  return false;
 }
 
 } // namespace mlxseq

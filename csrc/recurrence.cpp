@@ -9,6 +9,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -212,10 +213,12 @@ constexpr int kPackMinSteps = 4;  // packing costs about one product: worth it f
 // Each step's loops over rows b0 .. b1 - 1, split among the OpenMP threads when the scan's products run on
 // oneDNN (their threads are then awake between steps); with sgemm (short scans, MLXSEQ_NATIVE_BLAS=blas)
 // those threads sleep, and waking them each step made a decoder's one-step scans nearly 2x slower.
+std::atomic<long> split_steps_run{0};  // how many times a step's loops were split (split_steps())
+
 template <typename Body>
 void over_step_rows(int steps, int rows, size_t values_per_row, Body body) {
-  if (blas().onednn && steps >= kPackMinSteps) return over_row_blocks(rows, values_per_row, body);
-  body(0, rows);
+  if (!blas().onednn || steps < kPackMinSteps) return body(0, rows);
+  if (over_row_blocks(rows, values_per_row, body)) split_steps_run.fetch_add(1, std::memory_order_relaxed);
 }
 
 // c (m, n) = a (m, k) @ op(w) with the same w at every step: op(w) = w^T for w (n, k), else w (k, n).
@@ -809,6 +812,10 @@ std::string blas_name() {
   Dl_info info;
   if (dladdr(reinterpret_cast<void*>(&cblas_sgemm), &info) && info.dli_fname) return info.dli_fname;
   return "unknown";
+}
+
+long split_steps() {
+  return split_steps_run.load();
 }
 
 } // namespace mlxseq

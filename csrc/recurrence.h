@@ -109,4 +109,8 @@ std::string use_onednn(const std::string& path);
 // Which library the steps' products call, for `mlxseq info`.
 std::string blas_name();
 
+// How many steps in this process had their gate loops split among the threads (the tests check that
+// wide layers take that path).
+long split_steps();
+
 } // namespace mlxseq

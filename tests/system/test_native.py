@@ -31,6 +31,16 @@ def _count_native_calls(monkeypatch) -> list:
     return calls
 
 
+def _split_steps() -> int:
+    """How many steps so far had their gate loops split among the threads (csrc/parallel.h)."""
+    return native._state["module"].split_steps()
+
+
+def _rows_split_here() -> bool:
+    """Whether wide steps split their rows here: products on oneDNN, whose OpenMP threads they use."""
+    return "oneDNN" in native.describe() and (os.cpu_count() or 1) > 1 and os.environ.get("OMP_NUM_THREADS") != "1"
+
+
 def _both_paths(layer, x, lengths=None, state=None):
     out, final = layer(x, state, lengths=lengths)
     with native.disabled():
@@ -40,7 +50,8 @@ def _both_paths(layer, x, lengths=None, state=None):
 
 # The native primitive projects inputs (and forms their gradients) about 1,024 rows at a time:
 # batches of 150 and 200 split these sequences into several chunks. Their layers are wide enough
-# (batch x gate values >= 16,384 per step) for each step's gate loops to be split among the threads.
+# (batch x gate values >= 16,384 per step) for each step's gate loops to be split among the threads
+# where the products run on oneDNN; the batches of 3 and 4 keep them in one thread.
 @needs_native
 @pytest.mark.parametrize("kind", ["rnn_tanh", "rnn_relu", "gru", "lstm", "lstm_proj"])
 @pytest.mark.parametrize("masked", [False, True])
@@ -54,14 +65,29 @@ def test_deep_bidirectional_layers_give_the_graphs_numbers(kind, masked, batch, 
     layer.eval()
     x = mx.random.normal((batch, 37, 7))
     lengths = mx.concatenate([mx.array([37, 1, 20, 36]), mx.random.randint(1, 38, (batch - 4,))]) if masked else None
-    calls = _count_native_calls(monkeypatch)
+    calls, splits = _count_native_calls(monkeypatch), _split_steps()
     got, expected = _both_paths(layer, x, lengths)
     assert calls == [False] * 4  # each layer-direction ran natively once (the graph run made no call), untraced
     for a, b in zip(got, expected):
         assert a.shape == b.shape
         np.testing.assert_allclose(np.array(a), np.array(b), atol=2e-6, rtol=1e-5)
+    assert (_split_steps() > splits) == (batch > 100 and _rows_split_here())  # counted once evaluated
     if masked:  # outputs past each length are 0, as after pad_packed_sequence
         assert float(mx.abs(got[0][1, 1:]).max()) == 0.0
+
+
+@needs_native
+def test_scans_of_under_four_steps_keep_their_loops_in_one_thread():
+    # Their products stay on sgemm, whose calls leave the OpenMP threads asleep: waking them at
+    # each step of a decoder's one-step scans cost more than the loops.
+    layer = mlxseq.LSTM(7, 128)
+    for steps in (1, 3):
+        splits = _split_steps()
+        got, expected = _both_paths(layer, mx.random.normal((150, steps, 7)))
+        np.testing.assert_allclose(np.array(got[0]), np.array(expected[0]), atol=2e-6, rtol=1e-5)
+        assert _split_steps() == splits, steps
+    _both_paths(layer, mx.random.normal((150, 4, 7)))[0][0].tolist()
+    assert _split_steps() > splits or not _rows_split_here()  # from 4 steps on they split
 
 
 @needs_native
@@ -96,7 +122,7 @@ def test_gradients_of_every_parameter_match_the_graphs(kind, batch, monkeypatch)
         return (out * weights).sum() + sum((f * f).sum() for f in final)
 
     grad = mx.grad(loss, argnums=(0, 1))
-    calls = _count_native_calls(monkeypatch)
+    calls, splits = _count_native_calls(monkeypatch), _split_steps()
     got = grad(layer.trainable_parameters(), x)
     assert calls == [True] * 4  # the native primitive, keeping what its backward pass reads
     with native.disabled():
@@ -108,6 +134,7 @@ def test_gradients_of_every_parameter_match_the_graphs(kind, batch, monkeypatch)
         # sums over batch * T terms, in another order: float32 rounding relative to the largest
         atol = max(1e-5, 1e-6 * float(np.abs(reference).max()))
         np.testing.assert_allclose(np.array(value), reference, atol=atol, rtol=1e-4, err_msg=name)
+    assert (_split_steps() > splits) == (batch > 100 and _rows_split_here())  # counted once evaluated
 
 
 @needs_native
