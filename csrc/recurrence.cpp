@@ -210,11 +210,11 @@ Blas& blas() {
 constexpr int kBMatrix = 162, kPacked = 151;  // MKL's CblasBMatrix and CblasPacked
 constexpr int kPackMinSteps = 4;  // packing costs about one product: worth it from a few steps on
 
+std::atomic<long> split_steps_run{0};  // how many times a step's loops were split (split_steps())
+
 // Each step's loops over rows b0 .. b1 - 1, split among the OpenMP threads when the scan's products run on
 // oneDNN (their threads are then awake between steps); with sgemm (short scans, MLXSEQ_NATIVE_BLAS=blas)
 // those threads sleep, and waking them each step made a decoder's one-step scans nearly 2x slower.
-std::atomic<long> split_steps_run{0};  // how many times a step's loops were split (split_steps())
-
 template <typename Body>
 void over_step_rows(int steps, int rows, size_t values_per_row, Body body) {
   if (!blas().onednn || steps < kPackMinSteps) return body(0, rows);
