@@ -175,28 +175,36 @@ class Masking:
     time_width: int = 20  # frames per time mask, at most
     freq_masks: int = 2
     freq_width: int = 8  # features (mel bins) per frequency mask, at most
+    time_fraction: float = 1.0  # and at most this share of the example's frames per time mask (the paper's p)
 
 
-def spec_augment(features: mx.array, key: mx.array | None = None, *, freq_masks: int = Masking.freq_masks,
-                 freq_width: int = Masking.freq_width, time_masks: int = Masking.time_masks,
-                 time_width: int = Masking.time_width) -> mx.array:
+def spec_augment(features: mx.array, key: mx.array | None = None, *, lengths: mx.array | None = None,
+                 freq_masks: int = Masking.freq_masks, freq_width: int = Masking.freq_width,
+                 time_masks: int = Masking.time_masks, time_width: int = Masking.time_width,
+                 time_fraction: float = Masking.time_fraction) -> mx.array:
     """SpecAugment's masking (Park et al. 2019): ``freq_masks`` bands of up to ``freq_width`` mel bins and
-    ``time_masks`` spans of up to ``time_width`` frames set to 0 (the mean after :func:`normalize`).
+    ``time_masks`` spans of up to ``min(time_width, time_fraction * length)`` frames set to 0 (the mean
+    after :func:`normalize`).
 
-    ``features`` is ``(T, F)`` or a batch ``(B, T, F)`` (each example its own masks); ``key`` ``None``
-    draws from MLX's global random state (as dropout does, so training resumes exactly).
+    ``features`` is ``(T, F)`` or a batch ``(B, T, F)`` (each example its own masks); ``lengths``
+    ``(B,)`` keeps the time masks within each example's frames (None: all T frames are the example's).
+    ``key`` ``None`` draws from MLX's global random state (as dropout does, so training resumes exactly).
     """
     *batch, frames, bins = features.shape
+    length = mx.full((*batch, 1), frames) if lengths is None else lengths.reshape(*batch, 1)  # (..., 1)
     draws = 2 * (freq_masks + time_masks)
     keys = [None] * draws if key is None else mx.random.split(key, draws)
     keep = mx.ones(features.shape, dtype=mx.bool_)
     n = 0
-    for count, width, size, axis in ((freq_masks, freq_width, bins, -1), (time_masks, time_width, frames, -2)):
+    time_limit = mx.minimum(time_width, mx.floor(time_fraction * length))  # (..., 1)
+    for count, limit, size, span, axis in ((freq_masks, mx.array(min(freq_width, bins)), bins, bins, -1),
+                                          (time_masks, time_limit, frames, length, -2)):
         for _ in range(count):
             k_width, k_start = keys[n], keys[n + 1]
             n += 2
-            w = mx.random.randint(0, min(width, size) + 1, (*batch, 1), key=k_width)  # (..., 1)
-            start = (mx.random.uniform(shape=(*batch, 1), key=k_start) * (size - w + 1)).astype(mx.int32)
+            # w ~ U{0..limit}, start ~ U{0..span - w}: the mask lies within the example
+            w = mx.floor(mx.random.uniform(shape=(*batch, 1), key=k_width) * (limit + 1)).astype(mx.int32)
+            start = mx.floor(mx.random.uniform(shape=(*batch, 1), key=k_start) * mx.maximum(span - w + 1, 1))
             index = mx.arange(size)
             inside = (index >= start) & (index < start + w)  # (..., size)
             keep = keep & ~(mx.expand_dims(inside, -2) if axis == -1 else mx.expand_dims(inside, -1))

@@ -99,6 +99,7 @@ class DataArgs:
     time_width: int = Masking.time_width
     freq_masks: int = Masking.freq_masks  # bands of at most freq_width features set to the mean (0)
     freq_width: int = Masking.freq_width
+    time_fraction: float = Masking.time_fraction  # and time spans of at most this share of the example's frames
 
 
 @dataclass
@@ -122,6 +123,8 @@ def check_config(config) -> list[tuple[str, str]]:
         problems.append(("data.spec_augment", "masks feature vectors: it needs data.features (audio or arrays)"))
     if min(data.time_masks, data.time_width, data.freq_masks, data.freq_width) < 0:
         problems.append(("data", "time_masks, time_width, freq_masks and freq_width must be >= 0"))
+    if not 0 <= data.time_fraction <= 1:
+        problems.append(("data.time_fraction", f"must be between 0 and 1, got {data.time_fraction}"))
     if data.whole_text_weight <= 0:
         problems.append(("data.whole_text_weight", f"must be > 0, got {data.whole_text_weight}"))
     if data.nested_spans and data.tokenizer != "word":

@@ -71,7 +71,7 @@ class FrameBatches(SamplerBatches):
         for indices in self.sampler:
             frames, lengths = pad_frames([self.frames[i] for i in indices], self.multiple)
             if self.masking is not None:
-                frames = spec_augment(frames, **asdict(self.masking))
+                frames = spec_augment(frames, lengths=lengths, **asdict(self.masking))
             yield frames, lengths, mx.array(self.labels[indices])
 
 
@@ -96,7 +96,8 @@ def prepare_frames(config, train, valid, command: str) -> TaskParts:
     model = model_module(config.model.model_type).build_model(args)
     sampler = BatchSampler([len(f) for f in train_frames], training.batch_tokens, multiple=data.bucket_multiple,
                            max_batch_size=training.max_batch_size or None, seed=training.seed)
-    masking = Masking(data.time_masks, data.time_width, data.freq_masks, data.freq_width) if data.spec_augment else None
+    masking = Masking(data.time_masks, data.time_width, data.freq_masks, data.freq_width, data.time_fraction) \
+        if data.spec_augment else None
     batches = FrameBatches(train_frames, label_array(train.labels[:keep], names, multi), sampler, data.bucket_multiple,
                            masking)
     scorer = FrameClassifier(model, frame_settings, normaliser, settings)

@@ -83,6 +83,7 @@ class DataArgs:
     time_width: int = Masking.time_width  # frames per time mask, at most
     freq_masks: int = Masking.freq_masks
     freq_width: int = Masking.freq_width  # mel bins per frequency mask, at most
+    time_fraction: float = Masking.time_fraction  # a time mask spans at most this share of the utterance's frames
     max_seconds: float = 30.0  # drop longer training utterances
     bucket_multiple: int = 32  # pad frame counts up to a multiple of this: fewer shapes, fewer compiled traces
     bucket_frames: list[int] = field(default_factory=list)  # or up to these (increasing): fewer shapes still;
@@ -112,7 +113,7 @@ def check_config(config) -> list[tuple[str, str]]:
             continue
         if len(pauses) != 2 or not 0 <= pauses[0] <= pauses[1] <= 10_000:
             problems.append((f"data.{key}", "need [shortest, longest] with 0 <= shortest <= longest <= 10000"))
-    for key in ("clean_fraction", "isolated_fraction"):
+    for key in ("clean_fraction", "isolated_fraction", "time_fraction"):
         if not 0 <= getattr(data, key) <= 1:
             problems.append((f"data.{key}", "must be between 0 and 1"))
     speeds = data.speed_perturbation
@@ -195,8 +196,9 @@ def make_loss(data, blank: int):
     def loss(model, batch):
         frames, lengths, targets, target_lengths = batch
         if data.spec_augment:
-            frames = spec_augment(frames, freq_masks=data.freq_masks, freq_width=data.freq_width,
-                                  time_masks=data.time_masks, time_width=data.time_width)
+            frames = spec_augment(frames, lengths=lengths, freq_masks=data.freq_masks, freq_width=data.freq_width,
+                                  time_masks=data.time_masks, time_width=data.time_width,
+                                  time_fraction=data.time_fraction)
         log_probs, out_lengths = model(frames, lengths)  # (B, T', C), (B,)
         total = ctc_loss(log_probs.transpose(1, 0, 2), targets, out_lengths, target_lengths, blank=blank,
                          reduction="sum", zero_infinity=True)

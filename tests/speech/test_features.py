@@ -149,3 +149,25 @@ def test_a_wav_header_claiming_gigabytes_is_refused_before_reading(tmp_path):
     (tmp_path / "huge.wav").write_bytes(header + b"\x00" * 64)
     with pytest.raises(AudioError, match=r"huge.wav: .* over the 1024 MiB a file may hold"):
         read_wav(tmp_path / "huge.wav")
+
+
+def test_time_masks_stay_within_each_example_and_its_share_of_frames():
+    features = mx.array(np.random.default_rng(4).standard_normal((64, 120, 10)).astype(np.float32) + 10)
+    lengths = np.random.default_rng(5).integers(10, 121, 64)
+    mx.random.seed(6)
+    masked = np.array(spec_augment(features, lengths=mx.array(lengths), freq_masks=0, time_masks=1, time_width=50,
+                                   time_fraction=0.2))
+    widths = []
+    for example, length in zip(masked, lengths):
+        zero_frames = np.flatnonzero((example == 0).all(axis=1))
+        assert (zero_frames < length).all()  # never in the padding
+        assert len(zero_frames) <= int(0.2 * length)  # at most a fifth of the example
+        if len(zero_frames):
+            assert zero_frames[-1] - zero_frames[0] + 1 == len(zero_frames)  # one span
+        widths.append(len(zero_frames) / length)
+    assert max(widths) > 0.12  # the limit is reached, not only approached from far below
+    # Without lengths every frame is the example's: spans of up to time_width anywhere.
+    mx.random.seed(6)
+    whole = np.array(spec_augment(features, freq_masks=0, time_masks=1, time_width=50))
+    spans = (whole == 0).all(axis=2).sum(axis=1)
+    assert spans.max() > 30 and spans.max() <= 50

@@ -128,6 +128,8 @@ def test_spec_augment_masks_training_frames_in_stripes_and_still_learns(tmp_path
     with pytest.raises(ConfigError, match="data.spec_augment"):
         raw_text = config(tmp_path, train, valid, "", spec_augment=True)
         train_from_config(raw_text, quiet=True)
+    with pytest.raises(ConfigError, match="data.time_fraction"):
+        train_from_config(config(tmp_path, train, valid, "arrays", spec_augment=True, time_fraction=-0.5), quiet=True)
 
 
 def test_array_files_of_every_kind_read_back(tmp_path):

@@ -116,6 +116,7 @@ def test_speed_perturbation_stretches_each_training_utterance_by_a_seeded_factor
     ({"clean_fraction": 1.5}, "data.clean_fraction"),
     ({"isolated_fraction": -0.1}, "data.isolated_fraction"),
     ({"top_db": 0}, "data.top_db"),
+    ({"time_fraction": 1.2}, "data.time_fraction"),
     ({"speed_perturbation": [1.1, 0.9]}, "data.speed_perturbation"),
     ({"speed_perturbation": [0.3, 1.0]}, "data.speed_perturbation"),
 ])
