@@ -21,6 +21,12 @@ torch runs eagerly (its fused CPU kernels). Tokens are B * T.
 
     python tools/bench_recurrent.py                 # the table in docs/speed.md
     python tools/bench_recurrent.py --runs 3 --only mlxseq,torch
+    python tools/bench_recurrent.py --device gpu    # MLX's GPU (Metal, CUDA) vs torch on CUDA
+
+With ``--device gpu`` MLX runs on its default GPU and torch on CUDA (cuDNN's
+fused layers), each timing to the end of its device's work; the peak memory is
+then the device memory a step adds over what was allocated before it
+(``mx.get_peak_memory``, ``torch.cuda.max_memory_allocated``).
 """
 
 import argparse
@@ -69,24 +75,36 @@ def peak_step_mb(step) -> float:
 # --- workers (each in its own process) ------------------------------------------
 
 
-def _torch_worker(cfg, runs):
+def _torch_worker(cfg, runs, gpu):
     import torch
 
+    device = "cuda" if gpu else "cpu"
     cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cfg["kind"]]
     layer = cls(cfg["D"], cfg["H"], num_layers=cfg["layers"], bidirectional=cfg["bidirectional"], batch_first=True)
-    x = torch.randn(cfg["B"], cfg["T"], cfg["D"])
+    layer = layer.to(device)
+    x = torch.randn(cfg["B"], cfg["T"], cfg["D"], device=device)
+    done = torch.cuda.synchronize if gpu else (lambda: None)
 
     def infer():
         with torch.no_grad():
             layer(x)
+        done()
 
     def train():
         layer.zero_grad()
         out, _ = layer(x)
         out.mean().backward()
+        done()
 
-    versions = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
-    return median_time(infer, runs), median_time(train, runs), peak_step_mb(train), versions
+    if not gpu:
+        versions = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+        return median_time(infer, runs), median_time(train, runs), peak_step_mb(train), versions
+    versions = f"torch {torch.__version__} on {torch.cuda.get_device_name()}, cuDNN {torch.backends.cudnn.version()}"
+    infer_s, train_s = median_time(infer, runs), median_time(train, runs)
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    train()
+    return infer_s, train_s, (torch.cuda.max_memory_allocated() - before) / 2**20, versions
 
 
 def _mlx_layer(cfg, runner):
@@ -128,7 +146,7 @@ def _mlx_layer(cfg, runner):
     return Stacked()
 
 
-def _mlx_worker(cfg, runs, runner):
+def _mlx_worker(cfg, runs, runner, gpu):
     if runner in ("mlxseq", "mlxseq-graph", "mlx.nn+OpenBLAS"):
         from mlxseq.system import blas
 
@@ -138,6 +156,7 @@ def _mlx_worker(cfg, runs, runner):
 
     from mlxseq.system import blas, native
 
+    mx.set_default_device(mx.gpu if gpu else mx.cpu)
     layer = _mlx_layer(cfg, runner)
     x = mx.random.normal((cfg["B"], cfg["T"], cfg["D"]))
     mx.eval(layer.parameters(), x)
@@ -147,6 +166,8 @@ def _mlx_worker(cfg, runs, runner):
 
     grad_step = nn.value_and_grad(layer, lambda x: layer(x)[0].mean())
     used = blas.describe() if runner != "mlx.nn" else "reference BLAS of the mlx wheel"
+    if gpu:
+        used = f"on {mx.device_info().get('device_name', 'the GPU')}"
     if runner.startswith("mlxseq"):
         used += f"; recurrence: {native.describe()}"
     # Each function eagerly and under mx.compile; the faster counts (compiling a
@@ -158,28 +179,33 @@ def _mlx_worker(cfg, runs, runner):
         steps.append(mx.compile(grad_step))
     infer_s = min(median_time(lambda f=f: mx.eval(f(x)), runs) for f in forwards)
     train_s = min(median_time(lambda f=f: mx.eval(f(x)), runs) for f in steps)
+    if gpu:
+        before = mx.get_active_memory()
+        mx.reset_peak_memory()
+        mx.eval(grad_step(x))
+        return infer_s, train_s, (mx.get_peak_memory() - before) / 2**20, f"mlx {mx.__version__}, {used}"
     mx.set_cache_limit(0)  # freed buffers go back to the system, as torch's do (see the module's text)
     mx.clear_cache()
     return infer_s, train_s, peak_step_mb(lambda: mx.eval(grad_step(x))), f"mlx {mx.__version__}, {used}"
 
 
-def worker(runner, config, runs):
+def worker(runner, config, runs, gpu=False):
     cfg = CONFIGS[config]
     if runner == "torch":
-        return _torch_worker(cfg, runs)
-    return _mlx_worker(cfg, runs, runner)
+        return _torch_worker(cfg, runs, gpu)
+    return _mlx_worker(cfg, runs, runner, gpu)
 
 
 # --- driver -------------------------------------------------------------------
 
 
-def _run_worker(runner, config, runs, timeout):
+def _run_worker(runner, config, runs, timeout, device="cpu"):
     env = dict(os.environ)
     if runner == "mlx.nn":
         env["MLXSEQ_BLAS"] = "reference"
     if runner == "mlxseq-graph":
         env["MLXSEQ_NATIVE"] = "0"
-    arguments = ["--worker", runner, "--config", str(config), "--runs", str(runs)]
+    arguments = ["--worker", runner, "--config", str(config), "--runs", str(runs), "--device", device]
     return run_worker(__file__, arguments, f"{runner} config {config}", env=env, timeout=timeout)
 
 
@@ -199,8 +225,9 @@ def _cpu_model() -> str:
         return ""
 
 
-def print_memory_table(results, runners, configs) -> None:
-    print("\nPeak memory of a training step (MB the step adds to the resident set):\n")
+def print_memory_table(results, runners, configs, device) -> None:
+    added_to = "the resident set" if device == "cpu" else "the device memory allocated"
+    print(f"\nPeak memory of a training step (MB the step adds to {added_to}):\n")
     print("| config | " + " | ".join(runners) + " |")
     print("|" + "---|" * (len(runners) + 1))
     for config in configs:
@@ -211,24 +238,27 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10, help="timed runs per measurement (median)")
     parser.add_argument("--slow-runs", type=int, default=3, help="timed runs for the plain mlx.nn install")
-    parser.add_argument("--only", default=",".join(RUNNERS), help="comma-separated runners")
+    parser.add_argument("--only", help="comma-separated runners (default: all; on the GPU mlxseq,torch,mlx.nn)")
     parser.add_argument("--configs", default="1,2,3", help="comma-separated configuration numbers")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="gpu: MLX's default GPU and torch on CUDA (runners mlxseq, torch and mlx.nn)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--config", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
-        infer_s, train_s, peak_mb, versions = worker(args.worker, args.config, args.runs)
+        infer_s, train_s, peak_mb, versions = worker(args.worker, args.config, args.runs, args.device == "gpu")
         print(json.dumps({"infer": infer_s, "train": train_s, "peak_mb": peak_mb, "versions": versions}))
         return
 
-    runners = [r for r in args.only.split(",") if r]
+    only = args.only or (",".join(RUNNERS) if args.device == "cpu" else "mlxseq,torch,mlx.nn")
+    runners = [r for r in only.split(",") if r]
     configs = [int(c) for c in args.configs.split(",")]
     results, versions = {}, {}
     for config in configs:
         for runner in runners:
             runs = args.slow_runs if runner == "mlx.nn" else args.runs
-            r = _run_worker(runner, config, runs, timeout=3600)
+            r = _run_worker(runner, config, runs, timeout=3600, device=args.device)
             results[config, runner] = r
             versions[runner] = r["versions"]
             print(f"  measured {runner:16s} config {config}: infer {r['infer']:.4f} s, train {r['train']:.4f} s, "
@@ -258,7 +288,7 @@ def main():
             if "mlx.nn" in runners and "mlxseq" in runners:
                 row += f" | {speed['mlxseq'] / speed['mlx.nn']:.1f}x"
             print(row + " |")
-    print_memory_table(results, runners, configs)
+    print_memory_table(results, runners, configs, args.device)
 
 
 if __name__ == "__main__":
