@@ -186,25 +186,34 @@ def spec_augment(features: mx.array, key: mx.array | None = None, *, lengths: mx
     ``time_masks`` spans of up to ``min(time_width, time_fraction * length)`` frames set to 0 (the mean
     after :func:`normalize`).
 
-    ``features`` is ``(T, F)`` or a batch ``(B, T, F)`` (each example its own masks); ``lengths``
-    ``(B,)`` keeps the time masks within each example's frames (None: all T frames are the example's).
-    ``key`` ``None`` draws from MLX's global random state (as dropout does, so training resumes exactly).
+    ``features`` is ``(T, F)`` or a batch ``(B, T, F)`` (each example its own masks). With ``lengths``
+    ``(B,)`` each example's time masks lie within its own frames and ``length`` is its length; without,
+    they are drawn over all ``T`` frames (a padded batch's padding too, as ESPnet and torchaudio draw
+    them) and ``length`` is ``T``. ``key`` ``None`` draws from MLX's global random state (as dropout
+    does, so training resumes exactly).
     """
     *batch, frames, bins = features.shape
-    length = mx.full((*batch, 1), frames) if lengths is None else lengths.reshape(*batch, 1)  # (..., 1)
     draws = 2 * (freq_masks + time_masks)
     keys = [None] * draws if key is None else mx.random.split(key, draws)
     keep = mx.ones(features.shape, dtype=mx.bool_)
+    if lengths is None:
+        span = frames
+        time_limit = min(time_width, int(time_fraction * frames))
+    else:
+        span = lengths.reshape(*batch, 1)  # (..., 1)
+        time_limit = mx.minimum(time_width, mx.floor(time_fraction * span)).astype(mx.int32)
     n = 0
-    time_limit = mx.minimum(time_width, mx.floor(time_fraction * length))  # (..., 1)
-    for count, limit, size, span, axis in ((freq_masks, mx.array(min(freq_width, bins)), bins, bins, -1),
-                                          (time_masks, time_limit, frames, length, -2)):
+    for count, limit, size, extent, axis in ((freq_masks, min(freq_width, bins), bins, bins, -1),
+                                             (time_masks, time_limit, frames, span, -2)):
         for _ in range(count):
             k_width, k_start = keys[n], keys[n + 1]
             n += 2
-            # w ~ U{0..limit}, start ~ U{0..span - w}: the mask lies within the example
-            w = mx.floor(mx.random.uniform(shape=(*batch, 1), key=k_width) * (limit + 1)).astype(mx.int32)
-            start = mx.floor(mx.random.uniform(shape=(*batch, 1), key=k_start) * mx.maximum(span - w + 1, 1))
+            # w ~ U{0..limit}, start ~ U{0..extent - w}
+            if isinstance(limit, int):
+                w = mx.random.randint(0, limit + 1, (*batch, 1), key=k_width)  # (..., 1)
+            else:
+                w = mx.floor(mx.random.uniform(shape=(*batch, 1), key=k_width) * (limit + 1)).astype(mx.int32)
+            start = (mx.random.uniform(shape=(*batch, 1), key=k_start) * (extent - w + 1)).astype(mx.int32)
             index = mx.arange(size)
             inside = (index >= start) & (index < start + w)  # (..., size)
             keep = keep & ~(mx.expand_dims(inside, -2) if axis == -1 else mx.expand_dims(inside, -1))

@@ -99,7 +99,7 @@ class DataArgs:
     time_width: int = Masking.time_width
     freq_masks: int = Masking.freq_masks  # bands of at most freq_width features set to the mean (0)
     freq_width: int = Masking.freq_width
-    time_fraction: float = Masking.time_fraction  # and time spans of at most this share of the example's frames
+    time_fraction: float = Masking.time_fraction  # below 1: time spans within the example, of at most this share
 
 
 @dataclass

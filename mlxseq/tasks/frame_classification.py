@@ -71,7 +71,8 @@ class FrameBatches(SamplerBatches):
         for indices in self.sampler:
             frames, lengths = pad_frames([self.frames[i] for i in indices], self.multiple)
             if self.masking is not None:
-                frames = spec_augment(frames, lengths=lengths, **asdict(self.masking))
+                within = lengths if self.masking.time_fraction < 1 else None  # 1: over the padded batch
+                frames = spec_augment(frames, lengths=within, **asdict(self.masking))
             yield frames, lengths, mx.array(self.labels[indices])
 
 

@@ -83,7 +83,8 @@ class DataArgs:
     time_width: int = Masking.time_width  # frames per time mask, at most
     freq_masks: int = Masking.freq_masks
     freq_width: int = Masking.freq_width  # mel bins per frequency mask, at most
-    time_fraction: float = Masking.time_fraction  # a time mask spans at most this share of the utterance's frames
+    time_fraction: float = Masking.time_fraction  # below 1: a time mask lies within the utterance's frames and
+    #                       spans at most this share of them; 1: masks are drawn over the batch's padded length
     max_seconds: float = 30.0  # drop longer training utterances
     bucket_multiple: int = 32  # pad frame counts up to a multiple of this: fewer shapes, fewer compiled traces
     bucket_frames: list[int] = field(default_factory=list)  # or up to these (increasing): fewer shapes still;
@@ -196,7 +197,8 @@ def make_loss(data, blank: int):
     def loss(model, batch):
         frames, lengths, targets, target_lengths = batch
         if data.spec_augment:
-            frames = spec_augment(frames, lengths=lengths, freq_masks=data.freq_masks, freq_width=data.freq_width,
+            within = lengths if data.time_fraction < 1 else None  # 1: drawn over the padded batch
+            frames = spec_augment(frames, lengths=within, freq_masks=data.freq_masks, freq_width=data.freq_width,
                                   time_masks=data.time_masks, time_width=data.time_width,
                                   time_fraction=data.time_fraction)
         log_probs, out_lengths = model(frames, lengths)  # (B, T', C), (B,)
