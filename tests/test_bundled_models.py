@@ -105,7 +105,7 @@ def test_the_bundled_cards_carry_hub_front_matter_with_their_scores():
 
 # --- the digit recogniser --------------------------------------------------------------
 
-SPEECH_TEST_WER = 1.46  # the card's digit error rate on configs/fsdd_digits_test.tsv, percent
+SPEECH_TEST_WER = 1.83  # the card's digit error rate on configs/fsdd_digits_test.tsv, percent
 
 
 def test_the_bundled_digit_recogniser_is_complete_and_under_10_mb():

@@ -209,9 +209,9 @@ def spec_augment(features: mx.array, key: mx.array | None = None, *, lengths: mx
             k_width, k_start = keys[n], keys[n + 1]
             n += 2
             # w ~ U{0..limit}, start ~ U{0..extent - w}
-            if isinstance(limit, int):
+            if lengths is None:
                 w = mx.random.randint(0, limit + 1, (*batch, 1), key=k_width)  # (..., 1)
-            else:
+            else:  # limits per example
                 w = mx.floor(mx.random.uniform(shape=(*batch, 1), key=k_width) * (limit + 1)).astype(mx.int32)
             start = (mx.random.uniform(shape=(*batch, 1), key=k_start) * (extent - w + 1)).astype(mx.int32)
             index = mx.arange(size)
