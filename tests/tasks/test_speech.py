@@ -133,3 +133,26 @@ def test_missing_recordings_name_their_key_and_where_to_get_fsdd(tmp_path):
     with pytest.raises(MissingFileError, match=r"no such file \(from data.recordings; it is part of fsdd: get it from "
                                                r"GitHub Jakobovski/free-spoken-digit-dataset"):
         train_from_config(config, quiet=True)
+
+
+@pytest.mark.parametrize("time_fraction, longest_mask", [(1.0, 20), (0.1, 3)])
+def test_the_loss_masks_short_utterances_by_their_share_of_frames(time_fraction, longest_mask):
+    import mlx.core as mx
+
+    from mlxseq.tasks.speech import DataArgs, make_loss
+
+    frames = mx.array(np.random.default_rng(0).standard_normal((32, 256, 4)).astype(np.float32) + 5)
+    lengths = mx.array([30] * 32)  # 30 frames each in a batch padded to 256
+    seen = []
+
+    def model(features, lengths):  # hands the masked frames on and gives CTC a blank-only output
+        seen.append(np.array(features))
+        return mx.log(mx.full((32, 8, 3), 1 / 3)), mx.array([8] * 32)
+
+    loss = make_loss(DataArgs(time_fraction=time_fraction, freq_masks=0, time_masks=1), blank=0)
+    mx.random.seed(1)
+    loss(model, (frames, lengths, mx.ones((32, 1), mx.int32), mx.ones((32,), mx.int32)))
+    masked_rows = (seen[0][:, :30] == 0).all(axis=2).sum(axis=1)  # per utterance, within its 30 frames
+    assert masked_rows.max() <= longest_mask
+    if time_fraction < 1:
+        assert (seen[0][:, 30:] != 0).all() and masked_rows.max() == longest_mask  # never in the padding
