@@ -21,10 +21,11 @@ torch runs eagerly (its fused CPU kernels). Tokens are B * T.
 
     python tools/bench_recurrent.py                 # the table in docs/speed.md
     python tools/bench_recurrent.py --runs 3 --only mlxseq,torch
-    python tools/bench_recurrent.py --device gpu    # MLX's GPU (Metal, CUDA) vs torch on CUDA
+    python tools/bench_recurrent.py --device gpu    # MLX's GPU vs torch on CUDA
 
-With ``--device gpu`` MLX runs on its default GPU and torch on CUDA (cuDNN's
-fused layers), each timing to the end of its device's work; the peak memory is
+With ``--device gpu`` MLX runs on its default GPU (Metal or CUDA) and torch on
+CUDA (cuDNN's fused layers; without CUDA, e.g. on a Mac, leave torch out with
+``--only mlxseq,mlx.nn``), each timing to the end of its device's work; the peak memory is
 then the device memory a step adds over what was allocated before it
 (``mx.get_peak_memory``, ``torch.cuda.max_memory_allocated``).
 """
