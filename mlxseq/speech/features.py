@@ -15,7 +15,7 @@ Shapes: ``samples`` ``(N,)``; features ``(frames, n_mels)`` with
 from __future__ import annotations
 
 import wave
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import mlx.core as mx
@@ -177,6 +177,17 @@ class Masking:
     freq_width: int = 8  # features (mel bins) per frequency mask, at most
     time_fraction: float = 1.0  # and at most this share of the example's frames per time mask (the paper's p)
 
+    @classmethod
+    def of(cls, data) -> Masking:
+        """The settings of a config's ``data`` section, which names them as this class does."""
+        return cls(**{f.name: getattr(data, f.name) for f in fields(cls)})
+
+    def apply(self, frames: mx.array, lengths: mx.array) -> mx.array:
+        """Mask a padded training batch ``(B, T, F)`` of examples ``lengths`` long: with ``time_fraction``
+        below 1 the time masks lie within each example's frames, at 1 they are drawn over all T frames."""
+        within = lengths if self.time_fraction < 1 else None
+        return spec_augment(frames, lengths=within, **asdict(self))
+
 
 def spec_augment(features: mx.array, key: mx.array | None = None, *, lengths: mx.array | None = None,
                  freq_masks: int = Masking.freq_masks, freq_width: int = Masking.freq_width,
@@ -192,6 +203,8 @@ def spec_augment(features: mx.array, key: mx.array | None = None, *, lengths: mx
     them) and ``length`` is ``T``. ``key`` ``None`` draws from MLX's global random state (as dropout
     does, so training resumes exactly).
     """
+    if not 0 <= time_fraction <= 1:
+        raise ValueError(f"time_fraction must be between 0 and 1, got {time_fraction}")
     *batch, frames, bins = features.shape
     draws = 2 * (freq_masks + time_masks)
     keys = [None] * draws if key is None else mx.random.split(key, draws)
@@ -211,7 +224,7 @@ def spec_augment(features: mx.array, key: mx.array | None = None, *, lengths: mx
             # w ~ U{0..limit}, start ~ U{0..extent - w}
             if lengths is None:
                 w = mx.random.randint(0, limit + 1, (*batch, 1), key=k_width)  # (..., 1)
-            else:  # limits per example
+            else:  # limits per example, drawn as U * (limit + 1): the draws the bundled recogniser trained with
                 w = mx.floor(mx.random.uniform(shape=(*batch, 1), key=k_width) * (limit + 1)).astype(mx.int32)
             start = (mx.random.uniform(shape=(*batch, 1), key=k_start) * (extent - w + 1)).astype(mx.int32)
             index = mx.arange(size)

@@ -25,7 +25,7 @@ from mlxseq.layers import count_parameters
 from mlxseq.models import model_module
 from mlxseq.pipelines.classifier import TextSettings
 from mlxseq.pipelines.frame_classifier import FrameClassifier, FrameSettings
-from mlxseq.speech.features import AudioError, Masking, spec_augment
+from mlxseq.speech.features import AudioError, Masking
 from mlxseq.tasks import TaskParts
 from mlxseq.tasks.batches import SamplerBatches
 from mlxseq.tasks.classification_loss import label_array, make_loss
@@ -71,8 +71,7 @@ class FrameBatches(SamplerBatches):
         for indices in self.sampler:
             frames, lengths = pad_frames([self.frames[i] for i in indices], self.multiple)
             if self.masking is not None:
-                within = lengths if self.masking.time_fraction < 1 else None  # 1: over the padded batch
-                frames = spec_augment(frames, lengths=within, **asdict(self.masking))
+                frames = self.masking.apply(frames, lengths)
             yield frames, lengths, mx.array(self.labels[indices])
 
 
@@ -97,8 +96,7 @@ def prepare_frames(config, train, valid, command: str) -> TaskParts:
     model = model_module(config.model.model_type).build_model(args)
     sampler = BatchSampler([len(f) for f in train_frames], training.batch_tokens, multiple=data.bucket_multiple,
                            max_batch_size=training.max_batch_size or None, seed=training.seed)
-    masking = Masking(data.time_masks, data.time_width, data.freq_masks, data.freq_width, data.time_fraction) \
-        if data.spec_augment else None
+    masking = Masking.of(data) if data.spec_augment else None
     batches = FrameBatches(train_frames, label_array(train.labels[:keep], names, multi), sampler, data.bucket_multiple,
                            masking)
     scorer = FrameClassifier(model, frame_settings, normaliser, settings)

@@ -39,7 +39,7 @@ from mlxseq.speech.digits import (
     sample_utterances,
     split_of,
 )
-from mlxseq.speech.features import AudioError, FeatureArgs, Masking, change_speed, spec_augment
+from mlxseq.speech.features import AudioError, FeatureArgs, Masking, change_speed
 from mlxseq.speech.manifest import digit_items, read_speech_list
 from mlxseq.tasks import TaskParts, metric_problems
 from mlxseq.tasks.batches import SamplerBatches
@@ -194,13 +194,12 @@ class FrameBatches(SamplerBatches):
 def make_loss(data, blank: int):
     """loss(model, batch) -> (summed CTC loss, reference labels), SpecAugment on the frames if enabled."""
 
+    masking = Masking.of(data) if data.spec_augment else None
+
     def loss(model, batch):
         frames, lengths, targets, target_lengths = batch
-        if data.spec_augment:
-            within = lengths if data.time_fraction < 1 else None  # 1: drawn over the padded batch
-            frames = spec_augment(frames, lengths=within, freq_masks=data.freq_masks, freq_width=data.freq_width,
-                                  time_masks=data.time_masks, time_width=data.time_width,
-                                  time_fraction=data.time_fraction)
+        if masking is not None:
+            frames = masking.apply(frames, lengths)
         log_probs, out_lengths = model(frames, lengths)  # (B, T', C), (B,)
         total = ctc_loss(log_probs.transpose(1, 0, 2), targets, out_lengths, target_lengths, blank=blank,
                          reduction="sum", zero_infinity=True)

@@ -171,3 +171,9 @@ def test_time_masks_stay_within_each_example_and_its_share_of_frames():
     whole = np.array(spec_augment(features, freq_masks=0, time_masks=1, time_width=50))
     spans = (whole == 0).all(axis=2).sum(axis=1)
     assert spans.max() > 30 and spans.max() <= 50
+
+
+def test_a_time_fraction_outside_0_to_1_is_refused():
+    features = mx.zeros((2, 50, 8))
+    with pytest.raises(ValueError, match="time_fraction must be between 0 and 1, got 1.5"):
+        spec_augment(features, lengths=mx.array([50, 20]), time_fraction=1.5)

@@ -154,5 +154,8 @@ def test_the_loss_masks_short_utterances_by_their_share_of_frames(time_fraction,
     loss(model, (frames, lengths, mx.ones((32, 1), mx.int32), mx.ones((32,), mx.int32)))
     masked_rows = (seen[0][:, :30] == 0).all(axis=2).sum(axis=1)  # per utterance, within its 30 frames
     assert masked_rows.max() <= longest_mask
+    in_padding = (seen[0][:, 30:] == 0).all(axis=2).any()
     if time_fraction < 1:
-        assert (seen[0][:, 30:] != 0).all() and masked_rows.max() == longest_mask  # never in the padding
+        assert not in_padding and masked_rows.max() == longest_mask  # within each utterance, up to its tenth
+    else:
+        assert in_padding  # drawn over the padded length, as ESPnet and torchaudio draw them
