@@ -36,6 +36,8 @@ NB_MODULE(_native, m) {
         "indices (N, k) and values (N, k) of the k largest entries of each row of x (N, M), largest first");
   m.def("onednn_products", &mlxseq::onednn::products_made, "products oneDNN has taken in this process");
   m.def("split_steps", &mlxseq::split_steps, "steps whose gate loops were split among the threads in this process");
+  m.def("scans_in_shares", &mlxseq::scans_in_shares,
+        "forward scans whose rows ran in shares, a thread each over all steps, in this process");
   m.def("blas_name", &mlxseq::blas_name, "the library whose cblas_sgemm the steps call");
   m.def("use_blas", &mlxseq::use_blas, "sgemm"_a, "pack_get_size"_a, "pack"_a, "compute"_a, "name"_a,
         "call these functions (addresses) for the steps' products; 0 for those a library lacks");

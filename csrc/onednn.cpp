@@ -21,13 +21,13 @@ namespace {
 // The C API functions used, resolved from the library opened by load().
 #define MLXSEQ_DNNL_FUNCTIONS(X)                                                                        \
   X(dnnl_engine_create) X(dnnl_stream_create) X(dnnl_memory_desc_create_with_tag)                      \
-  X(dnnl_memory_desc_destroy) X(dnnl_memory_desc_clone) X(dnnl_memory_desc_get_size)                   \
+  X(dnnl_memory_desc_destroy) X(dnnl_memory_desc_clone) X(dnnl_memory_desc_equal) X(dnnl_memory_desc_get_size)                   \
   X(dnnl_primitive_attr_create) X(dnnl_primitive_attr_destroy) X(dnnl_post_ops_create)                 \
   X(dnnl_post_ops_append_sum) X(dnnl_post_ops_destroy) X(dnnl_primitive_attr_set_post_ops)             \
   X(dnnl_matmul_primitive_desc_create) X(dnnl_reorder_primitive_desc_create)                           \
   X(dnnl_primitive_desc_query_md) X(dnnl_primitive_desc_destroy) X(dnnl_primitive_create)              \
   X(dnnl_primitive_destroy) X(dnnl_primitive_execute) X(dnnl_memory_create) X(dnnl_memory_destroy)     \
-  X(dnnl_memory_set_data_handle) X(dnnl_stream_wait) X(dnnl_version)
+  X(dnnl_memory_set_data_handle) X(dnnl_stream_wait) X(dnnl_stream_destroy) X(dnnl_version)
 
 struct Library {
 #define MLXSEQ_DNNL_POINTER(f) decltype(&::f) f = nullptr;
@@ -92,8 +92,10 @@ struct Product::State {
   const Library& l;
   int m, n, k;
   dnnl_memory_desc_t a_md = nullptr, c_md = nullptr, w_md = nullptr;  // w_md: the layout the primitives read
-  dnnl_memory_t a = nullptr, c = nullptr, w = nullptr;
+  dnnl_memory_desc_t bias_md = nullptr;  // (1, n) when a bias is given: the beta-0 primitive adds it
+  dnnl_memory_t a = nullptr, c = nullptr, w = nullptr, bias = nullptr;
   dnnl_primitive_t product[2] = {nullptr, nullptr};  // beta 0 and beta 1 (a sum post-op)
+  dnnl_stream_t stream = nullptr;  // its own: products of one scan may run in several threads at once
   void* packed = nullptr;
 
   explicit State(const Library& library) : l(library) {}
@@ -101,12 +103,13 @@ struct Product::State {
     for (auto p : product) {
       if (p) l.dnnl_primitive_destroy(p);
     }
-    for (auto mem : {a, c, w}) {
+    for (auto mem : {a, c, w, bias}) {
       if (mem) l.dnnl_memory_destroy(mem);
     }
-    for (auto md : {a_md, c_md, w_md}) {
+    for (auto md : {a_md, c_md, w_md, bias_md}) {
       if (md) l.dnnl_memory_desc_destroy(md);
     }
+    if (stream) l.dnnl_stream_destroy(stream);
     std::free(packed);
   }
 
@@ -122,7 +125,8 @@ struct Product::State {
            l.dnnl_post_ops_append_sum(ops, 1.0f, 0, dnnl_data_type_undef) == dnnl_success &&
            l.dnnl_primitive_attr_set_post_ops(attr, ops) == dnnl_success;
     }
-    ok = ok && l.dnnl_matmul_primitive_desc_create(&pd, l.engine, a_md, weights, nullptr, c_md, attr) == dnnl_success;
+    ok = ok && l.dnnl_matmul_primitive_desc_create(&pd, l.engine, a_md, weights, sum ? nullptr : bias_md, c_md,
+                                                   attr) == dnnl_success;
     if (ok && chosen) ok = l.dnnl_memory_desc_clone(chosen, l.dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)) == dnnl_success;
     if (ok && l.dnnl_primitive_create(&primitive, pd) != dnnl_success) primitive = nullptr;
     if (pd) l.dnnl_primitive_desc_destroy(pd);
@@ -154,10 +158,15 @@ struct Product::State {
   }
 };
 
-Product::Product(int m, int n, int k, const float* w, bool transposed, bool pack) {
+Product::Product(int m, int n, int k, const float* w, bool transposed, bool pack, const float* bias,
+                 const Product* packed_like) {
   if (!library || m <= 0 || n <= 0 || k <= 0) return;
   auto s = std::make_unique<State>(*library);
   s->m = m, s->n = n, s->k = k;
+  if (bias && (!(s->bias_md = matrix(*library, 1, n, dnnl_ab)) ||
+               library->dnnl_memory_create(&s->bias, s->bias_md, library->engine, const_cast<float*>(bias)) != dnnl_success)) {
+    return;
+  }
   // Weights as oneDNN sees them: (k, n); w (n, k) row-major is that matrix in "ba" order.
   dnnl_memory_desc_t plain = matrix(*library, k, n, transposed ? dnnl_ba : dnnl_ab);
   s->a_md = matrix(*library, m, k, dnnl_ab);
@@ -167,11 +176,16 @@ Product::Product(int m, int n, int k, const float* w, bool transposed, bool pack
     return;
   }
   bool ok = true;
-  if (pack) {  // let oneDNN choose the weight layout, then reorder into it once
+  if (pack) {  // let oneDNN choose the weight layout, then reorder into it once (or read packed_like's)
     dnnl_memory_desc_t any = matrix(*library, k, n, dnnl_format_tag_any);
     s->product[0] = any ? s->make(any, false, &s->w_md) : nullptr;
     if (any) library->dnnl_memory_desc_destroy(any);
-    ok = s->product[0] && s->pack(w, plain);
+    const State* like = packed_like ? packed_like->state_.get() : nullptr;
+    if (s->product[0] && like && like->packed && library->dnnl_memory_desc_equal(s->w_md, like->w_md)) {
+      ok = library->dnnl_memory_create(&s->w, s->w_md, library->engine, like->packed) == dnnl_success;
+    } else {
+      ok = s->product[0] && s->pack(w, plain);
+    }
     library->dnnl_memory_desc_destroy(plain);
   } else {
     s->w_md = plain;
@@ -179,6 +193,7 @@ Product::Product(int m, int n, int k, const float* w, bool transposed, bool pack
     ok = s->product[0] && library->dnnl_memory_create(&s->w, plain, library->engine, const_cast<float*>(w)) == dnnl_success;
   }
   ok = ok && (s->product[1] = s->make(s->w_md, true, nullptr)) != nullptr;
+  ok = ok && library->dnnl_stream_create(&s->stream, library->engine, dnnl_stream_default_flags) == dnnl_success;
   ok = ok && library->dnnl_memory_create(&s->a, s->a_md, library->engine, DNNL_MEMORY_NONE) == dnnl_success &&
        library->dnnl_memory_create(&s->c, s->c_md, library->engine, DNNL_MEMORY_NONE) == dnnl_success;
   if (ok) {
@@ -197,9 +212,10 @@ void Product::operator()(const float* a, float beta, float* c) const {
   const State& s = *state_;
   s.l.dnnl_memory_set_data_handle(s.a, const_cast<float*>(a));
   s.l.dnnl_memory_set_data_handle(s.c, c);
-  const dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, s.a}, {DNNL_ARG_WEIGHTS, s.w}, {DNNL_ARG_DST, s.c}};
-  if (s.l.dnnl_primitive_execute(s.product[beta != 0.0f ? 1 : 0], s.l.stream, 3, args) != dnnl_success ||
-      s.l.dnnl_stream_wait(s.l.stream) != dnnl_success) {
+  const bool sum = beta != 0.0f;
+  const dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, s.a}, {DNNL_ARG_WEIGHTS, s.w}, {DNNL_ARG_DST, s.c}, {DNNL_ARG_BIAS, s.bias}};
+  if (s.l.dnnl_primitive_execute(s.product[sum ? 1 : 0], s.stream, s.bias && !sum ? 4 : 3, args) != dnnl_success ||
+      s.l.dnnl_stream_wait(s.stream) != dnnl_success) {
     throw std::runtime_error("oneDNN matmul failed");
   }
 }
@@ -263,7 +279,7 @@ bool gemm(bool, bool, int, int, int, const float*, const float*, float, float*) 
   return false;
 }
 struct Product::State {};
-Product::Product(int, int, int, const float*, bool, bool) {}
+Product::Product(int, int, int, const float*, bool, bool, const float*, const Product*) {}
 Product::~Product() = default;
 bool Product::ready() const {
   return false;

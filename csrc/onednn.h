@@ -35,10 +35,13 @@ long products_made();
 bool gemm(bool trans_a, bool trans_b, int m, int n, int k, const float* a, const float* b, float beta, float* c);
 
 // c (m, n) = a (m, k) @ op(w) + beta * c, with op(w) = w^T for w (n, k) when transposed,
-// else w (k, n); w is the same at every call.
+// else w (k, n); w is the same at every call. With a bias (n,), beta 0 gives a @ op(w) + bias.
+// `packed_like`: a ready Product of the same w (another m), whose packed copy of w this one reads
+// instead of packing its own where oneDNN takes that layout for this shape too (it must outlive this one).
 class Product {
  public:
-  Product(int m, int n, int k, const float* w, bool transposed, bool pack);
+  Product(int m, int n, int k, const float* w, bool transposed, bool pack, const float* bias = nullptr,
+          const Product* packed_like = nullptr);
   ~Product();
   Product(const Product&) = delete;
   Product& operator=(const Product&) = delete;

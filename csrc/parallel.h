@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <exception>
 #include <thread>
 #include <vector>
 
@@ -49,6 +50,38 @@ bool over_row_blocks(int count, size_t values_per_row, Body body) {
 #endif
   body(0, count);
   return false;
+}
+
+// The OpenMP threads a parallel region gets (1 when built without OpenMP).
+inline int openmp_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+// Runs body(i) for i in [0, count) at once, one OpenMP thread each (one after another without
+// OpenMP), and rethrows the first exception any of them threw once all have finished.
+template <typename Body>
+void in_threads(int count, Body body) {
+  std::vector<std::exception_ptr> errors(count);
+  const auto guarded = [&](int i) {
+    try {
+      body(i);
+    } catch (...) {
+      errors[i] = std::current_exception();
+    }
+  };
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(count) schedule(static, 1)
+  for (int i = 0; i < count; ++i) guarded(i);
+#else
+  for (int i = 0; i < count; ++i) guarded(i);
+#endif
+  for (auto& error : errors) {
+    if (error) std::rethrow_exception(error);
+  }
 }
 
 } // namespace mlxseq

@@ -211,6 +211,7 @@ constexpr int kBMatrix = 162, kPacked = 151;  // MKL's CblasBMatrix and CblasPac
 constexpr int kPackMinSteps = 4;  // packing costs about one product: worth it from a few steps on
 
 std::atomic<long> split_steps_run{0};  // how many times a step's loops were split (split_steps())
+std::atomic<long> share_scans_run{0};  // how many forward scans ran in shares of rows (scans_in_shares())
 
 // Each step's loops over rows b0 .. b1 - 1, split among the OpenMP threads when the scan's products run on
 // oneDNN (their threads are then awake between steps); with sgemm (short scans, MLXSEQ_NATIVE_BLAS=blas)
@@ -221,16 +222,20 @@ void over_step_rows(int steps, int rows, size_t values_per_row, Body body) {
   if (over_row_blocks(rows, values_per_row, body)) split_steps_run.fetch_add(1, std::memory_order_relaxed);
 }
 
-// c (m, n) = a (m, k) @ op(w) with the same w at every step: op(w) = w^T for w (n, k), else w (k, n).
+// c (m, n) = a (m, k) @ op(w) (+ bias (n,) where given and beta is 0) with the same w at every step:
+// op(w) = w^T for w (n, k), else w (k, n). `packed_like`: a WeightProduct of the same w whose packed
+// copy this one may read (onednn::Product).
 class WeightProduct {
  public:
-  WeightProduct(int m, int n, int k, const float* w, bool transposed, int steps)
-      : m_(m), n_(n), k_(k), w_(w), transposed_(transposed) {
+  WeightProduct(int m, int n, int k, const float* w, bool transposed, int steps, const float* bias = nullptr,
+                const WeightProduct* packed_like = nullptr)
+      : m_(m), n_(n), k_(k), w_(w), bias_(bias), transposed_(transposed) {
     const Blas& b = blas();
     if (b.onednn && steps >= kPackMinSteps) {
       // Only with the weight packed: on plain weights oneDNN's matmul repacks them at every call,
       // which made a decoder's one-step scans (generation, translation) 2.5x slower than sgemm.
-      onednn_.emplace(m, n, k, w, transposed, true);
+      const onednn::Product* like = packed_like && packed_like->onednn_ ? &*packed_like->onednn_ : nullptr;
+      onednn_.emplace(m, n, k, w, transposed, true, bias, like);
       if (onednn_->ready()) return;
       onednn_.reset();  // a shape oneDNN refused: sgemm below
     }
@@ -246,9 +251,12 @@ class WeightProduct {
 
   // beta 1 adds the product to what c holds.
   void operator()(const float* a, float beta, float* c) const {
-    if (onednn_) {
-      (*onednn_)(a, beta, c);
-    } else if (packed_) {
+    if (onednn_) return (*onednn_)(a, beta, c);
+    if (bias_ && beta == 0.0f) {
+      for (int r = 0; r < m_; ++r) std::copy(bias_, bias_ + n_, c + size_t(r) * n_);
+      beta = 1.0f;
+    }
+    if (packed_) {
       blas().compute(kRowMajor, kNoTrans, kPacked, m_, n_, k_, a, k_, packed_.get(), n_, beta, c, n_);
     } else {
       blas().sgemm(kRowMajor, kNoTrans, transposed_ ? kTrans : kNoTrans, m_, n_, k_, 1.0f, a, k_, w_,
@@ -263,7 +271,7 @@ class WeightProduct {
     }
   };
   int m_, n_, k_;
-  const float* w_;
+  const float *w_, *bias_;
   bool transposed_;
   std::unique_ptr<float, Free> packed_;
   std::optional<onednn::Product> onednn_;
@@ -320,61 +328,105 @@ struct Pointers {
   float *h_prev, *c_new, *z, *rzn, *hn, *y;  // kept (T, B, ...) or null
 };
 
-// xp rows of `steps` steps from time t0 on: x W_ih^T + bias, or a copy of the given xp.
-void project_rows(const RecurrenceLayout& layout, Sizes n, const Pointers& p, int t0, int steps, float* xp) {
-  const size_t rows = size_t(steps) * n.B;
-  const float* x = p.x + size_t(t0) * n.B * n.D;
+// Rows per thread below which a scan keeps its rows together (its products then split their
+// columns among the threads instead): a product of fewer rows runs well below a core's speed.
+constexpr int kMinShareRows = 16;
+
+// How many shares of rows the forward steps run in, each in a thread of its own from the first step to
+// the last (1: all rows together). Rows are independent sequences, so shares need no sync between
+// steps; each share's products run in its thread and its gate loops right after them, on data still
+// in that core's cache. Only with oneDNN's products (their OpenMP threads), enough steps to pack the
+// weights, wide steps, and rows for every thread.
+int row_shares(Sizes n) {
+  const int threads = openmp_threads();
+  if (!blas().onednn || n.T < kPackMinSteps || size_t(n.B) * n.G < kSplitWork || threads < 2) return 1;
+  return n.B >= threads * kMinShareRows ? threads : 1;
+}
+
+// xp rows b0 .. b1 - 1 of `steps` steps from time t0 on (all rows when projected here): x W_ih^T + bias,
+// or a copy of the given xp.
+void project_rows(const RecurrenceLayout& layout, Sizes n, const Pointers& p, int t0, int steps, int b0, int b1,
+                  float* xp) {
+  const size_t width = size_t(b1 - b0) * n.G;
   if (!layout.project) {
-    std::copy(x, x + rows * n.G, xp);
+    for (int s = 0; s < steps; ++s) {
+      const float* x = p.x + (size_t(t0 + s) * n.B + b0) * n.G;
+      std::copy(x, x + width, xp + s * width);
+    }
     return;
   }
+  const size_t rows = size_t(steps) * n.B;
+  const float* x = p.x + size_t(t0) * n.B * n.D;
   if (p.bias) {
     for (size_t r = 0; r < rows; ++r) std::copy(p.bias, p.bias + n.G, xp + r * n.G);
   }
   gemm(n.T, false, true, int(rows), n.G, n.D, x, n.D, p.w_ih, n.D, p.bias ? 1.0f : 0.0f, xp);
 }
 
-void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
+// The products a block of `rows` rows makes at each step. A share's are made before the shares start
+// (the first share's packed weights are read by the others), and run single-threaded in its thread.
+struct StepProducts {
+  WeightProduct recurrent;                  // h W_hh^T (+ b_hh: GRU)
+  std::optional<WeightProduct> input;       // a share's x_t W_ih^T + bias, one step at a time
+  std::optional<WeightProduct> projection;  // LSTM with proj_size: y W_hr^T
+
+  StepProducts(const RecurrenceLayout& layout, Sizes n, const Pointers& p, int rows, bool share,
+               const StepProducts* like)
+      : recurrent(rows, n.G, n.P, p.w_hh, true, n.T, layout.has_bias_hh ? p.b_hh : nullptr,
+                  like ? &like->recurrent : nullptr) {
+    if (share && layout.project) input.emplace(rows, n.G, n.D, p.w_ih, true, n.T, p.bias, like && like->input ? &*like->input : nullptr);
+    if (layout.projected) projection.emplace(rows, n.P, n.H, p.w_hr, true, n.T, nullptr, like && like->projection ? &*like->projection : nullptr);
+  }
+};
+
+// The steps of rows b0 .. b1 - 1. `share`: one thread's share of the rows, running beside the others'
+// (its projections made a step at a time, its loops in this thread); else all the rows, their inputs
+// projected a chunk of steps at a time and each step's loops split among the threads.
+void run_rows(const RecurrenceLayout& layout, Sizes n, const Pointers& p, int b0, int b1, bool share,
+              const StepProducts& products) {
   const auto [T, B, G, P, H, D] = n;
+  const int R = b1 - b0;
   const bool lstm = layout.kind == CellKind::lstm, gru = layout.kind == CellKind::gru;
-  const int C = chunk_steps(T, B);
+  const int C = share ? 1 : chunk_steps(T, B);
   // The projections land where they are kept (the LSTM's z_t), else in a chunk buffer.
   float* kept_xp = lstm ? p.z : nullptr;
-  std::vector<float> chunk(kept_xp ? 0 : size_t(C) * B * G), hh(gru ? size_t(B) * G : 0);
-  std::vector<float> y(size_t(B) * H), h_new(layout.projected ? size_t(B) * P : 0);
-  std::vector<float> c(lstm ? size_t(B) * H : 0), c_new(c.size());
-  std::copy(p.h0, p.h0 + size_t(B) * P, p.h_n);  // h_n holds the running state
-  if (lstm) std::copy(p.c0, p.c0 + c.size(), c.begin());
-  float* h = p.h_n;
-  auto at = [&](float* base, int t, int width) { return base ? base + size_t(t) * B * width : nullptr; };
-  const WeightProduct recurrent(B, G, P, p.w_hh, true, T);  // h W_hh^T
-  const std::optional<WeightProduct> projection =
-      layout.projected ? std::optional<WeightProduct>(std::in_place, B, P, H, p.w_hr, true, T) : std::nullopt;
+  std::vector<float> chunk(kept_xp ? 0 : size_t(C) * R * G), hh(gru ? size_t(R) * G : 0);
+  std::vector<float> y(size_t(R) * H), h_new(layout.projected ? size_t(R) * P : 0);
+  std::vector<float> c(lstm ? size_t(R) * H : 0), c_new(c.size());
+  float* h = p.h_n + size_t(b0) * P;  // h_n holds the running state
+  std::copy(p.h0 + size_t(b0) * P, p.h0 + size_t(b1) * P, h);
+  if (lstm) std::copy(p.c0 + size_t(b0) * H, p.c0 + size_t(b1) * H, c.begin());
+  // Row b0 of step t in an array stacked over time (T, B, width).
+  auto at = [&](auto* base, int t, int width) { return base ? base + (size_t(t) * B + b0) * width : nullptr; };
+  // Loops over this block's rows r0 .. r1 - 1 (counted from b0), `width` values a row.
+  const auto over_rows = [&](size_t width, auto body) { share ? body(0, R) : over_step_rows(T, R, width, body); };
   float* c_next = c_new.data();  // LSTM: this step's new cell states (in the kept array when there is one)
   int chunk_t0 = 0;
   for (int k = 0; k < T; ++k) {
+    const int t = layout.reverse ? T - 1 - k : k;
     if (k % C == 0) {
       const int k1 = std::min(T, k + C);
       chunk_t0 = first_time(layout, T, k, k1);
-      project_rows(layout, n, p, chunk_t0, k1 - k, kept_xp ? at(kept_xp, chunk_t0, G) : chunk.data());
+      float* xp = kept_xp ? at(kept_xp, chunk_t0, G) : chunk.data();
+      if (products.input) {
+        (*products.input)(at(p.x, t, D), 0.0f, xp);
+      } else {
+        project_rows(layout, n, p, chunk_t0, k1 - k, b0, b1, xp);
+      }
     }
-    const int t = layout.reverse ? T - 1 - k : k;
-    float* xp_t = kept_xp ? at(kept_xp, t, G) : chunk.data() + size_t(t - chunk_t0) * B * G;
-    if (float* kept = at(p.h_prev, t, P)) std::copy(h, h + size_t(B) * P, kept);
+    float* xp_t = kept_xp ? at(kept_xp, t, G) : chunk.data() + size_t(t - chunk_t0) * R * G;
+    if (float* kept = at(p.h_prev, t, P)) std::copy(h, h + size_t(R) * P, kept);
     float* y_t = p.y ? at(p.y, t, H) : y.data();
     if (gru) {  // hh = h W_hh^T + b_hh; the gates add it to xp_t
-      if (layout.has_bias_hh) {
-        for (int b = 0; b < B; ++b) std::copy(p.b_hh, p.b_hh + G, hh.begin() + size_t(b) * G);
-      }
-      recurrent(h, layout.has_bias_hh ? 1.0f : 0.0f, hh.data());
+      products.recurrent(h, 0.0f, hh.data());
     } else {  // z = xp_t + h W_hh^T, accumulated in place
-      recurrent(h, 1.0f, xp_t);
+      products.recurrent(h, 1.0f, xp_t);
     }
     if (lstm) c_next = p.c_new ? at(p.c_new, t, H) : c_new.data();
-    // The gates of rows b0 .. b1 - 1.
-    const auto gates = [&](int b0, int b1) {
-      const int rows = b1 - b0;
-      const size_t g0 = size_t(b0) * G, h0 = size_t(b0) * H;
+    // The gates of rows r0 .. r1 - 1.
+    const auto gates = [&](int r0, int r1) {
+      const int rows = r1 - r0;
+      const size_t g0 = size_t(r0) * G, h0 = size_t(r0) * H;
       if (gru) {
         if (p.rzn) {
           gru_cells_keeping(rows, H, xp_t + g0, hh.data() + g0, h + h0, y_t + h0, at(p.rzn, t, G) + g0,
@@ -389,34 +441,51 @@ void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
       }
     };
     const float* next = layout.projected ? h_new.data() : y_t;
-    float* out_t = p.out + size_t(t) * B * P;
-    // out_t = m * h'_t, and h_t = m ? h'_t : h_{t-1} (likewise c_t) for rows b0 .. b1 - 1.
-    const auto update = [&](int b0, int b1) {
-      for (int b = b0; b < b1; ++b) {
-        const bool valid = !layout.masked || p.mask[size_t(t) * B + b] != 0.0f;
-        const float* src = next + size_t(b) * P;
-        float* dst = out_t + size_t(b) * P;
-        if (valid) {
+    float* out_t = at(p.out, t, P);
+    const float* mask_t = layout.masked ? at(p.mask, t, 1) : nullptr;
+    // out_t = m * h'_t, and h_t = m ? h'_t : h_{t-1} (likewise c_t) for rows r0 .. r1 - 1.
+    const auto update = [&](int r0, int r1) {
+      for (int r = r0; r < r1; ++r) {
+        const float* src = next + size_t(r) * P;
+        float* dst = out_t + size_t(r) * P;
+        if (!mask_t || mask_t[r] != 0.0f) {
           std::copy(src, src + P, dst);
-          std::copy(src, src + P, h + size_t(b) * P);
-          if (lstm) std::copy(c_next + size_t(b) * H, c_next + size_t(b + 1) * H, c.data() + size_t(b) * H);
+          std::copy(src, src + P, h + size_t(r) * P);
+          if (lstm) std::copy(c_next + size_t(r) * H, c_next + size_t(r + 1) * H, c.data() + size_t(r) * H);
         } else {
           std::fill(dst, dst + P, 0.0f);
         }
       }
     };
     if (layout.projected) {  // h' = y W_hr^T between the gates and the update
-      over_step_rows(T, B, G, gates);
-      (*projection)(y_t, 0.0f, h_new.data());
-      over_step_rows(T, B, P, update);
+      over_rows(G, gates);
+      (*products.projection)(y_t, 0.0f, h_new.data());
+      over_rows(P, update);
     } else {  // each row's gates, then its update: a row's h and c are read before they are written
-      over_step_rows(T, B, G, [&](int b0, int b1) {
-        gates(b0, b1);
-        update(b0, b1);
+      over_rows(G, [&](int r0, int r1) {
+        gates(r0, r1);
+        update(r0, r1);
       });
     }
   }
-  if (lstm) std::copy(c.begin(), c.end(), p.c_n);
+  if (lstm) std::copy(c.begin(), c.end(), p.c_n + size_t(b0) * H);
+}
+
+void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
+  const int shares = row_shares(n);
+  if (shares == 1) {
+    const StepProducts products(layout, n, p, n.B, false, nullptr);
+    return run_rows(layout, n, p, 0, n.B, false, products);
+  }
+  auto first_row = [&](int s) { return int(size_t(s) * n.B / shares); };
+  std::vector<std::unique_ptr<StepProducts>> products;
+  for (int s = 0; s < shares; ++s) {
+    const StepProducts* like = products.empty() ? nullptr : products.front().get();
+    products.push_back(std::make_unique<StepProducts>(layout, n, p, first_row(s + 1) - first_row(s), true, like));
+  }
+  in_threads(shares, [&](int s) { run_rows(layout, n, p, first_row(s), first_row(s + 1), true, *products[s]); });
+  split_steps_run.fetch_add(n.T, std::memory_order_relaxed);
+  share_scans_run.fetch_add(1, std::memory_order_relaxed);
 }
 
 // Backward: the forward's inputs and kept arrays, the cotangents, and the gradients it writes.
@@ -816,6 +885,10 @@ std::string blas_name() {
 
 long split_steps() {
   return split_steps_run.load();
+}
+
+long scans_in_shares() {
+  return share_scans_run.load();
 }
 
 } // namespace mlxseq

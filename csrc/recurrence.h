@@ -113,4 +113,8 @@ std::string blas_name();
 // wide layers take that path).
 long split_steps();
 
+// How many forward scans in this process ran their rows in shares, a thread each from the first step to
+// the last (the tests check which layers take that path).
+long scans_in_shares();
+
 } // namespace mlxseq

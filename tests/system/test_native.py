@@ -36,6 +36,11 @@ def _split_steps() -> int:
     return native._state["module"].split_steps()
 
 
+def _scans_in_shares() -> int:
+    """How many forward scans so far ran their rows in shares, a thread each over all steps."""
+    return native._state["module"].scans_in_shares()
+
+
 def _rows_split_here() -> bool:
     """Whether wide steps split their rows here: products on oneDNN, whose OpenMP threads they use."""
     return "oneDNN" in native.describe() and (os.cpu_count() or 1) > 1 and os.environ.get("OMP_NUM_THREADS") != "1"
@@ -50,8 +55,8 @@ def _both_paths(layer, x, lengths=None, state=None):
 
 # The native primitive projects inputs (and forms their gradients) about 1,024 rows at a time:
 # batches of 150 and 200 split these sequences into several chunks. Their layers are wide enough
-# (batch x gate values >= 16,384 per step) for each step's gate loops to be split among the threads
-# where the products run on oneDNN; the batches of 3 and 4 keep them in one thread.
+# (batch x gate values >= 16,384 per step) for their rows to run in shares, a thread each over all
+# steps, where the products run on oneDNN; the batches of 3 and 4 keep them in one thread.
 @needs_native
 @pytest.mark.parametrize("kind", ["rnn_tanh", "rnn_relu", "gru", "lstm", "lstm_proj"])
 @pytest.mark.parametrize("masked", [False, True])
@@ -65,15 +70,33 @@ def test_deep_bidirectional_layers_give_the_graphs_numbers(kind, masked, batch, 
     layer.eval()
     x = mx.random.normal((batch, 37, 7))
     lengths = mx.concatenate([mx.array([37, 1, 20, 36]), mx.random.randint(1, 38, (batch - 4,))]) if masked else None
-    calls, splits = _count_native_calls(monkeypatch), _split_steps()
+    calls, splits, shared = _count_native_calls(monkeypatch), _split_steps(), _scans_in_shares()
     got, expected = _both_paths(layer, x, lengths)
     assert calls == [False] * 4  # each layer-direction ran natively once (the graph run made no call), untraced
     for a, b in zip(got, expected):
         assert a.shape == b.shape
         np.testing.assert_allclose(np.array(a), np.array(b), atol=2e-6, rtol=1e-5)
     assert (_split_steps() > splits) == (batch > 100 and _rows_split_here())  # counted once evaluated
+    assert _scans_in_shares() - shared == (4 if batch > 100 and _rows_split_here() else 0)
     if masked:  # outputs past each length are 0, as after pad_packed_sequence
         assert float(mx.abs(got[0][1, 1:]).max()) == 0.0
+
+
+@needs_native
+@pytest.mark.parametrize("kind", ["gru", "lstm", "lstm_proj"])
+def test_too_few_rows_to_share_split_each_steps_loops(kind):
+    # 24 rows are too few for a share each (16 rows a thread at least), yet wide enough (24 x 768 gate
+    # values) for each step's loops to split among the threads, its products splitting their columns.
+    mx.random.seed(8)
+    cls, kwargs = {"gru": (mlxseq.GRU, {}), "lstm": (mlxseq.LSTM, {}), "lstm_proj": (mlxseq.LSTM, {"proj_size": 64})}[kind]
+    layer = cls(5, 256, bidirectional=True, **kwargs)
+    x, lengths = mx.random.normal((24, 9, 5)), mx.random.randint(1, 10, (24,))
+    splits, shared = _split_steps(), _scans_in_shares()
+    got, expected = _both_paths(layer, x, lengths)
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(np.array(a), np.array(b), atol=2e-6, rtol=1e-5)
+    assert _scans_in_shares() == shared
+    assert (_split_steps() > splits) == _rows_split_here()
 
 
 @needs_native
@@ -88,6 +111,21 @@ def test_scans_of_under_four_steps_keep_their_loops_in_one_thread():
         assert _split_steps() == splits, steps
     _both_paths(layer, mx.random.normal((150, 4, 7)))[0][0].tolist()
     assert _split_steps() > splits or not _rows_split_here()  # from 4 steps on they split
+
+
+@needs_native
+@pytest.mark.parametrize("cls", [mlxseq.LSTM, mlxseq.GRU])
+def test_initial_states_of_rows_run_in_shares(cls):
+    # 40 rows of a wide layer run in shares where oneDNN takes the products: each share starts from its own rows
+    mx.random.seed(9)
+    layer = cls(8, 256, num_layers=2)
+    x = mx.random.normal((40, 11, 8))
+    state = tuple(mx.random.normal((2, 40, 256)) for _ in range(2 if cls is mlxseq.LSTM else 1))
+    shared = _scans_in_shares()
+    got, expected = _both_paths(layer, x, state=state if cls is mlxseq.LSTM else state[0])
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(np.array(a), np.array(b), atol=2e-6, rtol=1e-5)
+    assert _scans_in_shares() - shared == (2 if _rows_split_here() else 0)
 
 
 @needs_native
