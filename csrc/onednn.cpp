@@ -34,7 +34,6 @@ struct Library {
   MLXSEQ_DNNL_FUNCTIONS(MLXSEQ_DNNL_POINTER)
 #undef MLXSEQ_DNNL_POINTER
   dnnl_engine_t engine = nullptr;
-  dnnl_stream_t stream = nullptr;
   std::string name;
 };
 
@@ -46,6 +45,21 @@ dnnl_memory_desc_t matrix(const Library& l, int rows, int cols, dnnl_format_tag_
   const dnnl_dims_t dims{rows, cols};
   if (l.dnnl_memory_desc_create_with_tag(&md, 2, dims, dnnl_f32, tag) != dnnl_success) return nullptr;
   return md;
+}
+
+// This thread's stream (products of one scan may run in several threads at once), made at its first use.
+dnnl_stream_t stream_of_this_thread(const Library& l) {
+  struct Owned {
+    dnnl_stream_t stream = nullptr;
+    ~Owned() {
+      if (stream && library) library->dnnl_stream_destroy(stream);
+    }
+  };
+  thread_local Owned owned;
+  if (!owned.stream && l.dnnl_stream_create(&owned.stream, l.engine, dnnl_stream_default_flags) != dnnl_success) {
+    owned.stream = nullptr;
+  }
+  return owned.stream;
 }
 
 } // namespace
@@ -66,8 +80,7 @@ std::string load(const std::string& path) {
   if (v->major != DNNL_VERSION_MAJOR) {
     return path + " is oneDNN " + std::to_string(v->major) + ".x; built for " + std::to_string(DNNL_VERSION_MAJOR) + ".x";
   }
-  if (l->dnnl_engine_create(&l->engine, dnnl_cpu, 0) != dnnl_success ||
-      l->dnnl_stream_create(&l->stream, l->engine, dnnl_stream_default_flags) != dnnl_success) {
+  if (l->dnnl_engine_create(&l->engine, dnnl_cpu, 0) != dnnl_success) {
     return path + ": no CPU engine";
   }
   l->name = "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
@@ -95,7 +108,6 @@ struct Product::State {
   dnnl_memory_desc_t bias_md = nullptr;  // (1, n) when a bias is given: the beta-0 primitive adds it
   dnnl_memory_t a = nullptr, c = nullptr, w = nullptr, bias = nullptr;
   dnnl_primitive_t product[2] = {nullptr, nullptr};  // beta 0 and beta 1 (a sum post-op)
-  dnnl_stream_t stream = nullptr;  // its own: products of one scan may run in several threads at once
   void* packed = nullptr;
 
   explicit State(const Library& library) : l(library) {}
@@ -109,7 +121,6 @@ struct Product::State {
     for (auto md : {a_md, c_md, w_md, bias_md}) {
       if (md) l.dnnl_memory_desc_destroy(md);
     }
-    if (stream) l.dnnl_stream_destroy(stream);
     std::free(packed);
   }
 
@@ -147,8 +158,9 @@ struct Product::State {
               l.dnnl_primitive_create(&reorder, pd) == dnnl_success;
     if (ok) {
       const dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
-      ok = l.dnnl_primitive_execute(reorder, l.stream, 2, args) == dnnl_success &&
-           l.dnnl_stream_wait(l.stream) == dnnl_success;
+      dnnl_stream_t stream = stream_of_this_thread(l);
+      ok = stream && l.dnnl_primitive_execute(reorder, stream, 2, args) == dnnl_success &&
+           l.dnnl_stream_wait(stream) == dnnl_success;
     }
     if (reorder) l.dnnl_primitive_destroy(reorder);
     if (pd) l.dnnl_primitive_desc_destroy(pd);
@@ -193,7 +205,6 @@ Product::Product(int m, int n, int k, const float* w, bool transposed, bool pack
     ok = s->product[0] && library->dnnl_memory_create(&s->w, plain, library->engine, const_cast<float*>(w)) == dnnl_success;
   }
   ok = ok && (s->product[1] = s->make(s->w_md, true, nullptr)) != nullptr;
-  ok = ok && library->dnnl_stream_create(&s->stream, library->engine, dnnl_stream_default_flags) == dnnl_success;
   ok = ok && library->dnnl_memory_create(&s->a, s->a_md, library->engine, DNNL_MEMORY_NONE) == dnnl_success &&
        library->dnnl_memory_create(&s->c, s->c_md, library->engine, DNNL_MEMORY_NONE) == dnnl_success;
   if (ok) {
@@ -214,8 +225,9 @@ void Product::operator()(const float* a, float beta, float* c) const {
   s.l.dnnl_memory_set_data_handle(s.c, c);
   const bool sum = beta != 0.0f;
   const dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, s.a}, {DNNL_ARG_WEIGHTS, s.w}, {DNNL_ARG_DST, s.c}, {DNNL_ARG_BIAS, s.bias}};
-  if (s.l.dnnl_primitive_execute(s.product[sum ? 1 : 0], s.stream, s.bias && !sum ? 4 : 3, args) != dnnl_success ||
-      s.l.dnnl_stream_wait(s.stream) != dnnl_success) {
+  dnnl_stream_t stream = stream_of_this_thread(s.l);
+  if (!stream || s.l.dnnl_primitive_execute(s.product[sum ? 1 : 0], stream, s.bias && !sum ? 4 : 3, args) != dnnl_success ||
+      s.l.dnnl_stream_wait(stream) != dnnl_success) {
     throw std::runtime_error("oneDNN matmul failed");
   }
 }
@@ -245,8 +257,9 @@ bool gemm(bool trans_a, bool trans_b, int m, int n, int k, const float* a, const
        l.dnnl_memory_create(&c_mem, c_md, l.engine, c) == dnnl_success;
   if (ok) {
     const dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}};
-    ok = l.dnnl_primitive_execute(primitive, l.stream, 3, args) == dnnl_success &&
-         l.dnnl_stream_wait(l.stream) == dnnl_success;
+    dnnl_stream_t stream = stream_of_this_thread(l);
+    ok = stream && l.dnnl_primitive_execute(primitive, stream, 3, args) == dnnl_success &&
+         l.dnnl_stream_wait(stream) == dnnl_success;
   }
   for (auto mem : {a_mem, b_mem, c_mem}) {
     if (mem) l.dnnl_memory_destroy(mem);

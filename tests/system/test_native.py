@@ -121,11 +121,61 @@ def test_initial_states_of_rows_run_in_shares(cls):
     layer = cls(8, 256, num_layers=2)
     x = mx.random.normal((40, 11, 8))
     state = tuple(mx.random.normal((2, 40, 256)) for _ in range(2 if cls is mlxseq.LSTM else 1))
+    state = state if cls is mlxseq.LSTM else state[0]
     shared = _scans_in_shares()
-    got, expected = _both_paths(layer, x, state=state if cls is mlxseq.LSTM else state[0])
+    got, expected = _both_paths(layer, x, state=state)
     for a, b in zip(got, expected):
         np.testing.assert_allclose(np.array(a), np.array(b), atol=2e-6, rtol=1e-5)
     assert _scans_in_shares() - shared == (2 if _rows_split_here() else 0)
+    # and the backward pass from what the shares kept
+    weights = mx.random.normal((40, 11, 256))
+
+    def loss(params, state):
+        layer.update(params)
+        out, final = layer(x, state)
+        return (out * weights).sum() + sum((f * f).sum() for f in final)
+
+    grad = mx.grad(loss, argnums=(0, 1))
+    got = grad(layer.trainable_parameters(), state)
+    with native.disabled():
+        expected = grad(layer.trainable_parameters(), state)
+    pairs = [*zip(dict(mlxseq_tree(got[0])).values(), dict(mlxseq_tree(expected[0])).values())]
+    pairs += list(zip(got[1], expected[1])) if cls is mlxseq.LSTM else [(got[1], expected[1])]
+    for a, b in pairs:
+        b = np.array(b)
+        np.testing.assert_allclose(np.array(a), b, atol=max(1e-5, 1e-6 * float(np.abs(b).max())), rtol=1e-4)
+
+
+@needs_native
+@pytest.mark.parametrize("name", ["gru", "lstm"])
+def test_a_scan_of_given_projections_in_shares_and_its_gradients(name):
+    # scan() takes projections xp (T, B, G) made elsewhere: the primitive copies each share's rows of them
+    from mlxseq.layers.scan import scan
+
+    mx.random.seed(10)
+    math, H, B, T = GATE_MATH[name], 160, 36, 9  # 36 x 480 gate values a step at least: wide enough
+    G = H * (4 if name == "lstm" else 3)
+    xp, h0, w_hh = mx.random.normal((T, B, G)), mx.random.normal((B, H)), 0.1 * mx.random.normal((G, H))
+    extra0 = (mx.random.normal((B, H)),) if name == "lstm" else ()
+    b_hh = mx.random.normal((G,)) if name == "gru" else None
+    mask = (mx.arange(T)[:, None] < mx.random.randint(1, T + 1, (B,))[None, :])[..., None]
+    weights = mx.random.normal((T, B, H))
+
+    def loss(xp, h0, w_hh):
+        out, h_n, extra = scan(math, xp, h0, extra0, w_hh, b_hh, mask=mask, reverse=True)
+        return (out * weights).sum() + (h_n * h_n).sum() + sum((e * e).sum() for e in extra)
+
+    grad = mx.value_and_grad(loss, argnums=(0, 1, 2))
+    shared = _scans_in_shares()
+    got = grad(xp, h0, w_hh)
+    mx.eval(got)
+    assert _scans_in_shares() - shared == (1 if _rows_split_here() else 0)
+    with native.disabled():
+        expected = grad(xp, h0, w_hh)
+    np.testing.assert_allclose(float(got[0]), float(expected[0]), rtol=1e-5)
+    for a, b in zip(got[1], expected[1]):
+        b = np.array(b)
+        np.testing.assert_allclose(np.array(a), b, atol=max(1e-5, 1e-6 * float(np.abs(b).max())), rtol=1e-4)
 
 
 @needs_native
