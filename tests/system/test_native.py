@@ -179,6 +179,34 @@ def test_a_scan_of_given_projections_in_shares_and_its_gradients(name):
 
 
 @needs_native
+@pytest.mark.parametrize("cls", [mlxseq.LSTM, mlxseq.GRU])
+def test_shares_of_a_layer_with_wide_inputs_and_their_gradients(cls):
+    mx.random.seed(11)
+    layer = cls(800, 160, bidirectional=True)
+    x, lengths = mx.random.normal((40, 23, 800)), mx.random.randint(1, 24, (40,))
+    weights = mx.random.normal((40, 23, 320))
+
+    def loss(params, x):
+        layer.update(params)
+        out, final = layer(x, lengths=lengths)
+        return (out * weights).sum() + sum((f * f).sum() for f in final)
+
+    shared = _scans_in_shares()
+    got, expected = _both_paths(layer, x, lengths)
+    for a, b in zip(got, expected):  # sums of 960 products in another order
+        np.testing.assert_allclose(np.array(a), np.array(b), atol=1e-5, rtol=1e-5)
+    assert _scans_in_shares() - shared == (2 if _rows_split_here() else 0)
+    grad = mx.grad(loss, argnums=(0, 1))
+    got = grad(layer.trainable_parameters(), x)
+    with native.disabled():
+        expected = grad(layer.trainable_parameters(), x)
+    pairs = [*zip(dict(mlxseq_tree(got[0])).values(), dict(mlxseq_tree(expected[0])).values()), (got[1], expected[1])]
+    for a, b in pairs:
+        b = np.array(b)
+        np.testing.assert_allclose(np.array(a), b, atol=max(1e-5, 1e-6 * float(np.abs(b).max())), rtol=1e-4)
+
+
+@needs_native
 def test_initial_states_and_a_long_sequence():
     mx.random.seed(4)
     layer = mlxseq.LSTM(8, 16)
