@@ -26,7 +26,11 @@
 // the factor 2 in the weights when xp is given, applied by the cells when x and W_ih are) with
 // mlxseq.layers.activations' rational tanh.
 // On CPU streams each step is one product into a preallocated buffer and one loop over the
-// gates; other devices evaluate nothing here (mlxseq runs its MLX graph there instead).
+// gates; other devices evaluate nothing here (mlxseq runs its MLX graph there instead). Wide
+// batches run their forward steps in shares of rows, a thread each from the first step to the
+// last (rows are independent sequences: no sync between steps), each share's products
+// single-threaded and its inputs projected a step at a time; narrower ones split each step's
+// product and loops among the threads.
 
 #pragma once
 
