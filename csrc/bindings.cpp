@@ -8,6 +8,7 @@
 #include "cross_entropy.h"
 #include "ctc.h"
 #include "onednn.h"
+#include "parallel.h"
 #include "recurrence.h"
 #include "top_k.h"
 
@@ -36,6 +37,7 @@ NB_MODULE(_native, m) {
         "indices (N, k) and values (N, k) of the k largest entries of each row of x (N, M), largest first");
   m.def("onednn_products", &mlxseq::onednn::products_made, "products oneDNN has taken in this process");
   m.def("split_steps", &mlxseq::split_steps, "steps whose gate loops were split among the threads in this process");
+  m.def("openmp_threads", &mlxseq::openmp_threads, "the OpenMP threads a parallel region gets (1 without OpenMP)");
   m.def("scans_in_shares", &mlxseq::scans_in_shares,
         "forward scans whose rows ran in shares, a thread each over all steps, in this process");
   m.def("blas_name", &mlxseq::blas_name, "the library whose cblas_sgemm the steps call");

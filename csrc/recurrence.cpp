@@ -330,7 +330,8 @@ struct Pointers {
 
 // Rows per thread below which a scan keeps its rows together (its products then split their
 // columns among the threads instead): a product of fewer rows runs well below a core's speed.
-constexpr int kMinShareRows = 16;
+// On Zen 4, an LSTM of 512 units over 24 rows ran 10% faster in shares of 12 than together.
+constexpr int kMinShareRows = 8;
 
 // How many shares of rows the forward steps run in, each in a thread of its own from the first step to
 // the last (1: all rows together). Rows are independent sequences, so shares need no sync between

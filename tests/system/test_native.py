@@ -43,7 +43,12 @@ def _scans_in_shares() -> int:
 
 def _rows_split_here() -> bool:
     """Whether wide steps split their rows here: products on oneDNN, whose OpenMP threads they use."""
-    return "oneDNN" in native.describe() and (os.cpu_count() or 1) > 1 and os.environ.get("OMP_NUM_THREADS") != "1"
+    return "oneDNN" in native.describe() and native._state["module"].openmp_threads() > 1
+
+
+def _in_shares_here(batch: int) -> bool:
+    """Whether a wide scan of ``batch`` rows runs in shares here: 8 rows a thread at least."""
+    return _rows_split_here() and batch >= 8 * native._state["module"].openmp_threads()
 
 
 def _both_paths(layer, x, lengths=None, state=None):
@@ -77,7 +82,7 @@ def test_deep_bidirectional_layers_give_the_graphs_numbers(kind, masked, batch, 
         assert a.shape == b.shape
         np.testing.assert_allclose(np.array(a), np.array(b), atol=2e-6, rtol=1e-5)
     assert (_split_steps() > splits) == (batch > 100 and _rows_split_here())  # counted once evaluated
-    assert _scans_in_shares() - shared == (4 if batch > 100 and _rows_split_here() else 0)
+    assert _scans_in_shares() - shared == (4 if batch > 100 and _in_shares_here(batch) else 0)
     if masked:  # outputs past each length are 0, as after pad_packed_sequence
         assert float(mx.abs(got[0][1, 1:]).max()) == 0.0
 
@@ -85,12 +90,12 @@ def test_deep_bidirectional_layers_give_the_graphs_numbers(kind, masked, batch, 
 @needs_native
 @pytest.mark.parametrize("kind", ["gru", "lstm", "lstm_proj"])
 def test_too_few_rows_to_share_split_each_steps_loops(kind):
-    # 24 rows are too few for a share each (16 rows a thread at least), yet wide enough (24 x 768 gate
-    # values) for each step's loops to split among the threads, its products splitting their columns.
+    # 12 rows are too few for a share each on 2 cores (8 rows a thread at least), yet wide enough (12 x
+    # 1,536 gate values) for each step's loops to split among the threads, its products splitting their columns.
     mx.random.seed(8)
     cls, kwargs = {"gru": (mlxseq.GRU, {}), "lstm": (mlxseq.LSTM, {}), "lstm_proj": (mlxseq.LSTM, {"proj_size": 64})}[kind]
-    layer = cls(5, 256, bidirectional=True, **kwargs)
-    x, lengths = mx.random.normal((24, 9, 5)), mx.random.randint(1, 10, (24,))
+    layer = cls(5, 512, bidirectional=True, **kwargs)
+    x, lengths = mx.random.normal((12, 9, 5)), mx.random.randint(1, 10, (12,))
     splits, shared = _split_steps(), _scans_in_shares()
     got, expected = _both_paths(layer, x, lengths)
     for a, b in zip(got, expected):
@@ -126,7 +131,7 @@ def test_initial_states_of_rows_run_in_shares(cls):
     got, expected = _both_paths(layer, x, state=state)
     for a, b in zip(got, expected):
         np.testing.assert_allclose(np.array(a), np.array(b), atol=2e-6, rtol=1e-5)
-    assert _scans_in_shares() - shared == (2 if _rows_split_here() else 0)
+    assert _scans_in_shares() - shared == (2 if _in_shares_here(40) else 0)
     # and the backward pass from what the shares kept
     weights = mx.random.normal((40, 11, 256))
 
@@ -169,7 +174,7 @@ def test_a_scan_of_given_projections_in_shares_and_its_gradients(name):
     shared = _scans_in_shares()
     got = grad(xp, h0, w_hh)
     mx.eval(got)
-    assert _scans_in_shares() - shared == (1 if _rows_split_here() else 0)
+    assert _scans_in_shares() - shared == (1 if _in_shares_here(B) else 0)
     with native.disabled():
         expected = grad(xp, h0, w_hh)
     np.testing.assert_allclose(float(got[0]), float(expected[0]), rtol=1e-5)
@@ -195,7 +200,7 @@ def test_shares_of_a_layer_with_wide_inputs_and_their_gradients(cls):
     got, expected = _both_paths(layer, x, lengths)
     for a, b in zip(got, expected):  # sums of 960 products in another order
         np.testing.assert_allclose(np.array(a), np.array(b), atol=1e-5, rtol=1e-5)
-    assert _scans_in_shares() - shared == (2 if _rows_split_here() else 0)
+    assert _scans_in_shares() - shared == (2 if _in_shares_here(40) else 0)
     grad = mx.grad(loss, argnums=(0, 1))
     got = grad(layer.trainable_parameters(), x)
     with native.disabled():
