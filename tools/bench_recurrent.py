@@ -21,6 +21,7 @@ torch runs eagerly (its fused CPU kernels). Tokens are B * T.
 
     python tools/bench_recurrent.py                 # the table in docs/speed.md
     python tools/bench_recurrent.py --runs 3 --only mlxseq,torch
+    python tools/bench_recurrent.py --only mlxseq,torch --runs 5 --rounds 3   # ratios of 3 rounds
     python tools/bench_recurrent.py --device gpu    # MLX's GPU vs torch on CUDA
 
 With ``--device gpu`` MLX runs on its default GPU (Metal or CUDA) and torch on
@@ -35,6 +36,7 @@ import ctypes
 import json
 import os
 import platform
+import statistics
 import sys
 from pathlib import Path
 
@@ -241,6 +243,11 @@ def main():
     parser.add_argument("--slow-runs", type=int, default=3, help="timed runs for the plain mlx.nn install")
     parser.add_argument("--only", help="comma-separated runners (default: all; on the GPU mlxseq,torch,mlx.nn)")
     parser.add_argument("--configs", default="1,2,3", help="comma-separated configuration numbers")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure each configuration this many times, the runners one after another in each round; "
+                             "each figure is then its median over the rounds, and each round's mlxseq / torch ratio "
+                             "is shown too (the machine's speed drifts between minutes: runners measured back to "
+                             "back share more of it)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                         help="gpu: MLX's default GPU and torch on CUDA (runners mlxseq, torch and mlx.nn)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -255,21 +262,28 @@ def main():
     only = args.only or (",".join(RUNNERS) if args.device == "cpu" else "mlxseq,torch,mlx.nn")
     runners = [r for r in only.split(",") if r]
     configs = [int(c) for c in args.configs.split(",")]
-    results, versions = {}, {}
+    results, versions, rounds = {}, {}, {}
     for config in configs:
-        for runner in runners:
-            runs = args.slow_runs if runner == "mlx.nn" else args.runs
-            r = _run_worker(runner, config, runs, timeout=3600, device=args.device)
-            results[config, runner] = r
-            versions[runner] = r["versions"]
-            print(f"  measured {runner:16s} config {config}: infer {r['infer']:.4f} s, train {r['train']:.4f} s, "
-                  f"peak {r['peak_mb']:.0f} MB", file=sys.stderr)
+        for round_ in range(args.rounds):
+            for runner in runners:
+                runs = args.slow_runs if runner == "mlx.nn" else args.runs
+                r = _run_worker(runner, config, runs, timeout=3600, device=args.device)
+                rounds.setdefault((config, runner), []).append(r)
+                versions[runner] = r["versions"]
+                print(f"  measured {runner:16s} config {config}: infer {r['infer']:.4f} s, train {r['train']:.4f} s, "
+                      f"peak {r['peak_mb']:.0f} MB", file=sys.stderr)
+        for runner in runners:  # each figure: its median over the rounds
+            measured = rounds[config, runner]
+            results[config, runner] = {k: statistics.median(m[k] for m in measured) for k in ("infer", "train", "peak_mb")}
 
     cpu = _cpu_model() or platform.processor() or platform.machine()
     print(f"Machine: {platform.system()} {cpu}, {os.cpu_count()} cores; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}")
     for runner in runners:
         print(f"- {runner}: {versions[runner]}")
-    print(f"Medians of {args.runs} runs ({args.slow_runs} for plain mlx.nn) after a warm-up run; tokens = B*T.\n")
+    print(f"Medians of {args.runs} runs ({args.slow_runs} for plain mlx.nn) after a warm-up run; tokens = B*T.")
+    if args.rounds > 1:
+        print(f"Each figure the median of {args.rounds} rounds; the ratios of each round in brackets.")
+    print()
     header = "| config | mode | " + " | ".join(f"{r} tok/s" for r in runners)
     if "torch" in runners and "mlxseq" in runners:
         header += " | mlxseq / torch"
@@ -286,6 +300,9 @@ def main():
             row += " | ".join(f"{speed[r]:,.0f}" for r in runners)
             if "torch" in runners and "mlxseq" in runners:
                 row += f" | {speed['mlxseq'] / speed['torch']:.2f}x"
+                if args.rounds > 1:
+                    each = [t[mode] / m[mode] for m, t in zip(rounds[config, "mlxseq"], rounds[config, "torch"])]
+                    row += " (" + " / ".join(f"{ratio:.2f}" for ratio in each) + ")"
             if "mlx.nn" in runners and "mlxseq" in runners:
                 row += f" | {speed['mlxseq'] / speed['mlx.nn']:.1f}x"
             print(row + " |")
