@@ -9,6 +9,13 @@ absolute error of 4e-7 against float64 ``tanh`` (``mx.tanh`` itself: 1e-7).
 
 The polynomials are evaluated in Estrin's form, not Horner's, to keep the
 dependency chain short: MLX splits fused kernels at a fixed graph depth.
+
+On a GPU the built-in functions are used instead: there they are single fused
+kernels, and the arithmetic forms were the slower (on an NVIDIA H200 with MLX's
+CUDA backend, a GRU's 50 compiled gate steps took 3.9 ms with them, 1.6 ms with
+``mx.sigmoid`` and ``mx.tanh``). ``mx.compile`` keys its traces on the default
+device, so a function compiled on one device and called on the other is traced
+again for it.
 """
 
 import mlx.core as mx
@@ -45,8 +52,15 @@ def _clamp(x):
     return x - _relu(x - _CLAMP) + _relu(-x - _CLAMP)
 
 
+def _on_gpu() -> bool:
+    """Whether operations now go to a GPU (the default device)."""
+    return mx.default_device().type == mx.DeviceType.gpu
+
+
 def tanh(x: mx.array) -> mx.array:
-    """Hyperbolic tangent, accurate to 4e-7 absolute, fusable by ``mx.compile``."""
+    """Hyperbolic tangent, accurate to 4e-7 absolute, fusable by ``mx.compile`` (``mx.tanh`` on a GPU)."""
+    if _on_gpu():
+        return mx.tanh(x)
     x = _clamp(x)
     y = x * x
     y2 = y * y
@@ -58,7 +72,9 @@ def tanh(x: mx.array) -> mx.array:
 
 
 def sigmoid(x: mx.array) -> mx.array:
-    """Logistic function as 0.5 + 0.5 * tanh(x / 2) (absolute error < 3e-7)."""
+    """Logistic function as 0.5 + 0.5 * tanh(x / 2) (absolute error < 3e-7; ``mx.sigmoid`` on a GPU)."""
+    if _on_gpu():
+        return mx.sigmoid(x)
     return 0.5 + 0.5 * tanh(0.5 * x)
 
 
@@ -76,7 +92,10 @@ def exp_nonpositive(x: mx.array) -> mx.array:
     """exp(x) for finite x <= 0 (as after subtracting a maximum), relative error < 2e-7 above x = -87.
 
     Inputs below -87 give exp(-87) ~ 1.6e-38 instead of smaller numbers; -inf is not supported.
+    On a GPU: ``mx.exp``.
     """
+    if _on_gpu():
+        return mx.exp(x)
     x = x + _relu(-87.0 - x)  # max(x, -87); exactly x above -87
     n = (x * _LOG2E + _ROUND) - _ROUND
     r = (x - n * _LN2_HI) - n * _LN2_LO

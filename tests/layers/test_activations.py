@@ -24,6 +24,19 @@ def test_tanh_and_sigmoid_accuracy():
     assert np.abs(s - (0.5 + 0.5 * np.tanh(0.5 * x.astype(np.float64)))).max() < 3e-7
 
 
+def test_on_a_gpu_the_builtin_functions_are_used(monkeypatch):
+    # there they are fused kernels and the arithmetic forms the slower (docs/speed.md); the check that
+    # the dispatch follows the default device runs where a GPU is (the parity suite on MLX's CUDA backend)
+    x = mx.array(np.linspace(-9, 9, 1001, dtype=np.float32))
+    arithmetic = [np.array(f(x)) for f in (activations.tanh, activations.sigmoid, activations.exp_nonpositive)]
+    monkeypatch.setattr(activations, "_on_gpu", lambda: True)
+    builtin = (mx.tanh(x), mx.sigmoid(x), mx.exp(x))
+    for f, expected, before in zip((activations.tanh, activations.sigmoid, activations.exp_nonpositive), builtin, arithmetic):
+        got = np.array(f(x))
+        assert np.array_equal(got, np.array(expected))
+        assert not np.array_equal(got, before)  # the arithmetic forms differ in the last bits somewhere
+
+
 def test_fast_exp_against_float64():
     x = np.linspace(-86, 0, 200_001).astype(np.float32)
     y = np.array(activations.exp_nonpositive(mx.array(x)))
