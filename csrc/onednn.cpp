@@ -20,13 +20,14 @@ namespace {
 
 // The C API functions used, resolved from the library opened by load().
 #define MLXSEQ_DNNL_FUNCTIONS(X)                                                                        \
-  X(dnnl_engine_create) X(dnnl_stream_create) X(dnnl_memory_desc_create_with_tag)                      \
-  X(dnnl_memory_desc_destroy) X(dnnl_memory_desc_clone) X(dnnl_memory_desc_equal) X(dnnl_memory_desc_get_size)                   \
-  X(dnnl_primitive_attr_create) X(dnnl_primitive_attr_destroy) X(dnnl_post_ops_create)                 \
-  X(dnnl_post_ops_append_sum) X(dnnl_post_ops_destroy) X(dnnl_primitive_attr_set_post_ops)             \
-  X(dnnl_matmul_primitive_desc_create) X(dnnl_reorder_primitive_desc_create)                           \
-  X(dnnl_primitive_desc_query_md) X(dnnl_primitive_desc_destroy) X(dnnl_primitive_create)              \
-  X(dnnl_primitive_destroy) X(dnnl_primitive_execute) X(dnnl_memory_create) X(dnnl_memory_destroy)     \
+  X(dnnl_engine_create) X(dnnl_stream_create) X(dnnl_memory_desc_create_with_tag)                       \
+  X(dnnl_memory_desc_destroy) X(dnnl_memory_desc_clone) X(dnnl_memory_desc_equal)                       \
+  X(dnnl_memory_desc_get_size)                                                                          \
+  X(dnnl_primitive_attr_create) X(dnnl_primitive_attr_destroy) X(dnnl_post_ops_create)                  \
+  X(dnnl_post_ops_append_sum) X(dnnl_post_ops_destroy) X(dnnl_primitive_attr_set_post_ops)              \
+  X(dnnl_matmul_primitive_desc_create) X(dnnl_reorder_primitive_desc_create)                            \
+  X(dnnl_primitive_desc_query_md) X(dnnl_primitive_desc_destroy) X(dnnl_primitive_create)               \
+  X(dnnl_primitive_destroy) X(dnnl_primitive_execute) X(dnnl_memory_create) X(dnnl_memory_destroy)      \
   X(dnnl_memory_set_data_handle) X(dnnl_stream_wait) X(dnnl_stream_destroy) X(dnnl_version)
 
 struct Library {
@@ -175,9 +176,10 @@ Product::Product(int m, int n, int k, const float* w, bool transposed, bool pack
   if (!library || m <= 0 || n <= 0 || k <= 0) return;
   auto s = std::make_unique<State>(*library);
   s->m = m, s->n = n, s->k = k;
-  if (bias && (!(s->bias_md = matrix(*library, 1, n, dnnl_ab)) ||
-               library->dnnl_memory_create(&s->bias, s->bias_md, library->engine, const_cast<float*>(bias)) != dnnl_success)) {
-    return;
+  if (bias) {
+    s->bias_md = matrix(*library, 1, n, dnnl_ab);
+    auto* values = const_cast<float*>(bias);
+    if (!s->bias_md || library->dnnl_memory_create(&s->bias, s->bias_md, library->engine, values) != dnnl_success) return;
   }
   // Weights as oneDNN sees them: (k, n); w (n, k) row-major is that matrix in "ba" order.
   dnnl_memory_desc_t plain = matrix(*library, k, n, transposed ? dnnl_ba : dnnl_ab);
@@ -224,9 +226,11 @@ void Product::operator()(const float* a, float beta, float* c) const {
   s.l.dnnl_memory_set_data_handle(s.a, const_cast<float*>(a));
   s.l.dnnl_memory_set_data_handle(s.c, c);
   const bool sum = beta != 0.0f;
-  const dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, s.a}, {DNNL_ARG_WEIGHTS, s.w}, {DNNL_ARG_DST, s.c}, {DNNL_ARG_BIAS, s.bias}};
+  const dnnl_exec_arg_t args[4] = {
+      {DNNL_ARG_SRC, s.a}, {DNNL_ARG_WEIGHTS, s.w}, {DNNL_ARG_DST, s.c}, {DNNL_ARG_BIAS, s.bias}};
+  const int count = s.bias && !sum ? 4 : 3;  // the sum primitive takes no bias
   dnnl_stream_t stream = stream_of_this_thread(s.l);
-  if (!stream || s.l.dnnl_primitive_execute(s.product[sum ? 1 : 0], stream, s.bias && !sum ? 4 : 3, args) != dnnl_success ||
+  if (!stream || s.l.dnnl_primitive_execute(s.product[sum ? 1 : 0], stream, count, args) != dnnl_success ||
       s.l.dnnl_stream_wait(stream) != dnnl_success) {
     throw std::runtime_error("oneDNN matmul failed");
   }

@@ -375,8 +375,13 @@ struct StepProducts {
                const StepProducts* like)
       : recurrent(rows, n.G, n.P, p.w_hh, true, n.T, layout.has_bias_hh ? p.b_hh : nullptr,
                   like ? &like->recurrent : nullptr) {
-    if (share && layout.project) input.emplace(rows, n.G, n.D, p.w_ih, true, n.T, p.bias, like && like->input ? &*like->input : nullptr);
-    if (layout.projected) projection.emplace(rows, n.P, n.H, p.w_hr, true, n.T, nullptr, like && like->projection ? &*like->projection : nullptr);
+    if (share && layout.project) {
+      input.emplace(rows, n.G, n.D, p.w_ih, true, n.T, p.bias, like && like->input ? &*like->input : nullptr);
+    }
+    if (layout.projected) {
+      projection.emplace(rows, n.P, n.H, p.w_hr, true, n.T, nullptr,
+                         like && like->projection ? &*like->projection : nullptr);
+    }
   }
 };
 
