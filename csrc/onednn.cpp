@@ -28,7 +28,7 @@ namespace {
   X(dnnl_matmul_primitive_desc_create) X(dnnl_reorder_primitive_desc_create)                            \
   X(dnnl_primitive_desc_query_md) X(dnnl_primitive_desc_destroy) X(dnnl_primitive_create)               \
   X(dnnl_primitive_destroy) X(dnnl_primitive_execute) X(dnnl_memory_create) X(dnnl_memory_destroy)      \
-  X(dnnl_memory_set_data_handle) X(dnnl_stream_wait) X(dnnl_stream_destroy) X(dnnl_version)
+  X(dnnl_memory_set_data_handle) X(dnnl_stream_wait) X(dnnl_version)
 
 struct Library {
 #define MLXSEQ_DNNL_POINTER(f) decltype(&::f) f = nullptr;
@@ -48,19 +48,13 @@ dnnl_memory_desc_t matrix(const Library& l, int rows, int cols, dnnl_format_tag_
   return md;
 }
 
-// This thread's stream (products of one scan may run in several threads at once), made at its first use.
+// This thread's stream (products of one scan may run in several threads at once), made at its first use
+// and, like the library, kept for the life of the process: a stream destroyed at a thread's exit could
+// outlive oneDNN's own state at the process's.
 dnnl_stream_t stream_of_this_thread(const Library& l) {
-  struct Owned {
-    dnnl_stream_t stream = nullptr;
-    ~Owned() {
-      if (stream && library) library->dnnl_stream_destroy(stream);
-    }
-  };
-  thread_local Owned owned;
-  if (!owned.stream && l.dnnl_stream_create(&owned.stream, l.engine, dnnl_stream_default_flags) != dnnl_success) {
-    owned.stream = nullptr;
-  }
-  return owned.stream;
+  thread_local dnnl_stream_t stream = nullptr;
+  if (!stream && l.dnnl_stream_create(&stream, l.engine, dnnl_stream_default_flags) != dnnl_success) stream = nullptr;
+  return stream;
 }
 
 } // namespace
