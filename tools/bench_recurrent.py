@@ -253,6 +253,9 @@ def main():
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--config", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    for name in ("runs", "slow_runs", "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
 
     if args.worker:
         infer_s, train_s, peak_mb, versions = worker(args.worker, args.config, args.runs, args.device == "gpu")

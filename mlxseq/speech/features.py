@@ -213,6 +213,8 @@ def spec_augment(features: mx.array, key: mx.array | None = None, *, lengths: mx
         span = frames
         time_limit = min(time_width, int(time_fraction * frames))
     else:
+        if tuple(lengths.shape) != tuple(batch):
+            raise ValueError(f"lengths must have shape {tuple(batch)} (one per example), got {tuple(lengths.shape)}")
         span = lengths.reshape(*batch, 1)  # (..., 1)
         time_limit = mx.minimum(time_width, mx.floor(time_fraction * span)).astype(mx.int32)
     n = 0

@@ -173,7 +173,9 @@ def test_time_masks_stay_within_each_example_and_its_share_of_frames():
     assert spans.max() > 30 and spans.max() <= 50
 
 
-def test_a_time_fraction_outside_0_to_1_is_refused():
+def test_a_time_fraction_outside_0_to_1_or_lengths_of_another_batch_are_refused():
     features = mx.zeros((2, 50, 8))
     with pytest.raises(ValueError, match="time_fraction must be between 0 and 1, got 1.5"):
         spec_augment(features, lengths=mx.array([50, 20]), time_fraction=1.5)
+    with pytest.raises(ValueError, match=r"lengths must have shape \(2,\) \(one per example\), got \(3,\)"):
+        spec_augment(features, lengths=mx.array([50, 20, 3]), time_fraction=0.5)
