@@ -23,11 +23,11 @@ from typing import Optional
 
 import mlx.core as mx
 import numpy as np
-from mlx.utils import tree_map
+from mlx.utils import tree_flatten, tree_map
 
 from mlxseq.decoding.search import (
     Hypothesis, State, StateReader, StepModel, _batch_size_of, _check_beam_arguments, _check_search_arguments,
-    _log_softmax, length_penalty_divisor,
+    _log_softmax, _next_beams, _passed_through, length_penalty_divisor,
 )
 
 FINISHED_LOG_PROB = -1e10  # what a beam that ended keeps, as OpenNMT-py's update_finished
@@ -66,48 +66,50 @@ def opennmt_beam_search(
     _check_beam_arguments(beam_size, n_best, length_penalty, length_penalty_kind)
     batch, K = _batch_size_of(state, batch_size), beam_size
     state = tree_map(lambda a: mx.repeat(a, K, axis=0), state)
+    fixed = [True] * len(tree_flatten(state))  # see _passed_through
+    sources = np.arange(batch)  # those still running, in the order of the model's rows (K each)
     beam_log_probs = np.full((batch, K), -np.inf, dtype=np.float32)
     beam_log_probs[:, 0] = 0.0
     sequences = np.zeros((batch, K, 0), dtype=np.int64)
     tokens = np.full(batch * K, bos_id, dtype=np.int32)
     top_ended = np.zeros(batch, dtype=bool)
-    weights = None  # (B, K, t, S) when attention is read
+    weights = None  # (running, K, t, S) when attention is read
     found: list[list[tuple]] = [[] for _ in range(batch)]
     results: list[Optional[list[Hypothesis]]] = [None] * batch
 
     for step in range(max_tokens):
+        before = state
         logits, state = model.step(mx.array(tokens), state)
+        fixed = _passed_through(fixed, before, state)
         log_probs = np.array(_log_softmax(logits))
-        vocab = log_probs.shape[-1]
+        vocab, running = log_probs.shape[-1], len(sources)
         if step < min_length:
             log_probs[:, eos_id] = EARLY_EOS
         log_probs = log_probs + beam_log_probs.reshape(-1, 1)
         penalty = np.float32(length_penalty_divisor(step + 2, length_penalty, length_penalty_kind))
-        scores = (log_probs / penalty if penalty != 1 else log_probs).reshape(batch, K * vocab)
-        top = np.argsort(-scores, axis=-1, kind="stable")[:, :K]  # (B, K), best first
+        scores = (log_probs / penalty if penalty != 1 else log_probs).reshape(running, K * vocab)
+        top = np.argsort(-scores, axis=-1, kind="stable")[:, :K]  # (running, K), best first
         top_scores = np.take_along_axis(scores, top, axis=-1)
         beam_log_probs = (top_scores * penalty).astype(np.float32)
         origin, token = top // vocab, top % vocab
         sequences = np.concatenate([np.take_along_axis(sequences, origin[:, :, None], 1), token[:, :, None]], axis=2)
         if attention is not None:
-            step_weights = np.array(attention(state), dtype=np.float32).reshape(batch, K, 1, -1)
+            step_weights = np.array(attention(state), dtype=np.float32).reshape(running, K, 1, -1)
             if weights is None:
-                weights = np.zeros((batch, K, 0, step_weights.shape[-1]), dtype=np.float32)
+                weights = np.zeros((running, K, 0, step_weights.shape[-1]), dtype=np.float32)
             weights = np.take_along_axis(np.concatenate([weights, step_weights], axis=2), origin[:, :, None, None], 1)
         ended = token == eos_id
         if step + 1 == max_tokens:
             ended[:] = True
         if ended.any():
             beam_log_probs[ended] = FINISHED_LOG_PROB
-            top_ended |= ended[:, 0]
-            for b in range(batch):
-                if results[b] is not None:
-                    continue
-                for j in np.nonzero(ended[b])[0]:
-                    words = sequences[b, j].tolist()
+            top_ended[sources] |= ended[:, 0]
+            for i, b in enumerate(sources):
+                for j in np.nonzero(ended[i])[0]:
+                    words = sequences[i, j].tolist()
                     by_eos = words[-1] == eos_id
-                    rows = None if weights is None else weights[b, j]
-                    found[b].append((float(top_scores[b, j]), float(top_scores[b, j] * penalty),
+                    rows = None if weights is None else weights[i, j]
+                    found[b].append((float(top_scores[i, j]), float(top_scores[i, j] * penalty),
                                      words[:-1] if by_eos else words, by_eos, rows))
                 if top_ended[b] and len(found[b]) >= n_best:
                     ranked = sorted(found[b], key=lambda h: h[0], reverse=True)[:n_best]
@@ -115,8 +117,11 @@ def opennmt_beam_search(
                                   for score, log_prob, words, by_eos, rows in ranked]
         if all(r is not None for r in results):
             break
-        rows = mx.array((np.arange(batch)[:, None] * K + origin).reshape(-1).astype(np.int32))
-        state = tree_map(lambda a: a[rows], state)
-        tokens = token.reshape(-1).astype(np.int32)
+        # A source that is done leaves the batch, as OpenNMT-py's finished batches do.
+        still = np.array([results[b] is None for b in sources])
+        state = _next_beams(state, fixed, origin, still)
+        sources, tokens = sources[still], token[still].reshape(-1).astype(np.int32)
+        beam_log_probs, sequences = beam_log_probs[still], sequences[still]
+        weights = None if weights is None else weights[still]
         mx.eval(state)
     return results

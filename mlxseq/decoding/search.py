@@ -319,6 +319,33 @@ def _check_beam_arguments(beam_size, n_best, length_penalty, length_penalty_kind
     length_penalty_divisor(1, length_penalty, length_penalty_kind)
 
 
+def _passed_through(fixed: list[bool], before: State, after: State) -> list[bool]:
+    """For each leaf of a beam search's state: still what it was when expanded to K beams.
+
+    Such a leaf (a translation model's memory, keys and mask) holds K copies of each source's
+    rows, so reordering beams, which moves rows only among a source's K, leaves it as it is. A
+    leaf counts while each step returned the very array it was given."""
+    pairs = zip(fixed, tree_flatten(after), tree_flatten(before))
+    return [f and new is old for f, (_, new), (_, old) in pairs]
+
+
+def _next_beams(state: State, fixed: list[bool], origin: np.ndarray, still: np.ndarray) -> State:
+    """The state's rows for the next step of a beam search over ``len(origin)`` sources.
+
+    The K rows of running source i are ``i * K + origin[i]`` (the beams they extend); sources
+    where ``still`` is False leave the batch. Leaves that are ``fixed`` only lose those
+    sources' rows (nothing to gather while every source stays)."""
+    running, K = origin.shape
+    first_rows = (np.arange(running)[:, None] * K)[still]
+    beams = mx.array((first_rows + origin[still]).reshape(-1).astype(np.int32))
+    copies = None if still.all() else mx.array((first_rows + np.arange(K)).reshape(-1).astype(np.int32))
+    leaves = iter([
+        leaf if f and copies is None else leaf[copies if f else beams]
+        for f, (_, leaf) in zip(fixed, tree_flatten(state))
+    ])
+    return tree_map(lambda _: next(leaves), state)
+
+
 def beam_search(
     model: StepModel,
     state: State,
@@ -343,7 +370,8 @@ def beam_search(
     (4) those among the best K that end in eos are finished and set aside, scored
     ``log_prob / lp(length)`` (see ``length_penalty_divisor``); (5) the best K that do not
     end in eos stay alive and the state is reordered to them. Hypotheses still alive after
-    ``max_tokens`` steps are finished as they are, scored the same way.
+    ``max_tokens`` steps are finished as they are, scored the same way. A source that is
+    done (below) leaves the batch: later steps run only the others' beams.
 
     A source stops once it holds ``n_best`` finished hypotheses that no alive beam can
     beat: an alive log-probability can only fall, so its best final score is at most
@@ -377,6 +405,12 @@ def beam_search(
         return length_penalty_divisor(length, length_penalty, length_penalty_kind)
 
     state = tree_map(lambda a: mx.repeat(a, K, axis=0), state)
+    # Leaves every step passes through unchanged (a translation model's memory, keys and mask)
+    # stay K copies of their source's rows: reordering beams leaves them as they are.
+    fixed = [True] * len(tree_flatten(state))
+    # The sources whose beams the model still runs, in the order of its rows (K rows each):
+    # a source leaves the batch once it is done, so later steps run only the others.
+    sources = np.arange(batch)
     tokens = np.full(batch * K, bos_id, dtype=np.int32)
     history = np.zeros((batch, K, 0), dtype=np.int32)  # tokens of each alive beam
     # Only beam 0 starts alive: K copies of the same prefix would fill the beam with duplicates.
@@ -393,48 +427,53 @@ def beam_search(
         del finished[b][n_best:]
 
     for step in range(max_tokens):
+        before = state
         logits, state = model.step(mx.array(tokens), state)
-        vocab = logits.shape[-1]
+        fixed = _passed_through(fixed, before, state)
+        vocab, running = logits.shape[-1], len(sources)
         if weights is not None:
-            step_weights = np.array(attention(state), dtype=np.float32).reshape(batch, K, 1, -1)
+            step_weights = np.array(attention(state), dtype=np.float32).reshape(running, K, 1, -1)
             if step == 0:
                 weights = np.zeros((batch, K, 0, step_weights.shape[-1]), dtype=np.float32)
-            weights = np.concatenate([weights, step_weights], axis=2)  # each beam's rows, this step's last
+            weights = np.concatenate([weights, np.zeros((batch, K, 1, weights.shape[-1]), np.float32)], axis=2)
+            weights[sources, :, -1:] = step_weights  # each beam's rows, this step's last
         log_probs = _log_softmax(logits) + _forbidden(vocab, banned_ids, eos_id, step, min_length)
-        candidates = (mx.array(alive).reshape(-1, 1) + log_probs).reshape(batch, K * vocab)
+        candidates = (mx.array(alive[sources]).reshape(-1, 1) + log_probs).reshape(running, K * vocab)
         n_top = min(2 * K, K * vocab)
-        top, top_scores = (np.array(a) for a in _best(candidates, n_top))  # (B, 2K) each, best first
+        top, top_scores = (np.array(a) for a in _best(candidates, n_top))  # (running, 2K) each, best first
         origin, token = top // vocab, (top % vocab).astype(np.int32)
 
         is_eos = token == eos_id
         rank = np.arange(n_top)
-        valid = np.isfinite(top_scores) & ~done[:, None]
-        for b, j in zip(*np.nonzero(is_eos & valid & (rank < K))):
-            rows = None if weights is None else weights[b, origin[b, j]]
-            finish(b, history[b, origin[b, j]], top_scores[b, j], True, rows)
+        valid = np.isfinite(top_scores)
+        for i, j in zip(*np.nonzero(is_eos & valid & (rank < K))):
+            b = sources[i]
+            rows = None if weights is None else weights[b, origin[i, j]].copy()  # weights change below
+            finish(b, history[b, origin[i, j]], top_scores[i, j], True, rows)
 
         # The best K candidates not ending in eos (at least K of the 2K do: one eos per beam).
         keep = np.argsort(np.where(is_eos, rank + n_top, rank), axis=-1, kind="stable")[:, :K]
         origin, token = np.take_along_axis(origin, keep, 1), np.take_along_axis(token, keep, 1)
-        alive = np.where(np.take_along_axis(valid, keep, 1), np.take_along_axis(top_scores, keep, 1), -np.inf)
-        alive = alive.astype(np.float32)
-        history = np.concatenate([np.take_along_axis(history, origin[:, :, None], 1), token[:, :, None]], axis=2)
+        alive[sources] = np.where(np.take_along_axis(valid, keep, 1), np.take_along_axis(top_scores, keep, 1), -np.inf)
+        history = np.concatenate([history, np.zeros((batch, K, 1), np.int32)], axis=2)
+        history[sources, :, :-1] = np.take_along_axis(history[sources, :, :-1], origin[:, :, None], 1)
+        history[sources, :, -1] = token
         if weights is not None:
-            weights = np.take_along_axis(weights, origin[:, :, None, None], 1)
-        rows = mx.array((np.arange(batch)[:, None] * K + origin).reshape(-1).astype(np.int32))
-        state = tree_map(lambda a: a[rows], state)
-        tokens = token.reshape(-1)
+            weights[sources] = np.take_along_axis(weights[sources], origin[:, :, None, None], 1)
 
         if step + 1 == max_tokens:
             break
-        best_alive = alive.max(axis=1)
+        best_alive = alive[sources].max(axis=1)
         bound = best_alive / max(lp(step + 2), lp(max_tokens))
-        for b in np.nonzero(~done)[0]:
+        for i, b in enumerate(sources):
             full = len(finished[b]) == n_best
-            done[b] = not np.isfinite(best_alive[b]) or (full and bound[b] <= finished[b][-1].score)
+            done[b] = not np.isfinite(best_alive[i]) or (full and bound[i] <= finished[b][-1].score)
         alive[done] = -np.inf
         if done.all():
             break
+        still = ~done[sources]
+        state = _next_beams(state, fixed, origin, still)
+        sources, tokens = sources[still], token[still].reshape(-1)
         mx.eval(state)
 
     if not done.all():

@@ -241,6 +241,58 @@ def test_a_batch_gives_each_source_what_it_gets_alone():
     assert together[0] != together[1]  # the sources differ, so the test compares different searches
 
 
+class RecordingTableModel(TableModel):
+    """A TableModel that records the rows of each step and the ``source`` leaf it was given."""
+
+    def __init__(self, seed):
+        super().__init__(seed)
+        self.rows, self.sources = [], []
+
+    def step(self, tokens, state):
+        self.rows.append(tokens.shape[0])
+        self.sources.append(state["source"])
+        return super().step(tokens, state)
+
+
+@pytest.mark.parametrize("search", [beam_search, opennmt_beam_search])
+def test_a_source_that_is_done_leaves_the_batch_and_the_others_get_what_they_get_alone(search):
+    # The first source's eos is all but certain: it is done after a step or two, the others run on.
+    model = RecordingTableModel(seed=5)
+    sources = [[0.0, 9.0, 0.0, 0.0], [0.0, -1.0, 2.0, 0.0], [1.5, -0.5, 0.0, 0.3]]
+    arguments = dict(bos_id=BOS, eos_id=EOS, beam_size=3, max_tokens=6, n_best=2, length_penalty=0.6)
+    together = search(model, model.init_state(3, source=sources), **arguments, attention=lambda s: s["hidden"])
+    assert model.rows[0] == 9 and model.rows[-1] < 9 and 6 in model.rows
+    for source, found in zip(sources, together):
+        alone = search(TableModel(seed=5), TableModel(seed=5).init_state(1, source=[source]), **arguments)[0]
+        assert found == alone
+        for hypothesis in found:
+            np.testing.assert_allclose(hypothesis.attention, _read_back(model, source, hypothesis), rtol=1e-6)
+
+
+def test_a_leaf_the_model_passes_through_is_not_copied_while_no_source_leaves():
+    # Beams of a source only reorder among its K rows, all copies of that source's rows: such a
+    # leaf (a translation model's memory) needs no gather until a source leaves the batch.
+    model = RecordingTableModel(seed=5)
+    sources = [[0.0, -1.0, 2.0, 0.0], [1.5, -0.5, 0.0, 0.3]]
+    beam_search(model, model.init_state(2, source=sources), bos_id=BOS, eos_id=EOS, beam_size=3, max_tokens=6)
+    same_rows = [i for i in range(1, len(model.rows)) if model.rows[i] == model.rows[i - 1]]
+    assert same_rows, "the test needs steps with no source leaving"
+    assert all(model.sources[i] is model.sources[i - 1] for i in same_rows)
+    for leaf, rows in zip(model.sources, model.rows):  # each row still holds its source's bias
+        expected = np.repeat(np.array(sources, np.float32), 3, axis=0)
+        assert np.array(leaf).shape[0] == rows and any(
+            np.array_equal(np.array(leaf), expected[keep]) for keep in _rows_of_sources(len(sources), 3))
+
+
+def _rows_of_sources(batch, K):
+    """Row selections that keep whole sources, K rows each, in order."""
+    from itertools import combinations
+
+    for n in range(1, batch + 1):
+        for kept in combinations(range(batch), n):
+            yield np.concatenate([np.arange(b * K, (b + 1) * K) for b in kept])
+
+
 def test_banned_ids_never_appear():
     model = TableModel(seed=6)
     # The source bias makes pad and bos the likeliest tokens: without a ban they show up.
