@@ -218,12 +218,19 @@ def _generation_loop(
     tokens = mx.full((batch,), bos_id, dtype=mx.int32)
     ended = mx.zeros((batch,), dtype=mx.bool_)
     history = mx.zeros((batch, 0), dtype=mx.int32)
+    # The rows the model still runs (a row that ended leaves its batch) and, for each of the
+    # batch's rows, where its logits are: its place among them, or past them (ended).
+    running, place = np.arange(batch), None
     for step in range(max_tokens):
-        logits, state = model.step(tokens, state)
+        logits, state = model.step(tokens if place is None else tokens[mx.array(running)], state)
+        vocab = logits.shape[-1]
+        if place is not None:  # ended rows get eos alone, so the processors and sampler see every row
+            eos_only = mx.where(mx.arange(vocab) == eos_id, 0.0, -mx.inf)[None].astype(logits.dtype)
+            logits = mx.concatenate([logits, eos_only])[place]
         log_probs = _log_softmax(logits)
         for processor in logits_processors:
             logits = processor(history, logits)
-        logits = logits + _forbidden(logits.shape[-1], banned_ids, eos_id, step, min_length)
+        logits = logits + _forbidden(vocab, banned_ids, eos_id, step, min_length)
         step_key = None
         if key is not None:
             key, step_key = mx.random.split(key)
@@ -238,9 +245,19 @@ def _generation_loop(
         history = mx.concatenate([history, tokens[:, None]], axis=1)
         mx.eval(tokens, state, ended)
         weights = None if attention is None else attention(state)
+        if weights is not None and place is not None:
+            weights = mx.concatenate([weights, mx.zeros_like(weights[:1])])[place]
         yield GenerationStep(tokens, mx.where(active, chosen_log_probs, 0.0), active, weights)
-        if mx.all(ended).item():
+        ended_rows = np.array(ended)
+        if ended_rows.all():
             return
+        still = ~ended_rows[running]
+        if not still.all():
+            state = tree_map(lambda a: a[mx.array(np.nonzero(still)[0])], state)
+            running = running[still]
+            place = np.full(batch, len(running), dtype=np.int32)
+            place[running] = np.arange(len(running))
+            place = mx.array(place)
 
 
 def _collect(steps: Iterator[GenerationStep], eos_id: int) -> list[Hypothesis]:

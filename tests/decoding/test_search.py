@@ -373,6 +373,35 @@ def test_generate_steps_streams_what_sample_returns():
     assert again == found
 
 
+def test_a_row_that_ended_leaves_the_batch_and_the_others_get_what_they_get_alone():
+    model = RecordingTableModel(seed=5)
+    sources = [[0.0, 9.0, 0.0, 0.0], [0.0, -1.0, 2.0, 0.0], [0.0, -6.0, 0.0, 0.3]]  # the first ends at once
+    common = dict(bos_id=BOS, eos_id=EOS, max_tokens=8)
+    steps = list(generate_steps(model, model.init_state(3, source=sources), attention=lambda s: s["hidden"], **common))
+    assert model.rows[:2] == [3, 2] and model.rows[-1] < 3
+    assert all(len(s.tokens) == 3 and len(s.attention) == 3 for s in steps)  # the stream keeps every row
+    together = greedy_decode(TableModel(seed=5), TableModel(seed=5).init_state(3, source=sources),
+                             attention=lambda s: s["hidden"], **common)
+    for source, found in zip(sources, together):
+        alone = greedy_decode(TableModel(seed=5), TableModel(seed=5).init_state(1, source=[source]), **common)[0]
+        assert found == alone
+        np.testing.assert_allclose(found.attention, _read_back(model, source, found), rtol=1e-6)
+
+
+def test_a_row_s_samples_do_not_depend_on_when_the_other_rows_end():
+    # The sampler sees every row at every step (ended ones with eos alone), so its random draws
+    # for a row are the same whether the rows beside it ended early or not.
+    common = dict(bos_id=BOS, eos_id=EOS, max_tokens=8, sampler=make_sampler(temp=1.0))
+    rows = {}
+    for first in ([0.0, 9.0, 0.0, 0.0], [0.0, -9.0, 0.0, 0.0]):  # ends at once / hardly ends
+        model = RecordingTableModel(seed=7)
+        found = sample(model, model.init_state(2, source=[first, [0.0, -3.0, 0.0, 0.0]]), key=mx.random.key(3),
+                       **common)
+        rows[first[1]] = (found[1], model.rows)
+    assert rows[9.0][0] == rows[-9.0][0]
+    assert rows[9.0][1][-1] == 1 and rows[-9.0][1][-1] == 2  # one run dropped the ended row, the other had none
+
+
 @pytest.mark.parametrize("path", ["native", "graph"])
 def test_the_best_candidates_come_best_first(path, monkeypatch):
     rng = np.random.default_rng(0)
