@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import mlx.core as mx
 
+from mlxseq.decoding.search import expand_beams
+
 
 class Ensemble:
     def __init__(self, members: list):
@@ -28,6 +30,11 @@ class Ensemble:
     def init_state(self, encoded: list) -> dict:
         states = [member.init_state(e) for member, e in zip(self.members, encoded)]
         return {"members": states, "attention": _mean_attention(states)}
+
+    def expand_beams(self, state: dict, K: int) -> dict:
+        """Each member's state for K beams of each source (its own ``expand_beams`` where it has one)."""
+        members = [expand_beams(member, s, K) for member, s in zip(self.members, state["members"])]
+        return {"members": members, "attention": mx.repeat(state["attention"], K, axis=0)}
 
     def step(self, tokens: mx.array, state: dict):
         log_probs, states = [], []

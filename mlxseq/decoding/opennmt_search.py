@@ -27,7 +27,7 @@ from mlx.utils import tree_flatten, tree_map
 
 from mlxseq.decoding.search import (
     Hypothesis, State, StateReader, StepModel, _batch_size_of, _check_beam_arguments, _check_search_arguments,
-    _log_softmax, _next_beams, _passed_through, length_penalty_divisor,
+    _log_softmax, _next_beams, _passed_through, expand_beams, length_penalty_divisor,
 )
 
 FINISHED_LOG_PROB = -1e10  # what a beam that ended keeps, as OpenNMT-py's update_finished
@@ -65,7 +65,7 @@ def opennmt_beam_search(
     _check_search_arguments(eos_id, max_tokens, min_length, ())
     _check_beam_arguments(beam_size, n_best, length_penalty, length_penalty_kind)
     batch, K = _batch_size_of(state, batch_size), beam_size
-    state = tree_map(lambda a: mx.repeat(a, K, axis=0), state)
+    state = expand_beams(model, state, K)
     fixed = [True] * len(tree_flatten(state))  # see _passed_through
     sources = np.arange(batch)  # those still running, in the order of the model's rows (K each)
     beam_log_probs = np.full((batch, K), -np.inf, dtype=np.float32)

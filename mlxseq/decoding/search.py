@@ -44,11 +44,24 @@ class StepModel(Protocol):
     Every leaf of the state has the batch axis first, so decoders can reorder beams with
     ``tree_map(lambda a: a[idx], state)`` and expand to K beams with
     ``tree_map(lambda a: mx.repeat(a, K, axis=0), state)``.
+
+    A model may also offer ``expand_beams(state, K)``, the state for K beams of each source
+    (rows ``b * K + k``), keeping some leaves once per source (first axis B, not B*K): a
+    translation model's memory, which its step then reads for the K beams of a source at
+    once. Such leaves must come back from ``step`` unchanged (the very same arrays).
     """
 
     def init_state(self, batch_size: int, **context: Any) -> State: ...
 
     def step(self, tokens: mx.array, state: State) -> tuple[mx.array, State]: ...
+
+
+def expand_beams(model: StepModel, state: State, K: int) -> State:
+    """The state for K beams of each source: the model's ``expand_beams`` where it has one,
+    else every leaf repeated K times."""
+    if hasattr(model, "expand_beams"):
+        return model.expand_beams(state, K)
+    return tree_map(lambda a: mx.repeat(a, K, axis=0), state)
 
 
 @dataclass(frozen=True)
@@ -339,9 +352,10 @@ def _check_beam_arguments(beam_size, n_best, length_penalty, length_penalty_kind
 def _passed_through(fixed: list[bool], before: State, after: State) -> list[bool]:
     """For each leaf of a beam search's state: still what it was when expanded to K beams.
 
-    Such a leaf (a translation model's memory, keys and mask) holds K copies of each source's
-    rows, so reordering beams, which moves rows only among a source's K, leaves it as it is. A
-    leaf counts while each step returned the very array it was given."""
+    Such a leaf (a translation model's memory, keys and mask) holds each source's rows once
+    (see ``StepModel``) or K copies of them, so reordering beams, which moves rows only among
+    a source's K, leaves it as it is. A leaf counts while each step returned the very array
+    it was given."""
     pairs = zip(fixed, tree_flatten(after), tree_flatten(before))
     return [f and new is old for f, (_, new), (_, old) in pairs]
 
@@ -355,11 +369,19 @@ def _next_beams(state: State, fixed: list[bool], origin: np.ndarray, still: np.n
     running, K = origin.shape
     first_rows = (np.arange(running)[:, None] * K)[still]
     beams = mx.array((first_rows + origin[still]).reshape(-1).astype(np.int32))
-    copies = None if still.all() else mx.array((first_rows + np.arange(K)).reshape(-1).astype(np.int32))
-    leaves = iter([
-        leaf if f and copies is None else leaf[copies if f else beams]
-        for f, (_, leaf) in zip(fixed, tree_flatten(state))
-    ])
+    leaving = not still.all()
+    copies = mx.array((first_rows + np.arange(K)).reshape(-1).astype(np.int32)) if leaving else None
+    kept_sources = mx.array(np.nonzero(still)[0].astype(np.int32)) if leaving else None
+
+    def next_rows(f, name, leaf):
+        if leaf.shape[0] == running * K:
+            return (leaf if not leaving else leaf[copies]) if f else leaf[beams]
+        if not f or leaf.shape[0] != running:
+            raise ValueError(f"state leaf {name!r} has {leaf.shape[0]} rows, expected {running * K} "
+                             f"({running} sources x {K} beams), or {running} if the model's step passes it through")
+        return leaf[kept_sources] if leaving else leaf
+
+    leaves = iter([next_rows(f, name, leaf) for f, (name, leaf) in zip(fixed, tree_flatten(state))])
     return tree_map(lambda _: next(leaves), state)
 
 
@@ -421,7 +443,7 @@ def beam_search(
     def lp(length):
         return length_penalty_divisor(length, length_penalty, length_penalty_kind)
 
-    state = tree_map(lambda a: mx.repeat(a, K, axis=0), state)
+    state = expand_beams(model, state, K)
     # Leaves every step passes through unchanged (a translation model's memory, keys and mask)
     # stay K copies of their source's rows: reordering beams leaves them as they are.
     fixed = [True] * len(tree_flatten(state))

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 import mlx.nn as nn
+from mlx.utils import tree_map
 
 from mlxseq import layers
 from mlxseq.layers.attention import ALIASES, KINDS, Attention
@@ -230,6 +231,13 @@ class Seq2Seq(nn.Module):
             state["c"] = [initial[1][k] for k in range(self.args.decoder_layers)]
         return state
 
+    def expand_beams(self, state: dict, K: int) -> dict:
+        """The state for K beams of each source (rows b * K + k). The memory, its keys and mask
+        stay once per source: a step attends for a source's K beams at once, reading them once."""
+        per_source = ("memory", "keys", "mask")
+        return {name: value if name in per_source else tree_map(lambda a: mx.repeat(a, K, axis=0), value)
+                for name, value in state.items()}
+
     def step(self, tokens: mx.array, state: dict):
         """One decoder step: previous tokens (B,) -> (logits (B, V), new state)."""
         top, new = self._decoder_step(self.embedding(tokens), state)
@@ -272,8 +280,11 @@ class Seq2Seq(nn.Module):
         return x
 
     def _attend(self, query: mx.array, state: dict) -> tuple[mx.array, mx.array]:
-        context, weights = self.attention(query[:, None, :], state["keys"], state["memory"], state["mask"])
-        return context[:, 0], weights[:, 0]  # (B, H), (B, S)
+        """Attention of ``query`` (B*K, H) over the memory of B sources (K queries each: beams)."""
+        sources = state["memory"].shape[0]
+        grouped = query.reshape(sources, -1, query.shape[-1])  # (B, K, H)
+        context, weights = self.attention(grouped, state["keys"], state["memory"], state["mask"])
+        return context.reshape(query.shape[0], -1), weights.reshape(query.shape[0], -1)  # (B*K, H), (B*K, S)
 
     def _project(self, out: mx.array) -> mx.array:
         """Output scores (..., V) of top states ``out`` (..., H)."""
@@ -365,7 +376,9 @@ class LocationSeq2Seq(Seq2Seq):
         e = self.dropout(embedded)  # 1. e = emb(y_{t-1})                                         (B, E)
         scores = self.location_scores(mx.concatenate([e, state["h"][-1]], axis=-1))  # W_a [e; h_{t-1}] + b_a  (B, L)
         weights = mx.softmax(scores, axis=-1, precise=True)  # 2. a_t                              (B, L)
-        context = (weights[:, None, :] @ state["memory"])[:, 0]  # 3. c_t = a_t memory             (B, H)
+        memory = state["memory"]  # (B, L, H) once per source: the a_t of its K beams (B, K, L) at once
+        grouped = weights.reshape(memory.shape[0], -1, weights.shape[-1])
+        context = (grouped @ memory).reshape(e.shape[0], -1)  # 3. c_t = a_t memory               (B, H)
         x = nn.relu(self.combine(mx.concatenate([e, context], axis=-1)))  # relu(W_c [e; c_t] + b_c)  (B, H)
         new["attention"] = weights
         return self._cells(x, state, new), new  # 4. h_t = cells(x, h_{t-1})                       (B, H)

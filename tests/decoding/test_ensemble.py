@@ -110,3 +110,23 @@ def test_the_command_translates_with_an_ensemble_and_says_so(folders, tmp_path):
                                  "--src", str(tmp_path / "src"), "--ref", str(tmp_path / "ref")])
     assert result.exit_code == 0, result.output
     assert f"model ensemble of 2: {folders[1]}, {folders[2]}" in result.output
+
+
+def test_beams_over_an_ensemble_read_each_member_s_memory_once_per_source(folders):
+    from mlxseq.decoding import beam_search
+
+    ensemble = Translator.load([str(f) for f in folders]).model
+    src, lengths = mx.array([[4, 5, 6], [7, 8, 0]]), mx.array([3, 2])
+    state = ensemble.init_state(ensemble.encode(src, lengths))
+    expanded = ensemble.expand_beams(state, 3)
+    assert [m["memory"].shape[0] for m in expanded["members"]] == [2, 2, 2]
+    assert expanded["attention"].shape[0] == 6 and all(m["h"][0].shape[0] == 6 for m in expanded["members"])
+
+    class Repeating:  # the ensemble without expand_beams: every leaf repeated K times
+        step = staticmethod(ensemble.step)
+
+    common = dict(bos_id=2, eos_id=3, beam_size=3, max_tokens=6, n_best=3)
+    found, repeated = beam_search(ensemble, state, **common), beam_search(Repeating(), state, **common)
+    assert [[h.tokens for h in hyps] for hyps in found] == [[h.tokens for h in hyps] for hyps in repeated]
+    for a, b in zip(found, repeated):
+        np.testing.assert_allclose([h.score for h in a], [h.score for h in b], rtol=1e-5)

@@ -284,6 +284,25 @@ def test_a_leaf_the_model_passes_through_is_not_copied_while_no_source_leaves():
             np.array_equal(np.array(leaf), expected[keep]) for keep in _rows_of_sources(len(sources), 3))
 
 
+class ChangingPerSourceLeaf(TableModel):
+    """Keeps ``source`` once per source for the beams, but its step makes a new one: against
+    the StepModel contract, so the beams' rows can no longer be told from the sources'."""
+
+    def expand_beams(self, state, K):
+        return {name: leaf if name == "source" else mx.repeat(leaf, K, axis=0) for name, leaf in state.items()}
+
+    def step(self, tokens, state):
+        per_row = {**state, "source": mx.repeat(state["source"], tokens.shape[0] // state["source"].shape[0], axis=0)}
+        logits, new = super().step(tokens, per_row)
+        return logits, {**new, "source": state["source"] + 0.0}
+
+
+def test_a_leaf_kept_once_per_source_that_the_step_changes_is_refused_by_name():
+    model = ChangingPerSourceLeaf(seed=5)
+    with pytest.raises(ValueError, match=r"state leaf 'source' has 2 rows, expected 6 \(2 sources x 3 beams\)"):
+        beam_search(model, model.init_state(2, source=SOURCES), bos_id=BOS, eos_id=EOS, beam_size=3, max_tokens=6)
+
+
 def _rows_of_sources(batch, K):
     """Row selections that keep whole sources, K rows each, in order."""
     from itertools import combinations

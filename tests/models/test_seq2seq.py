@@ -124,3 +124,35 @@ def test_a_tiny_model_learns_to_reverse():
     correct = sum(h.tokens == list(src[i, ::-1]) for i, h in enumerate(found))
     assert loss.item() < 0.1
     assert correct >= 15
+
+
+class _RepeatingEveryLeaf:
+    """The model as a plain StepModel: beam search repeats every leaf of its state K times."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def step(self, tokens, state):
+        return self.model.step(tokens, state)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("search", ["beam", "opennmt"])
+def test_beams_reading_their_source_s_memory_once_find_what_repeated_memory_finds(variant, search):
+    from mlxseq.decoding import beam_search, opennmt_beam_search
+
+    model = _model(seed=3, **variant)
+    src = mx.array([[4, 5, 6, 7, 8], [9, 10, 4, 0, 0], [5, 5, 0, 0, 0]])
+    lengths = mx.array([5, 3, 2])
+    state = model.init_state(model.encode(src, lengths))
+    expanded = model.expand_beams(state, 3)
+    assert expanded["memory"].shape[0] == 3 and expanded["h"][0].shape[0] == 9  # memory once per source
+    decode = beam_search if search == "beam" else opennmt_beam_search
+    common = dict(bos_id=2, eos_id=3, beam_size=3, max_tokens=8, n_best=2, attention=lambda s: s["attention"])
+    found = decode(model, state, **common)
+    expected = decode(_RepeatingEveryLeaf(model), state, **common)
+    for ours, theirs in zip(found, expected):
+        assert [h.tokens for h in ours] == [h.tokens for h in theirs]
+        np.testing.assert_allclose([h.score for h in ours], [h.score for h in theirs], rtol=1e-5)
+        for a, b in zip(ours, theirs):
+            np.testing.assert_allclose(a.attention, b.attention, atol=1e-6)

@@ -306,3 +306,41 @@ def test_attention_rows_are_the_output_tokens_in_order(folder):
         assert weights.shape == (len(best.tokens) + 1, words)  # one row per output token, then </s>
         assert np.allclose(weights.sum(axis=1), 1.0, atol=1e-5)
         assert [int(np.argmax(row)) for row in weights[:-1]] == list(range(words - 1, -1, -1)), weights.round(2)
+
+
+@pytest.mark.parametrize("search", ["beam", "opennmt"])
+def test_sources_leave_the_beams_as_they_end_and_each_gets_what_repeated_memory_gets(folder, search):
+    # A trained model on sources of 2 to 6 words: the short ones end first and leave the batch,
+    # the memory of those still running is gathered by source; the memory is kept once per source.
+    from mlxseq.decoding import beam_search, opennmt_beam_search
+
+    model = Translator.load(folder).model
+    tokenizers = Translator.load(folder).tokenizers
+    sentences = ["acht eins", "eins zwei drei vier fünf sechs", "drei vier", "sieben sechs fünf zwei"]
+    ids = [tokenizers.source.encode(s) for s in sentences]
+    src = mx.array([s + [0] * (6 - len(s)) for s in ids])
+    state = model.init_state(model.encode(src, mx.array([len(s) for s in ids])))
+    rows = []
+
+    class Recording:  # the model, recording the rows of each step; with or without its expand_beams
+        def __init__(self, per_source):
+            if per_source:
+                self.expand_beams = model.expand_beams
+
+        def step(self, tokens, state):
+            rows.append(tokens.shape[0])
+            return model.step(tokens, state)
+
+    decode = beam_search if search == "beam" else opennmt_beam_search
+    common = dict(bos_id=model.args.bos_id, eos_id=model.args.eos_id, beam_size=4, max_tokens=12, n_best=2,
+                  attention=lambda s: s["attention"])
+    found = decode(Recording(per_source=True), state, **common)
+    assert rows[0] == 16 and rows[-1] < 16  # sources left
+    rows.clear()
+    repeated = decode(Recording(per_source=False), state, **common)
+    assert [[h.tokens for h in hyps] for hyps in found] == [[h.tokens for h in hyps] for hyps in repeated]
+    assert [tokenizers.target.decode(hyps[0].tokens) for hyps in found] == [expected(s) for s in sentences]
+    for ours, theirs in zip(found, repeated):
+        np.testing.assert_allclose([h.score for h in ours], [h.score for h in theirs], rtol=1e-5)
+        for a, b in zip(ours, theirs):
+            np.testing.assert_allclose(a.attention, b.attention, atol=1e-6)
