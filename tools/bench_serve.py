@@ -22,10 +22,10 @@ import threading
 import time
 import urllib.request
 
-import mlx.core as mx
+import mlxseq  # before mlx.core: it loads OpenBLAS for MLX
+import mlx.core as mx  # noqa: E402
 
-import mlxseq
-from mlxseq.serve import Limits
+from mlxseq.serve import Limits  # noqa: E402
 
 SENTENCES = [
     "Ein Mann fährt mit dem Fahrrad.", "Zwei Hunde spielen im Schnee.", "Eine Frau liest ein Buch im Park.",
