@@ -26,7 +26,8 @@ _blas.preload()
 from mlxseq._version import __version__  # noqa: E402
 from mlxseq import data  # noqa: E402
 from mlxseq.checkpoint import load  # noqa: E402
-from mlxseq.decoding.search import Hypothesis, StepModel, beam_search, generate_steps, greedy_decode, sample  # noqa: E402
+from mlxseq.decoding.beams import beam_search  # noqa: E402
+from mlxseq.decoding.search import Hypothesis, StepModel, generate_steps, greedy_decode, sample  # noqa: E402
 from mlxseq.layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
 from mlxseq.decoding.sampling import make_repetition_penalty, make_sampler  # noqa: E402
 from mlxseq.pipelines.generator import Generator, generate  # noqa: E402

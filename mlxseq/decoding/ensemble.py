@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from mlxseq.decoding.search import expand_beams
+from mlxseq.decoding.beams import expand_beams
 
 
 class Ensemble:

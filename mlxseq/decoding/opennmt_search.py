@@ -25,9 +25,10 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten, tree_map
 
+from mlxseq.decoding.beams import _check_beam_arguments, _next_beams, _passed_through, expand_beams
 from mlxseq.decoding.search import (
-    Hypothesis, State, StateReader, StepModel, _batch_size_of, _check_beam_arguments, _check_search_arguments,
-    _log_softmax, _next_beams, _passed_through, expand_beams, length_penalty_divisor,
+    Hypothesis, State, StateReader, StepModel, _batch_size_of, _check_search_arguments, _log_softmax,
+    length_penalty_divisor,
 )
 
 FINISHED_LOG_PROB = -1e10  # what a beam that ended keeps, as OpenNMT-py's update_finished

@@ -20,7 +20,8 @@ from typing import Iterator
 import mlx.core as mx
 
 from mlxseq.checkpoint import load_with_tokenizer
-from mlxseq.decoding.search import beam_search, generate_steps
+from mlxseq.decoding.beams import beam_search
+from mlxseq.decoding.search import generate_steps
 from mlxseq.decoding.sampling import make_repetition_penalty, make_sampler
 
 BUNDLED_MODEL = Path(__file__).parents[1] / "bundled" / "shakespeare-char"

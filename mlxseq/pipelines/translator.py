@@ -26,7 +26,8 @@ from mlxseq.checkpoint import ModelFolderError, load_with_tokenizer
 from mlxseq.decoding.args import DecodingArgs
 from mlxseq.decoding.ensemble import Ensemble
 from mlxseq.decoding.opennmt_search import opennmt_beam_search
-from mlxseq.decoding.search import beam_search, greedy_decode
+from mlxseq.decoding.beams import beam_search
+from mlxseq.decoding.search import greedy_decode
 
 BUNDLED_MODEL = Path(__file__).parents[1] / "bundled" / "multi30k-de-en"
 

@@ -1,4 +1,4 @@
-"""Greedy, sampling and beam search on a hand-built step model, against brute-force search.
+"""Greedy, sampling and beam search (decoding.search, decoding.beams) on a hand-built model, against brute force.
 
 The model's next-token logits depend on the previous token, the step and the whole history
 (through a decaying count of past tokens in its state), plus a per-source bias, so a beam
@@ -10,9 +10,9 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
+from mlxseq.decoding.beams import beam_search
 from mlxseq.decoding.search import (
     _best,
-    beam_search,
     generate_steps,
     greedy_decode,
     length_penalty_divisor,
