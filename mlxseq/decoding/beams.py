@@ -13,7 +13,7 @@ from mlx.utils import tree_flatten, tree_map
 
 from mlxseq.decoding.search import (
     Hypothesis, State, StateReader, StepModel, _batch_size_of, _best, _check_search_arguments, _forbidden,
-    _log_softmax, length_penalty_divisor,
+    _log_softmax, length_penalty_divisor, shrinks_batches,
 )
 
 
@@ -196,7 +196,7 @@ def beam_search(
         alive[done] = -np.inf
         if done.all():
             break
-        still = ~done[sources]
+        still = ~done[sources] if shrinks_batches() else np.ones(len(sources), dtype=bool)
         state = _next_beams(state, fixed, origin, still)
         sources, tokens = sources[still], token[still].reshape(-1)
         mx.eval(state)

@@ -28,7 +28,7 @@ from mlx.utils import tree_flatten, tree_map
 from mlxseq.decoding.beams import _check_beam_arguments, _next_beams, _passed_through, expand_beams
 from mlxseq.decoding.search import (
     Hypothesis, State, StateReader, StepModel, _batch_size_of, _check_search_arguments, _log_softmax,
-    length_penalty_divisor,
+    length_penalty_divisor, shrinks_batches,
 )
 
 FINISHED_LOG_PROB = -1e10  # what a beam that ended keeps, as OpenNMT-py's update_finished
@@ -106,6 +106,8 @@ def opennmt_beam_search(
             beam_log_probs[ended] = FINISHED_LOG_PROB
             top_ended[sources] |= ended[:, 0]
             for i, b in enumerate(sources):
+                if results[b] is not None:
+                    continue
                 for j in np.nonzero(ended[i])[0]:
                     words = sequences[i, j].tolist()
                     by_eos = words[-1] == eos_id
@@ -119,7 +121,7 @@ def opennmt_beam_search(
         if all(r is not None for r in results):
             break
         # A source that is done leaves the batch, as OpenNMT-py's finished batches do.
-        still = np.array([results[b] is None for b in sources])
+        still = np.array([results[b] is None or not shrinks_batches() for b in sources])
         state = _next_beams(state, fixed, origin, still)
         sources, tokens = sources[still], token[still].reshape(-1).astype(np.int32)
         beam_log_probs, sequences = beam_log_probs[still], sequences[still]

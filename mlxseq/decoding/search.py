@@ -129,6 +129,14 @@ def _check_search_arguments(eos_id, max_tokens, min_length, banned_ids):
         raise ValueError(f"banned_ids contains eos_id={eos_id}; use min_length to delay eos")
 
 
+def shrinks_batches() -> bool:
+    """Whether rows (and beam search's sources) that are done leave the model's batch: on the CPU,
+    where a step costs in proportion to its rows. On a GPU a decoder step of a few hundred rows
+    costs about what one of fewer does, and each smaller batch meant gathers and kernels for a
+    new shape: there they stay (measured on an H200: 1.64 against 1.38 s for 1,000 sentences)."""
+    return mx.default_device().type == mx.DeviceType.cpu
+
+
 def _log_softmax(logits: mx.array) -> mx.array:
     """log_softmax over the last axis, ``-inf`` logits staying ``-inf``: the native primitive
     where it runs, else :func:`_graph_log_softmax`."""
@@ -257,7 +265,7 @@ def _generation_loop(
         if ended_rows.all():
             return
         still = ~ended_rows[running]
-        if not still.all():
+        if not still.all() and shrinks_batches():
             state = tree_map(lambda a: a[mx.array(np.nonzero(still)[0])], state)
             running = running[still]
             place = np.full(batch, len(running), dtype=np.int32)

@@ -269,6 +269,36 @@ def test_a_source_that_is_done_leaves_the_batch_and_the_others_get_what_they_get
             np.testing.assert_allclose(hypothesis.attention, _read_back(model, source, hypothesis), rtol=1e-6)
 
 
+@pytest.mark.parametrize("search", ["greedy", "beam", "opennmt"])
+def test_where_batches_do_not_shrink_every_row_runs_to_the_end_with_the_same_results(search, monkeypatch):
+    # On a GPU rows stay (shrinks_batches() is False there); the searches then find the same.
+    import mlxseq.decoding.beams
+    import mlxseq.decoding.opennmt_search
+    import mlxseq.decoding.search
+
+    sources = [[0.0, 9.0, 0.0, 0.0], [0.0, -1.0, 2.0, 0.0], [0.0, -6.0, 0.0, 0.3]]
+    common = dict(bos_id=BOS, eos_id=EOS, max_tokens=6, attention=lambda s: s["hidden"])
+    beams = dict(beam_size=3, n_best=2, length_penalty=0.6)
+
+    def run(model):
+        state = model.init_state(3, source=sources)
+        if search == "greedy":
+            return greedy_decode(model, state, **common)
+        return (beam_search if search == "beam" else opennmt_beam_search)(model, state, **common, **beams)
+
+    shrinking = RecordingTableModel(seed=5)
+    expected = run(shrinking)
+    for module in (mlxseq.decoding.search, mlxseq.decoding.beams, mlxseq.decoding.opennmt_search):
+        monkeypatch.setattr(module, "shrinks_batches", lambda: False)
+    steady = RecordingTableModel(seed=5)
+    found = run(steady)
+    assert min(shrinking.rows) < shrinking.rows[0] and set(steady.rows) == {steady.rows[0]}
+    assert found == expected
+    for ours, theirs in zip(found, expected):
+        for a, b in zip(ours if search != "greedy" else [ours], theirs if search != "greedy" else [theirs]):
+            np.testing.assert_allclose(a.attention, b.attention, rtol=1e-6)
+
+
 def test_a_leaf_the_model_passes_through_is_not_copied_while_no_source_leaves():
     # Beams of a source only reorder among its K rows, all copies of that source's rows: such a
     # leaf (a translation model's memory) needs no gather until a source leaves the batch.
