@@ -20,6 +20,7 @@ from mlxseq.decoding.search import (
 )
 from mlxseq.decoding.opennmt_search import opennmt_beam_search
 from mlxseq.decoding.sampling import make_repetition_penalty, make_sampler
+from tests.support.batches import batches_shrink
 from tests.support.native_paths import on_path
 
 PAD, EOS, BOS, A = 0, 1, 2, 3  # V = 4; bos may be produced too: to the search it is a token
@@ -255,7 +256,8 @@ class RecordingTableModel(TableModel):
 
 
 @pytest.mark.parametrize("search", [beam_search, opennmt_beam_search])
-def test_a_source_that_is_done_leaves_the_batch_and_the_others_get_what_they_get_alone(search):
+def test_a_source_that_is_done_leaves_the_batch_and_the_others_get_what_they_get_alone(search, monkeypatch):
+    batches_shrink(monkeypatch, True)  # as on the CPU, whatever the device
     # The first source's eos is all but certain: it is done after a step or two, the others run on.
     model = RecordingTableModel(seed=5)
     sources = [[0.0, 9.0, 0.0, 0.0], [0.0, -1.0, 2.0, 0.0], [1.5, -0.5, 0.0, 0.3]]
@@ -272,10 +274,6 @@ def test_a_source_that_is_done_leaves_the_batch_and_the_others_get_what_they_get
 @pytest.mark.parametrize("search", ["greedy", "beam", "opennmt"])
 def test_where_batches_do_not_shrink_every_row_runs_to_the_end_with_the_same_results(search, monkeypatch):
     # On a GPU rows stay (shrinks_batches() is False there); the searches then find the same.
-    import mlxseq.decoding.beams
-    import mlxseq.decoding.opennmt_search
-    import mlxseq.decoding.search
-
     sources = [[0.0, 9.0, 0.0, 0.0], [0.0, -1.0, 2.0, 0.0], [0.0, -6.0, 0.0, 0.3]]
     common = dict(bos_id=BOS, eos_id=EOS, max_tokens=6, attention=lambda s: s["hidden"])
     beams = dict(beam_size=3, n_best=2, length_penalty=0.6)
@@ -286,10 +284,10 @@ def test_where_batches_do_not_shrink_every_row_runs_to_the_end_with_the_same_res
             return greedy_decode(model, state, **common)
         return (beam_search if search == "beam" else opennmt_beam_search)(model, state, **common, **beams)
 
+    batches_shrink(monkeypatch, True)
     shrinking = RecordingTableModel(seed=5)
     expected = run(shrinking)
-    for module in (mlxseq.decoding.search, mlxseq.decoding.beams, mlxseq.decoding.opennmt_search):
-        monkeypatch.setattr(module, "shrinks_batches", lambda: False)
+    batches_shrink(monkeypatch, False)
     steady = RecordingTableModel(seed=5)
     found = run(steady)
     assert min(shrinking.rows) < shrinking.rows[0] and set(steady.rows) == {steady.rows[0]}
@@ -422,7 +420,8 @@ def test_generate_steps_streams_what_sample_returns():
     assert again == found
 
 
-def test_a_row_that_ended_leaves_the_batch_and_the_others_get_what_they_get_alone():
+def test_a_row_that_ended_leaves_the_batch_and_the_others_get_what_they_get_alone(monkeypatch):
+    batches_shrink(monkeypatch, True)  # as on the CPU, whatever the device
     model = RecordingTableModel(seed=5)
     sources = [[0.0, 9.0, 0.0, 0.0], [0.0, -1.0, 2.0, 0.0], [0.0, -6.0, 0.0, 0.3]]  # the first ends at once
     common = dict(bos_id=BOS, eos_id=EOS, max_tokens=8)
@@ -437,7 +436,8 @@ def test_a_row_that_ended_leaves_the_batch_and_the_others_get_what_they_get_alon
         np.testing.assert_allclose(found.attention, _read_back(model, source, found), rtol=1e-6)
 
 
-def test_a_row_s_samples_do_not_depend_on_when_the_other_rows_end():
+def test_a_row_s_samples_do_not_depend_on_when_the_other_rows_end(monkeypatch):
+    batches_shrink(monkeypatch, True)  # as on the CPU, whatever the device
     # The sampler sees every row at every step (ended ones with eos alone), so its random draws
     # for a row are the same whether the rows beside it ended early or not.
     common = dict(bos_id=BOS, eos_id=EOS, max_tokens=8, sampler=make_sampler(temp=1.0))

@@ -309,11 +309,13 @@ def test_attention_rows_are_the_output_tokens_in_order(folder):
 
 
 @pytest.mark.parametrize("search", ["beam", "opennmt"])
-def test_sources_leave_the_beams_as_they_end_and_each_gets_what_repeated_memory_gets(folder, search):
+def test_sources_leave_the_beams_as_they_end_and_each_gets_what_repeated_memory_gets(folder, search, monkeypatch):
     # A trained model on sources of 2 to 6 words: the short ones end first and leave the batch,
     # the memory of those still running is gathered by source; the memory is kept once per source.
     from mlxseq.decoding import beam_search, opennmt_beam_search
+    from tests.support.batches import batches_shrink
 
+    batches_shrink(monkeypatch, True)  # as on the CPU, whatever the device
     model = Translator.load(folder).model
     tokenizers = Translator.load(folder).tokenizers
     sentences = ["acht eins", "eins zwei drei vier fünf sechs", "drei vier", "sieben sechs fünf zwei"]
