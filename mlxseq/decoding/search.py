@@ -200,8 +200,8 @@ def generate_steps(
     tokens generated so far ``(B, t)`` and the logits; (3) banned ids, and eos before
     ``min_length`` tokens, get -inf; (4) the sampler picks a token per row from the
     log-softmax of that; (5) the model's own log-probability of the token is reported.
-    Rows that produced eos keep being fed eos (inactive) until every row has ended or
-    ``max_tokens`` steps were made.
+    Rows that produced eos report eos (inactive) until every row has ended or ``max_tokens``
+    steps were made; where ``shrinks_batches()`` (the CPU), the model no longer runs them.
 
     Args:
         model, state: a ``StepModel`` and its state for B rows.
