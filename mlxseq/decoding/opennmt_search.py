@@ -35,6 +35,22 @@ FINISHED_LOG_PROB = -1e10  # what a beam that ended keeps, as OpenNMT-py's updat
 EARLY_EOS = -1e20  # eos before min_length
 
 
+def first_of_stable_sort(scores: np.ndarray, k: int) -> np.ndarray:
+    """``np.argsort(-scores, axis=-1, kind="stable")[:, :k]`` (ties in index order) without sorting
+    whole rows: the entries at least the k-th largest, in index order, sorted among themselves
+    (a (32, 25,000) step's full sorts took 65 ms, most of a search's time)."""
+    if k >= scores.shape[-1]:
+        return np.argsort(-scores, axis=-1, kind="stable")[:, :k]
+    kth = -np.partition(-scores, k - 1, axis=-1)[:, k - 1]  # each row's k-th largest
+    top = np.empty((scores.shape[0], k), dtype=np.int64)
+    for row, (values, least) in enumerate(zip(scores, kth)):
+        candidates = np.flatnonzero(values >= least)  # index order; every tie with the k-th
+        if len(candidates) < k:  # NaN scores (the translator then says so): the whole row
+            candidates = np.arange(len(values))
+        top[row] = candidates[np.argsort(-values[candidates], kind="stable")[:k]]
+    return top
+
+
 def opennmt_beam_search(
     model: StepModel,
     state: State,
@@ -89,7 +105,7 @@ def opennmt_beam_search(
         log_probs = log_probs + beam_log_probs.reshape(-1, 1)
         penalty = np.float32(length_penalty_divisor(step + 2, length_penalty, length_penalty_kind))
         scores = (log_probs / penalty if penalty != 1 else log_probs).reshape(running, K * vocab)
-        top = np.argsort(-scores, axis=-1, kind="stable")[:, :K]  # (running, K), best first
+        top = first_of_stable_sort(scores, K)  # (running, K), best first
         top_scores = np.take_along_axis(scores, top, axis=-1)
         beam_log_probs = (top_scores * penalty).astype(np.float32)
         origin, token = top // vocab, top % vocab

@@ -503,3 +503,19 @@ def test_generate_steps_checks_its_arguments_at_the_call():
     with pytest.raises(ValueError, match="max_tokens must be an integer >= 1, got 0"):
         generate_steps(model, model.init_state(1), bos_id=BOS, eos_id=EOS, max_tokens=0)
 
+
+
+def test_opennmt_s_choice_of_candidates_is_the_first_of_a_stable_sort():
+    # OpenNMT-py's beams are the first K of a stable sort of the scores (ties in index order):
+    # the partial selection gives exactly those, with ties, -inf and the -1e10 of ended beams.
+    from mlxseq.decoding.opennmt_search import first_of_stable_sort
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        rows, n, k = rng.integers(1, 5), rng.integers(1, 40), rng.integers(1, 45)
+        scores = rng.integers(-3, 3, size=(rows, n)).astype(np.float32)  # many ties
+        scores[rng.random((rows, n)) < 0.2] = -np.inf
+        scores[rng.random((rows, n)) < 0.1] = -1e10
+        scores[rng.random((rows, n)) < 0.02] = np.nan  # a broken model's: as the full sort orders them
+        expected = np.argsort(-scores, axis=-1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(first_of_stable_sort(scores, k), expected)
