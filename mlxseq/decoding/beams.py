@@ -1,8 +1,8 @@
 """Beam search over any :class:`~mlxseq.decoding.search.StepModel`: K beams per source.
 
 The state holds K rows per source (``expand_beams``; a model may keep leaves such as an
-encoder's memory once per source), reordered to the beams kept at each step; a source that is
-done leaves the batch. Shapes: B sources, K beams, V vocabulary.
+encoder's memory once per source), reordered to the beams kept at each step; on the CPU a
+source that is done leaves the batch (``shrinks_batches``). Shapes: B sources, K beams, V vocabulary.
 """
 
 from typing import Optional, Sequence
@@ -41,9 +41,11 @@ def _passed_through(fixed: list[bool], before: State, after: State) -> list[bool
     Such a leaf (a translation model's memory, keys and mask) holds each source's rows once
     (see ``StepModel``) or K copies of them, so reordering beams, which moves rows only among
     a source's K, leaves it as it is. A leaf counts while each step returned the very array
-    it was given."""
-    pairs = zip(fixed, tree_flatten(after), tree_flatten(before))
-    return [f and new is old for f, (_, new), (_, old) in pairs]
+    it was given (a step that changes the state's structure counts as changing every leaf)."""
+    after, before = tree_flatten(after), tree_flatten(before)
+    if [name for name, _ in after] != [name for name, _ in before]:
+        return [False] * len(after)
+    return [f and new is old for f, (_, new), (_, old) in zip(fixed, after, before)]
 
 
 def _next_beams(state: State, fixed: list[bool], origin: np.ndarray, still: np.ndarray) -> State:
@@ -95,8 +97,8 @@ def beam_search(
     (4) those among the best K that end in eos are finished and set aside, scored
     ``log_prob / lp(length)`` (see ``length_penalty_divisor``); (5) the best K that do not
     end in eos stay alive and the state is reordered to them. Hypotheses still alive after
-    ``max_tokens`` steps are finished as they are, scored the same way. A source that is
-    done (below) leaves the batch: later steps run only the others' beams.
+    ``max_tokens`` steps are finished as they are, scored the same way. On the CPU a source
+    that is done (below) leaves the batch: later steps run only the others' beams.
 
     A source stops once it holds ``n_best`` finished hypotheses that no alive beam can
     beat: an alive log-probability can only fall, so its best final score is at most
@@ -130,11 +132,8 @@ def beam_search(
         return length_penalty_divisor(length, length_penalty, length_penalty_kind)
 
     state = expand_beams(model, state, K)
-    # Leaves every step passes through unchanged (a translation model's memory, keys and mask)
-    # stay K copies of their source's rows: reordering beams leaves them as they are.
-    fixed = [True] * len(tree_flatten(state))
-    # The sources whose beams the model still runs, in the order of its rows (K rows each):
-    # a source leaves the batch once it is done, so later steps run only the others.
+    fixed = [True] * len(tree_flatten(state))  # leaves every step passed through (_passed_through)
+    # The sources whose beams the model still runs, in the order of its rows (K rows each).
     sources = np.arange(batch)
     tokens = np.full(batch * K, bos_id, dtype=np.int32)
     history = np.zeros((batch, K, 0), dtype=np.int32)  # tokens of each alive beam

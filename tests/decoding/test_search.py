@@ -331,6 +331,25 @@ def test_a_leaf_kept_once_per_source_that_the_step_changes_is_refused_by_name():
         beam_search(model, model.init_state(2, source=SOURCES), bos_id=BOS, eos_id=EOS, beam_size=3, max_tokens=6)
 
 
+class GrowingState(TableModel):
+    """A TableModel whose step adds a leaf to the state (``steps``, per row) the first time."""
+
+    def step(self, tokens, state):
+        steps = state.get("steps", mx.zeros(tokens.shape, mx.int32))
+        logits, new = super().step(tokens, {k: v for k, v in state.items() if k != "steps"})
+        return logits + steps[:, None].astype(mx.float32) * 0.1, {**new, "steps": steps + 1}
+
+
+def test_a_step_that_adds_to_the_state_has_its_new_leaves_reordered_too():
+    model = GrowingState(seed=5)
+    sources = [[0.0, 9.0, 0.0, 0.0], [0.0, -1.0, 2.0, 0.0], [1.5, -0.5, 0.0, 0.3]]
+    arguments = dict(bos_id=BOS, eos_id=EOS, beam_size=3, max_tokens=6, n_best=2, length_penalty=0.6)
+    for search in (beam_search, opennmt_beam_search):
+        together = search(model, model.init_state(3, source=sources), **arguments)
+        for source, found in zip(sources, together):
+            assert found == search(model, model.init_state(1, source=[source]), **arguments)[0]
+
+
 def _rows_of_sources(batch, K):
     """Row selections that keep whole sources, K rows each, in order."""
     from itertools import combinations
