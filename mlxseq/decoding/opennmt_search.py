@@ -136,8 +136,8 @@ def opennmt_beam_search(
                                   for score, log_prob, words, by_eos, rows in ranked]
         if all(r is not None for r in results):
             break
-        # A source that is done leaves the batch, as OpenNMT-py's finished batches do.
-        still = np.array([results[b] is None or not shrinks_batches() for b in sources])
+        # On the CPU a source that is done leaves the batch, as OpenNMT-py's finished batches do.
+        still = np.array([results[b] is None for b in sources]) | (not shrinks_batches())
         state = _next_beams(state, fixed, origin, still)
         sources, tokens = sources[still], token[still].reshape(-1).astype(np.int32)
         beam_log_probs, sequences = beam_log_probs[still], sequences[still]

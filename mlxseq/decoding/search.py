@@ -233,9 +233,9 @@ def _generation_loop(
     history = mx.zeros((batch, 0), dtype=mx.int32)
     # The rows the model still runs (a row that ended leaves its batch) and, for each of the
     # batch's rows, where its logits are: its place among them, or past them (ended).
-    running, place = np.arange(batch), None
+    running, running_rows, place = np.arange(batch), None, None
     for step in range(max_tokens):
-        logits, state = model.step(tokens if place is None else tokens[mx.array(running)], state)
+        logits, state = model.step(tokens if place is None else tokens[running_rows], state)
         vocab = logits.shape[-1]
         if place is not None:  # ended rows get eos alone, so the processors and sampler see every row
             eos_only = mx.where(mx.arange(vocab) == eos_id, 0.0, -mx.inf)[None].astype(logits.dtype)
@@ -266,11 +266,12 @@ def _generation_loop(
             return
         still = ~ended_rows[running]
         if not still.all() and shrinks_batches():
-            state = tree_map(lambda a: a[mx.array(np.nonzero(still)[0])], state)
+            kept = mx.array(np.nonzero(still)[0])
+            state = tree_map(lambda a: a[kept], state)
             running = running[still]
             place = np.full(batch, len(running), dtype=np.int32)
             place[running] = np.arange(len(running))
-            place = mx.array(place)
+            running_rows, place = mx.array(running), mx.array(place)
 
 
 def _collect(steps: Iterator[GenerationStep], eos_id: int) -> list[Hypothesis]:
