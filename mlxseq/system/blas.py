@@ -32,7 +32,7 @@ IMPORT_ORDER_HINT = (
     "import mlxseq first, or run with LD_PRELOAD=libopenblas.so.0"
 )
 
-_state = {"library": None, "core": None, "note": "not loaded"}
+_state = {"library": None, "core": None, "note": "not loaded", "hint": INSTALL_HINT}
 
 
 def _has_avx512() -> bool:
@@ -63,6 +63,7 @@ def preload() -> None:
         return
     if "mlx.core" in sys.modules and not _preloaded_by_environment():
         _state["note"] = f"reference BLAS of the mlx wheel: {IMPORT_ORDER_HINT}"
+        _state["hint"] = IMPORT_ORDER_HINT
         # Said at the import, where a library user sees it: the commands' startup notes come later.
         warnings.warn(f"mlxseq: MLX's matmuls run on the mlx wheel's reference BLAS (20-50x slower): "
                       f"{IMPORT_ORDER_HINT}", RuntimeWarning, stacklevel=3)
@@ -116,6 +117,12 @@ def _openblas_core(lib):
 def describe() -> str:
     """One line: which BLAS MLX's CPU matmuls use in this process."""
     return _state["note"]
+
+
+def hint() -> str:
+    """What to do where MLX's matmuls run on the wheel's reference BLAS (install OpenBLAS, or
+    import mlxseq before mlx.core)."""
+    return _state["hint"]
 
 
 def is_optimized() -> bool:

@@ -51,8 +51,7 @@ def startup_notes() -> list[str]:
     if not sys.platform.startswith("linux") or mx.default_device() != mx.cpu:
         return notes
     if not blas.is_optimized() and os.environ.get("MLXSEQ_BLAS", "") != "reference":
-        hint = blas.IMPORT_ORDER_HINT if blas.IMPORT_ORDER_HINT in blas.describe() else blas.INSTALL_HINT
-        notes.append(f"mlxseq: matmuls run on the mlx wheel's reference BLAS (20-50x slower): {hint}")
+        notes.append(f"mlxseq: matmuls run on the mlx wheel's reference BLAS (20-50x slower): {blas.hint()}")
     cache = kernel_cache_folder()
     if (shutil.which("g++") or shutil.which("c++")) and not (cache.is_dir() and any(cache.iterdir())):
         notes.append(f"mlxseq: MLX builds its CPU kernels for this machine on first use (once, 10-20 s; cached in {cache})")
