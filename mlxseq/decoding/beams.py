@@ -20,6 +20,8 @@ from mlxseq.decoding.search import (
 def expand_beams(model: StepModel, state: State, K: int) -> State:
     """The state for K beams of each source: the model's ``expand_beams`` where it has one,
     else every leaf repeated K times."""
+    if isinstance(K, bool) or not isinstance(K, int) or K < 1:
+        raise ValueError(f"K (beams per source) must be an integer >= 1, got {K!r}")
     if hasattr(model, "expand_beams"):
         return model.expand_beams(state, K)
     return tree_map(lambda a: mx.repeat(a, K, axis=0), state)

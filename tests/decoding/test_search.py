@@ -350,6 +350,15 @@ def test_a_step_that_adds_to_the_state_has_its_new_leaves_reordered_too():
             assert found == search(model, model.init_state(1, source=[source]), **arguments)[0]
 
 
+@pytest.mark.parametrize("K", [0, -1, 2.0, True])
+def test_expanding_to_a_number_of_beams_that_is_not_a_positive_integer_is_refused(K):
+    from mlxseq.decoding import expand_beams
+
+    model = TableModel(seed=0)
+    with pytest.raises(ValueError, match=rf"K \(beams per source\) must be an integer >= 1, got {K!r}"):
+        expand_beams(model, model.init_state(2, source=SOURCES), K)
+
+
 def _rows_of_sources(batch, K):
     """Row selections that keep whole sources, K rows each, in order."""
     from itertools import combinations
