@@ -325,7 +325,7 @@ void gemm(int steps, bool trans_a, bool trans_b, int m, int n, int k, const floa
 struct Pointers {
   const float *x, *h0, *c0, *w_ih, *bias, *w_hh, *b_hh, *w_hr, *mask;
   float *out, *h_n, *c_n;
-  float *h_prev, *c_new, *z, *rzn, *hn, *y;  // kept (T, B, ...) or null
+  float *c_new, *z, *rzn, *hn, *y;  // kept (T, B, ...) or null
 };
 
 // Rows per thread below which a scan keeps its rows together (its products then split their
@@ -421,7 +421,6 @@ void run_rows(const RecurrenceLayout& layout, Sizes n, const Pointers& p, int b0
       }
     }
     float* xp_t = kept_xp ? at(kept_xp, t, G) : chunk.data() + size_t(t - chunk_t0) * R * G;
-    if (float* kept = at(p.h_prev, t, P)) std::copy(h, h + size_t(R) * P, kept);
     float* y_t = p.y ? at(p.y, t, H) : y.data();
     if (gru) {  // hh = h W_hh^T + b_hh; the gates add it to xp_t
       products.recurrent(h, 0.0f, hh.data());
@@ -497,14 +496,15 @@ void run(const RecurrenceLayout& layout, Sizes n, const Pointers& p) {
 // Backward: the forward's inputs and kept arrays, the cotangents, and the gradients it writes.
 struct BackwardPointers {
   const float *x, *w_ih, *w_hh, *w_hr, *mask, *c0;
-  const float *h_prev, *c_new, *z, *rzn, *hn, *y;
+  const float *h0, *out, *c_new, *z, *rzn, *hn, *y;
   const float *d_out, *d_h, *d_c;
   float *dx, *d_h0, *d_c0, *dw_ih, *d_bias, *dw_hh, *d_b_hh, *dw_hr;
 };
 
-// One chunk's d(xp) (and GRU d(hh), projected d(h')) into dx and the weight gradients.
+// One chunk's d(xp) (and GRU d(hh), projected d(h')) into dx and the weight gradients; h_prev: the
+// chunk's h_{t-1} (steps * B, P).
 void flush_chunk(const RecurrenceLayout& layout, Sizes n, const BackwardPointers& p, int t0, int steps,
-                 const float* d_xp, const float* d_hh, const float* d_new) {
+                 const float* d_xp, const float* d_hh, const float* d_new, const float* h_prev) {
   const auto [T, B, G, P, H, D] = n;
   const int rows = steps * B;
   const size_t first = size_t(t0) * B;
@@ -516,7 +516,7 @@ void flush_chunk(const RecurrenceLayout& layout, Sizes n, const BackwardPointers
     std::copy(d_xp, d_xp + size_t(rows) * G, p.dx + first * G);
   }
   const float* d_gates = d_hh ? d_hh : d_xp;  // what multiplied W_hh
-  gemm(T, true, false, G, P, rows, d_gates, G, p.h_prev + first * P, P, 1.0f, p.dw_hh);  // dW_hh += d^T h_{t-1}
+  gemm(T, true, false, G, P, rows, d_gates, G, h_prev, P, 1.0f, p.dw_hh);  // dW_hh += d^T h_{t-1}
   if (p.d_b_hh) add_column_sums(rows, G, d_hh, p.d_b_hh);
   if (p.dw_hr) gemm(T, true, false, P, H, rows, d_new, P, p.y + first * H, H, 1.0f, p.dw_hr);  // dW_hr += dh'^T y
 }
@@ -540,25 +540,38 @@ void run_backward(const RecurrenceLayout& layout, Sizes n, const BackwardPointer
   const std::optional<WeightProduct> projection =
       layout.projected ? std::optional<WeightProduct>(std::in_place, B, H, P, p.w_hr, false, T) : std::nullopt;
   auto time_of = [&](int k) { return layout.reverse ? T - 1 - k : k; };
-  // LSTM: c_{t-1} is not kept. Row b's cell state before step k is c_t of its last valid step
-  // before k (c_new holds every step's c_t), or c0: found once, as a step index per row.
-  std::vector<int> last_valid(lstm ? size_t(T) * B : 0);
-  std::vector<float> c_prev(lstm ? size_t(B) * H : 0);
-  if (lstm) {
-    std::vector<int> last(B, -1);
-    for (int k = 0; k < T; ++k) {
-      for (int b = 0; b < B; ++b) {
-        last_valid[size_t(k) * B + b] = last[b];
-        if (!layout.masked || p.mask[size_t(time_of(k)) * B + b] != 0.0f) last[b] = k;
-      }
+  // h_{t-1} and the LSTM's c_{t-1} are not kept. Row b's states before step k are those of its last
+  // valid step before k (out holds every valid step's h_t, c_new every step's c_t), or h0 and c0:
+  // that step found once per row and step.
+  std::vector<int> last_valid(size_t(T) * B);
+  std::vector<int> last(B, -1);
+  for (int k = 0; k < T; ++k) {
+    for (int b = 0; b < B; ++b) {
+      last_valid[size_t(k) * B + b] = last[b];
+      if (!layout.masked || p.mask[size_t(time_of(k)) * B + b] != 0.0f) last[b] = k;
     }
   }
+  // Row b's `width` values before step k, from an array stacked over time or its initial value.
+  auto state_before = [&](const float* stacked, const float* initial, int width, int k, int b) {
+    const int j = last_valid[size_t(k) * B + b];
+    return j < 0 ? initial + size_t(b) * width : stacked + (size_t(time_of(j)) * B + b) * width;
+  };
+  std::vector<float> c_prev(lstm ? size_t(B) * H : 0), h_prev_chunk(size_t(C) * B * P);
   for (int k = T - 1; k >= 0; --k) {
     const int t = time_of(k);
     const size_t tb = size_t(t) * B;
     const int k0 = k / C * C, k1 = std::min(T, k0 + C);
     const int chunk_t0 = first_time(layout, T, k0, k1);
     const size_t slot = size_t(t - chunk_t0) * B;  // this step's rows in the chunk buffers
+    if (k == k1 - 1) {  // the chunk's h_{t-1}, in the order of its rows
+      for (int j = k0; j < k1; ++j) {
+        float* rows = h_prev_chunk.data() + size_t(time_of(j) - chunk_t0) * B * P;
+        for (int b = 0; b < B; ++b) {
+          const float* row = state_before(p.out, p.h0, P, j, b);
+          std::copy(row, row + P, rows + size_t(b) * P);
+        }
+      }
+    }
     // out_t = m * h'_t, and h_t = m ? h'_t : h_{t-1} (likewise c_t): the cotangents of rows b0 .. b1 - 1
     // split between this step's output (d_new, dc_new) and the state it passed on (dh_keep, dc_keep).
     const auto split_cotangents = [&](int b0, int b1) {
@@ -588,14 +601,14 @@ void run_backward(const RecurrenceLayout& layout, Sizes n, const BackwardPointer
       const size_t g0 = size_t(b0) * G, h0 = size_t(b0) * H;
       if (lstm) {
         for (int b = b0; b < b1; ++b) {
-          const int j = last_valid[size_t(k) * B + b];
-          const float* row = j < 0 ? p.c0 + size_t(b) * H : p.c_new + (size_t(time_of(j)) * B + b) * H;
+          const float* row = state_before(p.c_new, p.c0, H, k, b);
           std::copy(row, row + H, c_prev.begin() + size_t(b) * H);
         }
         lstm_cells_backward(rows, H, p.z + tb * G + g0, c_prev.data() + h0, p.c_new + tb * H + h0, dy_t + h0,
                             dc_new.data() + h0, d_xp + g0, dc_prev.data() + h0, g_scale(layout));
       } else if (gru) {
-        gru_cells_backward(rows, H, p.rzn + tb * G + g0, p.hn + tb * H + h0, p.h_prev + tb * P + h0, dy_t + h0,
+        gru_cells_backward(rows, H, p.rzn + tb * G + g0, p.hn + tb * H + h0, h_prev_chunk.data() + slot * P + h0,
+                           dy_t + h0,
                            d_xp + g0, d_hh + g0, dh_direct.data() + h0);
       } else {
         rnn_cells_backward(size_t(rows) * H, layout.kind == CellKind::rnn_relu, p.y + tb * H + h0, dy_t + h0,
@@ -620,7 +633,7 @@ void run_backward(const RecurrenceLayout& layout, Sizes n, const BackwardPointer
     });
     if (k == k0) {
       flush_chunk(layout, n, p, chunk_t0, k1 - k0, d_xp_chunk.data(), gru ? d_hh_chunk.data() : nullptr,
-                  layout.projected ? d_new_chunk.data() : nullptr);
+                  layout.projected ? d_new_chunk.data() : nullptr, h_prev_chunk.data());
     }
   }
   std::copy(dh.begin(), dh.end(), p.d_h0);
@@ -638,7 +651,7 @@ float* data_or_null(std::vector<mx::array>& arrays, int index) {
 // Positions of the optional inputs and kept outputs of a Recurrence.
 struct Positions {
   int c0 = -1, w_ih = -1, bias = -1, w_hh = -1, b_hh = -1, w_hr = -1, mask = -1;
-  int c_n = -1, h_prev = -1, c_new = -1, z = -1, rzn = -1, hn = -1, y = -1;
+  int c_n = -1, c_new = -1, z = -1, rzn = -1, hn = -1, y = -1;
 
   explicit Positions(const RecurrenceLayout& l) {
     const bool lstm = l.kind == CellKind::lstm, gru = l.kind == CellKind::gru;
@@ -652,8 +665,7 @@ struct Positions {
     if (l.masked) mask = i++;
     int o = 2;
     if (lstm) c_n = o++;
-    if (l.keep) {
-      h_prev = o++;
+    if (l.keep) {  // the RNN keeps nothing: its y_t is out_t (where out_t is 0, so is the gradient)
       if (lstm) {
         c_new = o++;
         z = o++;
@@ -661,8 +673,6 @@ struct Positions {
       } else if (gru) {
         rzn = o++;
         hn = o++;
-      } else {
-        y = o++;
       }
     }
   }
@@ -690,7 +700,7 @@ void Recurrence::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::
              data_or_null(inputs, at.w_ih), data_or_null(inputs, at.bias), w_hh.data<float>(),
              data_or_null(inputs, at.b_hh), data_or_null(inputs, at.w_hr), data_or_null(inputs, at.mask),
              outputs[0].data<float>(), outputs[1].data<float>(), data_or_null(outputs, at.c_n),
-             data_or_null(outputs, at.h_prev), data_or_null(outputs, at.c_new), data_or_null(outputs, at.z),
+             data_or_null(outputs, at.c_new), data_or_null(outputs, at.z),
              data_or_null(outputs, at.rzn), data_or_null(outputs, at.hn), data_or_null(outputs, at.y)};
   const Sizes n{int(inputs[0].shape(0)), int(inputs[0].shape(1)), G, P, H, D};
   dispatch(inputs, outputs, [layout = layout_, n, p]() { run(layout, n, p); });
@@ -720,8 +730,10 @@ std::vector<mx::array> Recurrence::vjp(
   inputs.push_back(w_hh);
   if (layout_.projected) inputs.push_back(primals[at.w_hr]);
   if (layout_.masked) inputs.push_back(primals[at.mask]);
+  inputs.push_back(primals[1]);  // h0 and out: the states h_{t-1}
+  inputs.push_back(outputs[0]);
   if (lstm) inputs.push_back(primals[at.c0]);
-  for (int o : {at.h_prev, at.c_new, at.z, at.rzn, at.hn, at.y}) {
+  for (int o : {at.c_new, at.z, at.rzn, at.hn, at.y}) {
     if (o >= 0) inputs.push_back(outputs[o]);
   }
   inputs.push_back(cotangent(0));
@@ -776,13 +788,14 @@ void RecurrenceBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vec
   const int w_hr_at = i;
   p.w_hr = next(layout_.projected);
   p.mask = next(layout_.masked);
+  p.h0 = next(true);
+  p.out = next(true);
   p.c0 = next(lstm);
-  p.h_prev = next(true);
   p.c_new = next(lstm);
   p.z = next(lstm);
   p.rzn = next(gru);
   p.hn = next(gru);
-  p.y = next((lstm && layout_.projected) || (!lstm && !gru));
+  p.y = lstm ? next(layout_.projected) : gru ? nullptr : p.out;  // the RNN's y_t: out_t
   p.d_out = next(true);
   p.d_h = next(true);
   p.d_c = next(lstm);
@@ -841,15 +854,12 @@ std::vector<mx::array> recurrence(
   const int H = w_hr ? w_hr->shape(1) : (lstm ? G / 4 : gru ? G / 3 : G);
   std::vector<mx::Shape> shapes{{T, B, P}, {B, P}};
   if (lstm) shapes.push_back({B, H});
-  if (keep) {
-    shapes.push_back({T, B, P});  // h_{t-1}
+  if (keep) {  // h_{t-1} is not kept: the backward finds it in out and h0
     if (lstm) {
       shapes.insert(shapes.end(), {{T, B, H}, {T, B, G}});  // c_t, z_t
       if (w_hr) shapes.push_back({T, B, H});  // y_t
     } else if (gru) {
       shapes.insert(shapes.end(), {{T, B, G}, {T, B, H}});  // r, z, n and W_hn h + b_hn
-    } else {
-      shapes.push_back({T, B, H});  // y_t
     }
   }
   std::vector<mx::Dtype> dtypes(shapes.size(), mx::float32);

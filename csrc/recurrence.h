@@ -11,9 +11,10 @@
 //   w_hr (P, H)    LSTM with proj_size: projection of the hidden state
 //   mask (T, B)    1.0 where t < length, else 0.0
 // Outputs: out (T, B, P) (0 at masked steps), h_T (B, P) and, for the LSTM, c_T (B, H);
-// when differentiable (`keep`), also what the backward pass reads, each stacked over time
-// (T, B, ...): h_{t-1}; LSTM: c_t, z_t (and y_t when projected; c_{t-1} is found from c_t, the
-// mask and c0); GRU: the gates r, z, n and W_hn h + b_hn; RNN: y_t.
+// when differentiable (`keep`), also what the backward pass reads beside out, each stacked over
+// time (T, B, ...): LSTM: c_t, z_t (and y_t when projected); GRU: the gates r, z, n and W_hn h + b_hn;
+// the RNN nothing (its y_t is out_t). h_{t-1} is found from out, the mask and h0 (out_t is h_t at
+// every valid step), and the LSTM's c_{t-1} likewise from c_t and c0.
 //
 // The input projections are made a chunk of steps at a time (one GEMM of about 1,024 rows),
 // into the kept z_t (LSTM) or a chunk buffer, so no (T, B, G) array of them exists; the
