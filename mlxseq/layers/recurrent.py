@@ -125,6 +125,8 @@ class _Recurrent(nn.Module):
             mask = (mx.arange(T)[:, None] < lengths[None, :])[..., None]  # (T, B, 1)
 
         layer_input = x.transpose(1, 0, 2)  # (T, B, D)
+        if self.bidirectional:  # one time-major copy for both directions (each would make its own)
+            layer_input = mx.contiguous(layer_input)
         finals = [[] for _ in states] if states is not None else [[] for _ in state_shapes]
         for k in range(self.num_layers):
             outputs = []
