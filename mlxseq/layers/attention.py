@@ -15,6 +15,8 @@ positions are -inf before the softmax, so attention never looks at padding.
 import mlx.core as mx
 import mlx.nn as nn
 
+from mlxseq.layers.activations import tanh
+
 KINDS = ("dot", "general", "additive")
 ALIASES = {"bahdanau": "additive", "mlp": "additive", "concat": "additive", "luong": "general"}
 
@@ -67,7 +69,7 @@ class Attention(nn.Module):
             ``(context (B, Tq, Dm), weights (B, Tq, S))``.
         """
         if self.kind == "additive":
-            hidden = mx.tanh(self.query_proj(query)[:, :, None, :] + keys[:, None, :, :])  # (B, Tq, S, A)
+            hidden = tanh(self.query_proj(query)[:, :, None, :] + keys[:, None, :, :])  # (B, Tq, S, A)
             scores = self.v(hidden).squeeze(-1)  # (B, Tq, S)
         else:
             scores = query @ keys.transpose(0, 2, 1)  # (B, Tq, S)

@@ -27,6 +27,8 @@ Public API::
 import mlx.core as mx
 import mlx.nn as nn
 
+from mlxseq.layers.activations import tanh
+
 POOLINGS = ("final", "mean", "max", "attention")
 
 
@@ -139,7 +141,7 @@ class AttentionPooling(nn.Module):
     def __call__(self, x: mx.array, lengths: mx.array):
         """``x`` (B, T, D), ``lengths`` (B,) -> ``(pooled (B, D), weights (B, T))``."""
         _check(x, lengths)
-        scores = self.query(mx.tanh(self.proj(x)))[..., 0]  # (B, T)
+        scores = self.query(tanh(self.proj(x)))[..., 0]  # (B, T)
         scores = mx.where(sequence_mask(lengths, x.shape[1]), scores, -mx.inf)
         weights = mx.softmax(scores, axis=-1, precise=True)
         return (weights[:, :, None] * x).sum(axis=1), weights
@@ -148,7 +150,7 @@ class AttentionPooling(nn.Module):
         """``x`` (B, T, D), ``starts``, ``ends`` (B, S) -> ``(pooled (B, S, D), weights (B, S, T))``:
         the same scores, each span's softmax over its own steps."""
         _check_spans(x, starts, ends)
-        scores = self.query(mx.tanh(self.proj(x)))[..., 0]  # (B, T)
+        scores = self.query(tanh(self.proj(x)))[..., 0]  # (B, T)
         scores = mx.where(span_mask(starts, ends, x.shape[1]), scores[:, None], -mx.inf)  # (B, S, T)
         weights = mx.softmax(scores, axis=-1, precise=True)
         return weights @ x, weights

@@ -342,7 +342,7 @@ class LuongSeq2Seq(Seq2Seq):
 
     def _attentional(self, context, top):
         out = self.linear_out(mx.concatenate([context, top], axis=-1))
-        return mx.tanh(out) if self.args.output_tanh else out
+        return layers.activations.tanh(out) if self.args.output_tanh else out  # vectorised on the CPU
 
 
 class BahdanauSeq2Seq(Seq2Seq):

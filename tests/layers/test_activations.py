@@ -24,6 +24,16 @@ def test_tanh_and_sigmoid_accuracy():
     assert np.abs(s - (0.5 + 0.5 * np.tanh(0.5 * x.astype(np.float64)))).max() < 3e-7
 
 
+@pytest.mark.parametrize("shape", [(5, 512), (3, 7, 11), (64, 16, 64)])
+def test_tanh_outside_a_compiled_function_and_its_gradient(shape):
+    # attention and the decoder's output call it eagerly while decoding: a kernel of its own there
+    x = np.random.default_rng(0).normal(scale=4, size=shape).astype(np.float32)
+    reference = np.tanh(x.astype(np.float64))
+    assert np.abs(np.array(activations.tanh(mx.array(x))) - reference).max() < 4e-7
+    gradient = np.array(mx.grad(lambda v: activations.tanh(v).sum())(mx.array(x)))
+    assert np.abs(gradient - (1.0 - reference**2)).max() < 1e-6
+
+
 def test_on_a_gpu_the_builtin_functions_are_used(monkeypatch):
     # there they are fused kernels and the arithmetic forms the slower (docs/speed.md); the check that
     # the dispatch follows the default device runs where a GPU is (the parity suite on MLX's CUDA backend)
