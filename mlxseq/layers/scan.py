@@ -130,6 +130,13 @@ def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: b
     def steps(T):
         return range(T - 1, -1, -1) if reverse else range(T)
 
+    def stack_in_time_order(values):
+        # A reverse scan stacks its steps in the order they ran, then reverses the stack: a
+        # transformation walks the graph from a node's first input on, and from the last step
+        # made it went down all T steps at once (the gradient of a 10,000-step bidirectional
+        # LSTM overflowed the C++ stack); from the first one made it goes one step at a time.
+        return mx.stack(values[::-1])[::-1] if reverse else mx.stack(values)
+
     def forward(*args):
         xp, h = args[0], args[1]
         extra = tuple(args[2 : 2 + ne])
@@ -186,7 +193,7 @@ def _scan_function(math: GateMath, has_bias_hh: bool, projected: bool, masked: b
             output = mx.concatenate(ordered) if len(ordered) > 1 else ordered[0]
             empty = mx.zeros((0,), dtype=xp.dtype)
             return (output, h, *extra, *(empty for _ in range(num_saved)))
-        return (mx.stack(outs), h, *extra, *(mx.stack(component) for component in saved))
+        return (stack_in_time_order(outs), h, *extra, *(stack_in_time_order(component) for component in saved))
 
     def backward(primals, cotangents, outputs):
         xp = primals[0]
